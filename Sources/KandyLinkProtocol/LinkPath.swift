@@ -1,0 +1,155 @@
+/// Paths of the Kandy Link REST API and notification channel: how they are built and parsed.
+///
+/// Layout (`design.md`): `/rest/version/{v}/user/{u}/subscription[/{id}]` and
+/// `/rest/version/{v}/user/{u}/websocket/{channelId}`. The username segment is percent-encoded
+/// when built and percent-decoded when parsed; the Kandy.js client appends returned paths to its
+/// origin verbatim.
+public enum LinkPath {
+    public static let version = "1"
+    /// Longest username accepted, in UTF-8 bytes.
+    public static let maxUsernameLength = 256
+
+    public static func userPrefix(_ user: String, version: String = version) -> String {
+        "/rest/version/\(version)/user/\(encode(user))"
+    }
+
+    public static func subscriptions(user: String) -> String {
+        userPrefix(user) + "/subscription"
+    }
+
+    public static func subscription(user: String, id: String) -> String {
+        subscriptions(user: user) + "/" + id
+    }
+
+    public static func channel(user: String, channelID: String) -> String {
+        userPrefix(user) + "/websocket/" + channelID
+    }
+
+    /// Percent-encodes a username for one path segment. `@`, `+` and the other characters that
+    /// browsers leave literal stay literal.
+    public static func encode(_ segment: String) -> String {
+        var out = ""
+        for byte in segment.utf8 {
+            if isUnreserved(byte) {
+                out.unicodeScalars.append(UnicodeScalar(byte))
+            } else {
+                out += "%" + hex(byte >> 4) + hex(byte & 0xF)
+            }
+        }
+        return out
+    }
+
+    /// Decodes a percent-encoded path segment; nil when it is malformed or not UTF-8.
+    public static func decode(_ segment: Substring) -> String? {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(segment.utf8.count)
+        var iterator = segment.utf8.makeIterator()
+        while let byte = iterator.next() {
+            if byte == UInt8(ascii: "%") {
+                guard let high = iterator.next().flatMap(hexValue), let low = iterator.next().flatMap(hexValue)
+                else { return nil }
+                bytes.append(high << 4 | low)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(validating: bytes, as: UTF8.self)
+    }
+
+    private static func isUnreserved(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"):
+            true
+        case UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: "@"),
+            UInt8(ascii: "+"), UInt8(ascii: "!"), UInt8(ascii: "$"), UInt8(ascii: "'"), UInt8(ascii: "("),
+            UInt8(ascii: ")"), UInt8(ascii: "*"), UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "="),
+            UInt8(ascii: ":"):
+            true
+        default:
+            false
+        }
+    }
+
+    private static func hex(_ nibble: UInt8) -> String {
+        String(UnicodeScalar(nibble < 10 ? nibble + 48 : nibble + 55))
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - 48
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - 87
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - 55
+        default: nil
+        }
+    }
+}
+
+/// A request path of the Link API, parsed.
+public enum LinkRoute: Equatable, Sendable {
+    /// `…/user/{u}/subscription`
+    case subscriptions(user: String)
+    /// `…/user/{u}/subscription/{id}`
+    case subscription(user: String, id: String)
+    /// `…/user/{u}/websocket/{channelId}`
+    case channel(user: String, channelID: String)
+
+    public var user: String {
+        switch self {
+        case .subscriptions(let user), .subscription(let user, _), .channel(let user, _): user
+        }
+    }
+
+    public enum ParseError: Error, Equatable {
+        /// Not a path of the Link API at all.
+        case unknownPath
+        /// A Link path whose user segment is unusable (malformed encoding, traversal, too long).
+        case invalidUser
+        /// A Link path with an unsupported REST version.
+        case unsupportedVersion
+    }
+
+    /// Parses a request target (path, optionally followed by `?query`, which is ignored).
+    public static func parse(_ target: String) throws(ParseError) -> LinkRoute {
+        let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        // "", "rest", "version", v, "user", u, kind, [id]
+        guard parts.count == 7 || parts.count == 8, parts[0].isEmpty, parts[1] == "rest", parts[2] == "version",
+            parts[4] == "user"
+        else { throw .unknownPath }
+        guard parts[3] == Substring(LinkPath.version) else { throw .unsupportedVersion }
+        guard let user = LinkPath.decode(parts[5]), isAcceptableUsername(user) else { throw .invalidUser }
+        switch (parts[6], parts.count) {
+        case ("subscription", 7):
+            return .subscriptions(user: user)
+        case ("subscription", 8) where isIdentifier(parts[7]):
+            return .subscription(user: user, id: String(parts[7]))
+        case ("websocket", 8) where isIdentifier(parts[7]):
+            return .channel(user: user, channelID: String(parts[7]))
+        default:
+            throw .unknownPath
+        }
+    }
+
+    /// Usernames are opaque, but never empty, never a dot segment, never containing `/` or control
+    /// characters, and at most `LinkPath.maxUsernameLength` bytes.
+    public static func isAcceptableUsername(_ user: String) -> Bool {
+        guard !user.isEmpty, user.utf8.count <= LinkPath.maxUsernameLength, user != ".", user != ".." else {
+            return false
+        }
+        return !user.unicodeScalars.contains { $0 == "/" || $0 == "\\" || $0.value < 0x20 || $0.value == 0x7F }
+    }
+
+    /// Platform-issued ids are URL-safe base64 of 128 random bits; accept that alphabet only.
+    static func isIdentifier(_ segment: Substring) -> Bool {
+        !segment.isEmpty && segment.utf8.count <= 64
+            && segment.utf8.allSatisfy { byte in
+                switch byte {
+                case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                    UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"):
+                    true
+                default: false
+                }
+            }
+    }
+}

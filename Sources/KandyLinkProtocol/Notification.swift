@@ -1,0 +1,59 @@
+/// `{"notificationMessage":{…}}`: the only shape a platform may push on a notification channel
+/// (spec §4.5). Anything else restarts the Kandy.js notification processor.
+public struct NotificationDocument: Codable, Sendable, Equatable {
+    public var notificationMessage: NotificationMessage
+
+    public init(notificationMessage: NotificationMessage) {
+        self.notificationMessage = notificationMessage
+    }
+}
+
+public struct NotificationMessage: Codable, Sendable, Equatable {
+    public var eventType: NotificationEventType
+    /// Unique per notification; Kandy.js drops any id it saw among the last 100.
+    public var eventId: String
+
+    public init(eventType: NotificationEventType, eventId: String) {
+        self.eventType = eventType
+        self.eventId = eventId
+    }
+
+    /// The platform ended the subscription; the client forgets its credentials (spec §4.6).
+    public static func gone(eventId: String) -> NotificationMessage {
+        NotificationMessage(eventType: .gone, eventId: eventId)
+    }
+}
+
+public struct NotificationEventType: RawRepresentable, Hashable, Sendable, Codable, ExpressibleByStringLiteral {
+    public let rawValue: String
+
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public init(stringLiteral value: String) { self.rawValue = value }
+
+    public init(from decoder: any Decoder) throws {
+        self.rawValue = try decoder.singleValueContainer().decode(String.self)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(rawValue)
+    }
+
+    public static let gone: NotificationEventType = "gone"
+    public static let presenceWatcher: NotificationEventType = "presenceWatcher"
+    public static let im: NotificationEventType = "IM"
+}
+
+/// The keepalive a Link client sends on its channel: `{"message_type":"ping"}` (spec §4.3).
+/// A platform must never answer it.
+public struct KeepaliveMessage: Codable, Sendable, Equatable {
+    public var messageType: String
+
+    public init() { self.messageType = "ping" }
+
+    enum CodingKeys: String, CodingKey {
+        case messageType = "message_type"
+    }
+
+    public static let text = #"{"message_type":"ping"}"#
+}

@@ -1,0 +1,84 @@
+/// The platform's `statusCode` values: the one table of them.
+///
+/// The Kandy.js client treats `0` as success (and `2` as success on PUT, which is why no error
+/// here uses `2`); every other value is shown to the user inside a message such as
+/// "Failed to subscribe user. Code: 21." Each code has one HTTP status.
+public enum StatusCode: Int, Sendable, CaseIterable, Codable {
+    case success = 0
+
+    case malformedRequest = 10
+    case invalidField = 11
+    case noGrantableService = 12
+    case bodyTooLarge = 13
+    case invalidPath = 14
+
+    case authenticationRequired = 20
+    case invalidCredentials = 21
+    case tokenExpired = 22
+    case forbiddenUser = 23
+    case throttled = 29
+
+    case subscriptionNotFound = 39
+    case notFound = 40
+    case methodNotAllowed = 41
+    case upgradeRequired = 42
+    case sessionLimitReached = 49
+
+    case internalError = 50
+    case unavailable = 51
+
+    /// The HTTP status sent with this code.
+    public var httpStatus: Int {
+        switch self {
+        case .success: 200
+        case .malformedRequest, .invalidField, .noGrantableService, .invalidPath: 400
+        case .bodyTooLarge: 413
+        case .authenticationRequired, .invalidCredentials, .tokenExpired: 401
+        case .forbiddenUser: 403
+        case .throttled: 429
+        case .subscriptionNotFound, .notFound: 404
+        case .methodNotAllowed: 405
+        case .upgradeRequired: 426
+        case .sessionLimitReached: 409
+        case .internalError: 500
+        case .unavailable: 503
+        }
+    }
+
+    /// What the code means, for documentation and for errors without a more specific reason.
+    public var summary: String {
+        switch self {
+        case .success: "Success."
+        case .malformedRequest: "The body is not valid JSON of the expected document."
+        case .invalidField: "A field has the wrong type or an invalid value."
+        case .noGrantableService: "None of the requested services can be granted."
+        case .bodyTooLarge: "The request body is larger than the platform accepts."
+        case .invalidPath: "The path is malformed: bad username segment or traversal."
+        case .authenticationRequired: "No credentials were sent."
+        case .invalidCredentials: "The credentials are not valid."
+        case .tokenExpired: "The token has expired."
+        case .forbiddenUser: "The user in the path is not the authenticated user."
+        case .throttled: "Too many failed logins; retry later."
+        case .subscriptionNotFound: "No such subscription: unknown, expired or ended."
+        case .notFound: "No such resource."
+        case .methodNotAllowed: "The resource does not support this method."
+        case .upgradeRequired: "The notification channel is opened with a WebSocket upgrade."
+        case .sessionLimitReached: "The user is at the session limit and forceLogOut was not requested."
+        case .internalError: "The platform failed to handle the request."
+        case .unavailable: "The platform is shutting down or overloaded."
+        }
+    }
+}
+
+/// `{"statusCode":N,"reason":"…"}`: the error document for requests outside any endpoint's own
+/// envelope (unknown paths, the channel upgrade). Kandy.js also accepts this shape on subscribe
+/// errors (spec §5.5).
+public struct StatusDocument: Codable, Sendable, Equatable {
+    public var statusCode: Int
+    public var reason: String
+
+    public init(statusCode: Int, reason: String) {
+        self.statusCode = statusCode
+        self.reason = reason
+    }
+}

@@ -1,0 +1,79 @@
+import Foundation
+import HummingbirdBcrypt
+import KandyLinkProtocol
+import NIOPosix
+
+/// The platform's users: added, listed, removed, re-passworded, and handed tokens. Used by the
+/// `kandy-link users` commands against the same database the server uses.
+public struct Accounts: Sendable {
+    let store: any PlatformStore
+    let tokens: TokenIssuer
+    let clock: any PlatformClock
+    let passwordCost: UInt8
+    let tokenLifetime: TimeInterval
+
+    public init(
+        store: any PlatformStore, configuration: PlatformConfiguration, clock: any PlatformClock = SystemPlatformClock()
+    )
+        throws
+    {
+        self.store = store
+        self.clock = clock
+        self.passwordCost = configuration.passwordCost
+        self.tokenLifetime = configuration.tokenLifetime
+        let secret = try store.secret("token-signing-key") {
+            var generator = SystemRandomNumberGenerator()
+            return (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+        }
+        self.tokens = TokenIssuer(secret: secret)
+    }
+
+    public enum AccountError: Error, Equatable, CustomStringConvertible {
+        case invalidUsername(String)
+        case emptyPassword
+        case unknownUser(String)
+
+        public var description: String {
+            switch self {
+            case .invalidUsername(let name):
+                "\"\(name)\" cannot be a username: it must be 1–\(LinkPath.maxUsernameLength) bytes without '/', '\\' or control characters."
+            case .emptyPassword: "The password is empty."
+            case .unknownUser(let name): "No user \(name)."
+            }
+        }
+    }
+
+    public func add(username: String, password: String, authname: String? = nil) async throws {
+        guard LinkRoute.isAcceptableUsername(username) else { throw AccountError.invalidUsername(username) }
+        if let authname, !LinkRoute.isAcceptableUsername(authname) { throw AccountError.invalidUsername(authname) }
+        guard !password.isEmpty else { throw AccountError.emptyPassword }
+        let hash = try await hash(password)
+        try store.addUser(
+            UserRecord(username: username, authname: authname, passwordHash: hash, createdAt: clock.now()))
+    }
+
+    public func list() throws -> [UserRecord] { try store.users() }
+
+    public func remove(username: String) throws {
+        guard try store.removeUser(username) else { throw AccountError.unknownUser(username) }
+    }
+
+    public func setPassword(username: String, password: String) async throws {
+        guard !password.isEmpty else { throw AccountError.emptyPassword }
+        guard try store.setPasswordHash(try await hash(password), for: username) else {
+            throw AccountError.unknownUser(username)
+        }
+    }
+
+    /// A bearer / x-token token for `username`, valid for the configured lifetime.
+    public func token(for username: String) throws -> (token: String, expiresAt: Date) {
+        guard try store.user(login: username)?.username == username else { throw AccountError.unknownUser(username) }
+        let expiresAt = clock.now() + tokenLifetime
+        return (tokens.issue(for: username, expiresAt: expiresAt), expiresAt)
+    }
+
+    private func hash(_ password: String) async throws -> String {
+        let cost = passwordCost
+        return try await NIOThreadPool.singleton.runIfActive { Bcrypt.hash(password, cost: cost) }
+    }
+}

@@ -1,0 +1,180 @@
+import Crypto
+import Foundation
+import HummingbirdBcrypt
+import KandyLinkProtocol
+import NIOPosix
+import Synchronization
+
+/// Who a request is from, once its credential checked out.
+public struct AuthenticatedUser: Sendable, Equatable {
+    public var username: String
+}
+
+/// Checks the credential headers of spec §2 against the user store.
+///
+/// Basic logins run bcrypt once; the result is then remembered for
+/// `credentialCacheLifetime`, keyed by an HMAC of the header value (never the password itself)
+/// and bound to the stored hash, so a password change or user removal takes effect at once.
+/// Bearer and `x-token` carry tokens this platform signed itself. Failed logins are throttled per
+/// account and per client address (``LoginThrottle``).
+final class Authenticator: Sendable {
+    private struct CachedLogin {
+        var username: String
+        var passwordHash: String
+        var validUntil: Date
+    }
+
+    private let store: any PlatformStore
+    private let clock: any PlatformClock
+    private let tokens: TokenIssuer
+    private let cacheKey: SymmetricKey
+    private let cacheLifetime: TimeInterval
+    private let cache = Mutex<[Data: CachedLogin]>([:])
+    private let accountThrottle: Mutex<LoginThrottle>
+    private let addressThrottle: Mutex<LoginThrottle>
+    private static let cacheCapacity = 100_000
+    /// Verified against when the login is unknown, so unknown and known users take equally long.
+    private static let decoyHash = Bcrypt.hash("kandy-link decoy password", cost: 10)
+
+    init(store: any PlatformStore, clock: any PlatformClock, tokens: TokenIssuer, configuration: PlatformConfiguration)
+    {
+        self.store = store
+        self.clock = clock
+        self.tokens = tokens
+        self.cacheKey = SymmetricKey(size: .bits256)
+        self.cacheLifetime = configuration.credentialCacheLifetime
+        self.accountThrottle = Mutex(LoginThrottle(policy: configuration.loginThrottle))
+        var addressPolicy = configuration.loginThrottle
+        // An address may be shared by many honest users (NAT), so it gets more room than an account.
+        addressPolicy.freeFailures = configuration.loginThrottle.freeFailures * 5
+        self.addressThrottle = Mutex(LoginThrottle(policy: addressPolicy))
+    }
+
+    func authenticate(authorization: String?, token: String?, address: String) async throws(PlatformError)
+        -> AuthenticatedUser
+    {
+        let credential: CredentialHeader?
+        do {
+            credential = try CredentialHeader.parse(authorization: authorization, token: token)
+        } catch .unsupportedScheme {
+            throw PlatformError(.invalidCredentials, "Unsupported Authorization scheme; use Basic or Bearer.")
+        } catch {
+            throw PlatformError(.invalidCredentials, "The credential header is malformed.")
+        }
+        switch credential {
+        case nil:
+            throw PlatformError(.authenticationRequired, "Send Authorization: Basic, Bearer, or an x-token header.")
+        case .bearer(let token), .token(let token):
+            return try verify(token: token)
+        case .basic(let login, let password):
+            return try await verify(login: login, password: password, header: authorization ?? "", address: address)
+        }
+    }
+
+    private func verify(token: String) throws(PlatformError) -> AuthenticatedUser {
+        let username: String
+        switch tokens.verify(token, now: clock.now()) {
+        case .valid(let name): username = name
+        case .expired: throw PlatformError(.tokenExpired, "The token has expired; ask for a new one.")
+        case .invalid: throw PlatformError(.invalidCredentials, "The token is not valid.")
+        }
+        guard (try? store.user(login: username))??.username == username else {
+            throw PlatformError(.invalidCredentials, "The token's user no longer exists.")
+        }
+        return AuthenticatedUser(username: username)
+    }
+
+    private func verify(login: String, password: String, header: String, address: String) async throws(PlatformError)
+        -> AuthenticatedUser
+    {
+        let now = clock.now()
+        let user: UserRecord?
+        do {
+            user = try store.user(login: login)
+        } catch {
+            throw PlatformError(.internalError, "The user store is unavailable.")
+        }
+        let key = Data(HMAC<SHA256>.authenticationCode(for: Data(header.utf8), using: cacheKey))
+        if let user, let cached = cache.withLock({ $0[key] }), cached.validUntil > now,
+            cached.username == user.username, cached.passwordHash == user.passwordHash
+        {
+            return AuthenticatedUser(username: user.username)
+        }
+
+        let accountKey = user?.username ?? login
+        let wait = max(
+            accountThrottle.withLock { $0.retryAfter(accountKey, now: now) } ?? 0,
+            addressThrottle.withLock { $0.retryAfter(address, now: now) } ?? 0)
+        if wait > 0 {
+            throw PlatformError(
+                .throttled, "Too many failed logins; retry in \(Int(wait.rounded(.up))) s.",
+                retryAfter: Int(wait.rounded(.up)))
+        }
+
+        let hash = user?.passwordHash ?? Self.decoyHash
+        // bcrypt takes tens of milliseconds: keep it off the cooperative pool.
+        let matches = (try? await NIOThreadPool.singleton.runIfActive { Bcrypt.verify(password, hash: hash) }) ?? false
+        guard let user, matches else {
+            accountThrottle.withLock { $0.recordFailure(accountKey, now: now) }
+            addressThrottle.withLock { $0.recordFailure(address, now: now) }
+            throw PlatformError(.invalidCredentials, "Wrong username or password.")
+        }
+        accountThrottle.withLock { $0.recordSuccess(accountKey) }
+        cache.withLock { cache in
+            if cache.count >= Self.cacheCapacity { cache = cache.filter { $0.value.validUntil > now } }
+            if cache.count >= Self.cacheCapacity { cache.removeAll() }
+            cache[key] = CachedLogin(
+                username: user.username, passwordHash: user.passwordHash, validUntil: now + cacheLifetime)
+        }
+        return AuthenticatedUser(username: user.username)
+    }
+}
+
+/// Tokens the platform issues itself for `Authorization: Bearer` and `x-token`:
+/// `kl1.<base64url(username)>.<expiry, unix seconds>.<base64url(HMAC-SHA256 of the preceding)>`.
+public struct TokenIssuer: Sendable {
+    public enum Verdict: Equatable, Sendable {
+        case valid(username: String)
+        case expired
+        case invalid
+    }
+
+    private let key: SymmetricKey
+    private static let prefix = "kl1"
+
+    public init(secret: [UInt8]) {
+        key = SymmetricKey(data: secret)
+    }
+
+    public func issue(for username: String, expiresAt: Date) -> String {
+        let body = "\(Self.prefix).\(Self.base64url(Data(username.utf8))).\(Int64(expiresAt.timeIntervalSince1970))"
+        let mac = HMAC<SHA256>.authenticationCode(for: Data(body.utf8), using: key)
+        return body + "." + Self.base64url(Data(mac))
+    }
+
+    public func verify(_ token: String, now: Date) -> Verdict {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 4, parts[0] == Self.prefix, let mac = Self.data(base64url: parts[3]) else {
+            return .invalid
+        }
+        let body = parts[0...2].joined(separator: ".")
+        guard HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: Data(body.utf8), using: key),
+            let nameData = Self.data(base64url: parts[1]), let username = String(data: nameData, encoding: .utf8),
+            let expiry = Int64(parts[2])
+        else { return .invalid }
+        return Date(timeIntervalSince1970: TimeInterval(expiry)) > now ? .valid(username: username) : .expired
+    }
+
+    static func base64url(_ data: Data) -> String {
+        data.base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-")
+            .replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+
+    static func data(base64url text: Substring) -> Data? {
+        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while base64.count % 4 != 0 { base64 += "=" }
+        return Data(base64Encoded: base64)
+    }
+}

@@ -1,0 +1,43 @@
+import Foundation
+import Synchronization
+
+/// Subscription and channel ids: 128 random bits, URL-safe base64 without padding. The channel id
+/// is the capability that authorises a socket (the client sends nothing else), so it must be
+/// unguessable.
+enum RandomIdentifier {
+    static func make() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let bytes = (0..<16).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+        return TokenIssuer.base64url(Data(bytes))
+    }
+}
+
+/// Unique, increasing notification ids that stay so across restarts: ids are taken from blocks
+/// reserved in the store, one store write per block rather than per notification.
+final class EventSequence: Sendable {
+    private struct Block {
+        var next: UInt64
+        var end: UInt64
+    }
+
+    private let store: any PlatformStore
+    private let blockSize: UInt64
+    private let block: Mutex<Block>
+
+    init(store: any PlatformStore, blockSize: UInt64 = 100_000) {
+        self.store = store
+        self.blockSize = blockSize
+        self.block = Mutex(Block(next: 0, end: 0))
+    }
+
+    func next() throws -> String {
+        try block.withLock { block in
+            if block.next == block.end {
+                let first = try store.reserveEventIDs(blockSize)
+                block = Block(next: first, end: first + blockSize)
+            }
+            defer { block.next += 1 }
+            return String(block.next)
+        }
+    }
+}

@@ -1,0 +1,250 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import KandyLinkProtocol
+import NIOCore
+
+/// Request context carrying the client address, which login throttling keys on.
+public struct PlatformRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let remoteAddress: String
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress?.ipAddress ?? "unknown"
+    }
+}
+
+/// The platform's HTTP side: CORS, the subscription endpoints, `/metrics` and `/health`.
+///
+/// Paths are parsed by ``LinkRoute`` rather than a router, so the username segment is decoded
+/// exactly once and traversal or malformed encoding is refused with a JSON error. Every response,
+/// errors included, carries `Access-Control-Allow-Origin` (spec §3.3).
+struct LinkResponder: HTTPResponder {
+    typealias Context = PlatformRequestContext
+
+    let platform: Platform
+
+    /// Which error document a path answers with: subscription endpoints use their own envelope,
+    /// which the Kandy.js client reads `statusCode` from.
+    private enum Envelope {
+        case subscribeResponse
+        case status
+    }
+
+    func respond(to request: Request, context: Context) async throws -> Response {
+        let target = request.head.path ?? "/"
+        let path =
+            target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+        let envelope: Envelope = path.contains("/subscription") ? .subscribeResponse : .status
+        var response: Response
+        do {
+            response = try await route(request, path: path, context: context)
+        } catch let error as PlatformError {
+            response = Self.errorResponse(error, envelope: envelope)
+        } catch {
+            platform.logger.error("Request failed", metadata: ["error": "\(error)"])
+            response = Self.errorResponse(PlatformError(.internalError), envelope: envelope)
+        }
+        response.headers[.accessControlAllowOrigin] = request.headers[.origin] ?? "*"
+        response.headers[values: .vary] = ["Origin"]
+        platform.metrics.countRequest(status: response.status.code)
+        return response
+    }
+
+    private func route(_ request: Request, path: String, context: Context) async throws -> Response {
+        if request.method == .options {
+            guard path.hasPrefix("/rest/") else { throw PlatformError(.notFound, "No such resource: \(path)") }
+            return Self.preflight(request)
+        }
+        switch path {
+        case "/metrics":
+            guard request.method == .get else { throw Self.methodNotAllowed(request, allowed: "GET") }
+            let text = platform.metrics.render(
+                subscriptionCount: platform.subscriptions.count, channelCount: platform.hub.count)
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                body: .init(byteBuffer: ByteBuffer(string: text)))
+        case "/health":
+            return try Self.json(StatusDocument(statusCode: 0, reason: "Serving."), status: .ok)
+        default:
+            break
+        }
+
+        let route: LinkRoute
+        do {
+            route = try LinkRoute.parse(path)
+        } catch .invalidUser {
+            throw PlatformError(.invalidPath, "The username segment of the path is malformed or too long.")
+        } catch .unsupportedVersion {
+            throw PlatformError(.notFound, "Only REST version \(LinkPath.version) is served.")
+        } catch {
+            throw PlatformError(.notFound, "No such resource: \(path)")
+        }
+
+        switch (route, request.method) {
+        case (.subscriptions(let user), .post):
+            try await authorize(request, user: user, context: context)
+            return try await subscribe(request, user: user)
+        case (.subscription(let user, let id), .put):
+            try await authorize(request, user: user, context: context)
+            return try await refresh(request, user: user, id: id)
+        case (.subscription(let user, let id), .delete):
+            try await authorize(request, user: user, context: context)
+            return try unsubscribe(user: user, id: id)
+        case (.subscriptions, _):
+            throw Self.methodNotAllowed(request, allowed: "POST")
+        case (.subscription, _):
+            throw Self.methodNotAllowed(request, allowed: "PUT, DELETE")
+        case (.channel, _):
+            throw PlatformError(.upgradeRequired, "The notification channel is a WebSocket: open it with an upgrade.")
+        }
+    }
+
+    // MARK: Endpoints
+
+    private func subscribe(_ request: Request, user: String) async throws -> Response {
+        let body = try await Self.decodeBody(
+            request, as: SubscribeRequestDocument.self, limit: platform.configuration.maxBodyBytes)
+        let subscribe = try Self.validate(body.subscribeRequest)
+        let now = platform.clock.now()
+        let (record, evicted) = try platform.subscriptions.subscribe(
+            user: user, services: subscribe.service, expires: subscribe.expires,
+            forceLogOut: subscribe.forceLogOut?.isForced ?? false, now: now)
+        for old in evicted {
+            platform.endChannel(old.channelID, reason: "Logged out by a newer session")
+        }
+        platform.metrics.evictions.increment(by: Int64(evicted.count))
+        platform.logger.info(
+            "Subscribed",
+            metadata: [
+                "user": .string(user), "services": .string(record.services.joined(separator: ",")),
+                "expires": .stringConvertible(record.expires), "evicted": .stringConvertible(evicted.count),
+            ])
+        return try Self.json(Self.document(record, request: subscribe), status: .ok)
+    }
+
+    private func refresh(_ request: Request, user: String, id: String) async throws -> Response {
+        let body = try await Self.decodeBody(
+            request, as: SubscribeRequestDocument.self, limit: platform.configuration.maxBodyBytes)
+        let update = try Self.validate(body.subscribeRequest)
+        let record = try platform.subscriptions.refresh(
+            user: user, id: id, services: update.service, expires: update.expires, now: platform.clock.now())
+        return try Self.json(Self.document(record, request: update), status: .ok)
+    }
+
+    private func unsubscribe(user: String, id: String) throws -> Response {
+        let record = try platform.subscriptions.unsubscribe(user: user, id: id, now: platform.clock.now())
+        // The client closes its socket right after this answer; if it does not, the sweeper does.
+        platform.hub.scheduleClose(
+            channelID: record.channelID, at: platform.clock.now() + platform.configuration.unsubscribeCloseDelay)
+        platform.logger.info("Unsubscribed", metadata: ["user": .string(user)])
+        return try Self.json(SubscribeResponseDocument(subscribeResponse: .init(statusCode: 0)), status: .ok)
+    }
+
+    // MARK: Pieces
+
+    private func authorize(_ request: Request, user: String, context: Context) async throws {
+        let authenticated = try await platform.authenticator.authenticate(
+            authorization: request.headers[.authorization],
+            token: request.headers[Self.tokenField],
+            address: context.remoteAddress)
+        guard authenticated.username == user else {
+            throw PlatformError(.forbiddenUser, "The credentials are for another user than the one in the path.")
+        }
+    }
+
+    static let tokenField = HTTPField.Name(CredentialHeader.tokenHeaderName)!
+
+    private static func document(_ record: SubscriptionRecord, request: SubscribeRequest) -> SubscribeResponseDocument {
+        SubscribeResponseDocument(
+            subscribeResponse: .init(
+                statusCode: StatusCode.success.rawValue,
+                subscription: LinkPath.subscription(user: record.username, id: record.id),
+                subscriptionParams: .init(
+                    service: record.services.map(ServiceName.init(rawValue:)),
+                    notificationChannel: LinkPath.channel(user: record.username, channelID: record.channelID),
+                    expires: record.expires,
+                    localization: request.localization,
+                    useTurn: request.useTurn,
+                    notificationType: request.notificationType)))
+    }
+
+    static func decodeBody<T: Decodable>(_ request: Request, as type: T.Type, limit: Int) async throws -> T {
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
+            throw PlatformError(.bodyTooLarge, "The body is \(length) bytes; at most \(limit) are accepted.")
+        }
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: limit)
+        } catch is NIOTooManyBytesError {
+            throw PlatformError(.bodyTooLarge, "The body is larger than the \(limit) bytes accepted.")
+        }
+        guard buffer.readableBytes > 0 else {
+            throw PlatformError(.malformedRequest, "The body is empty; a JSON document is expected.")
+        }
+        do {
+            return try WireJSON.decode(type, from: Data(buffer: buffer))
+        } catch {
+            throw PlatformError(.malformedRequest, WireJSON.explain(error))
+        }
+    }
+
+    static func validate(_ request: SubscribeRequest) throws(PlatformError) -> SubscribeRequest {
+        if let expires = request.expires, expires <= 0 {
+            throw PlatformError(.invalidField, "subscribeRequest.expires must be a positive number of seconds.")
+        }
+        guard !request.service.isEmpty else {
+            throw PlatformError(.noGrantableService, "subscribeRequest.service is empty.")
+        }
+        guard request.service.count <= 32, request.service.allSatisfy({ (1...64).contains($0.rawValue.utf8.count) })
+        else {
+            throw PlatformError(.invalidField, "subscribeRequest.service holds at most 32 names of 1–64 bytes.")
+        }
+        for text in [request.localization, request.notificationType].compactMap({ $0 }) where text.utf8.count > 64 {
+            throw PlatformError(.invalidField, "localization and notificationType are at most 64 bytes.")
+        }
+        return request
+    }
+
+    static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status) throws -> Response {
+        Response(
+            status: status, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(data: try WireJSON.encode(value))))
+    }
+
+    private static func errorResponse(_ error: PlatformError, envelope: Envelope) -> Response {
+        let status = HTTPResponse.Status(code: error.code.httpStatus)
+        var response: Response
+        do {
+            switch envelope {
+            case .subscribeResponse:
+                response = try json(
+                    SubscribeResponseDocument(
+                        subscribeResponse: .init(statusCode: error.code.rawValue, reason: error.reason)),
+                    status: status)
+            case .status:
+                response = try json(
+                    StatusDocument(statusCode: error.code.rawValue, reason: error.reason), status: status)
+            }
+        } catch {
+            response = Response(status: status)
+        }
+        if let retryAfter = error.retryAfter { response.headers[.retryAfter] = String(retryAfter) }
+        return response
+    }
+
+    private static func methodNotAllowed(_ request: Request, allowed: String) -> PlatformError {
+        PlatformError(.methodNotAllowed, "\(request.method.rawValue) is not allowed here; use \(allowed).")
+    }
+
+    private static func preflight(_ request: Request) -> Response {
+        Response(
+            status: .noContent,
+            headers: [
+                .accessControlAllowMethods: "GET, POST, PUT, DELETE, OPTIONS",
+                .accessControlAllowHeaders: "authorization, content-type, accept, x-cpaas-agent, x-token",
+                .accessControlMaxAge: "600",
+            ])
+    }
+}

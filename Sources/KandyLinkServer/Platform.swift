@@ -1,0 +1,313 @@
+import Foundation
+import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+import HummingbirdWebSocket
+import KandyLinkProtocol
+import Logging
+import NIOCore
+import NIOSSL
+import ServiceLifecycle
+import Synchronization
+import UnixSignals
+
+/// One Kandy Link platform node: REST subscriptions and WebSocket notification channels on one
+/// port (HTTPS and WSS unless `plaintext`), users and subscriptions in a SQLite file.
+///
+/// ```swift
+/// var configuration = PlatformConfiguration()
+/// configuration.port = 0                       // any free port
+/// let platform = try Platform(configuration: configuration)
+/// async let running: Void = platform.run()
+/// let port = try await platform.listeningPort()
+/// ```
+public final class Platform: Sendable {
+    public let configuration: PlatformConfiguration
+    public let accounts: Accounts
+    let clock: any PlatformClock
+    let store: any PlatformStore
+    let subscriptions: Subscriptions
+    let hub = NotificationHub()
+    let authenticator: Authenticator
+    let events: EventSequence
+    let metrics = PlatformMetrics()
+    let logger: Logger
+    private let lifecycle = Mutex(Lifecycle())
+
+    private struct Lifecycle {
+        var port: Int?
+        var portWaiters: [CheckedContinuation<Int, any Error>] = []
+        var group: ServiceGroup?
+        var stopped = false
+    }
+
+    /// Opens (or creates) the database and loads the subscriptions it holds.
+    public init(
+        configuration: PlatformConfiguration,
+        store: (any PlatformStore)? = nil,
+        clock: any PlatformClock = SystemPlatformClock(),
+        logger: Logger = Logger(label: "kandy-link")
+    ) throws {
+        self.configuration = configuration
+        self.clock = clock
+        self.logger = logger
+        let store = try store ?? SQLiteStore(path: configuration.databasePath)
+        self.store = store
+        self.accounts = try Accounts(store: store, configuration: configuration, clock: clock)
+        self.subscriptions = try Subscriptions(
+            store: store,
+            policy: .init(
+                maxSessionsPerUser: configuration.maxSessionsPerUser, minExpires: configuration.minExpires,
+                maxExpires: configuration.maxExpires))
+        self.authenticator = Authenticator(
+            store: store, clock: clock, tokens: accounts.tokens, configuration: configuration)
+        self.events = EventSequence(store: store)
+    }
+
+    // MARK: Running
+
+    /// Serves until cancelled or until ``shutdown()`` or one of `gracefulShutdownSignals` arrives.
+    /// On a graceful shutdown every channel socket is closed with a close frame first; the
+    /// subscriptions stay stored, so clients reconnect to the next run.
+    public func run(gracefulShutdownSignals: [UnixSignal] = []) async throws {
+        let tls = try makeTLSConfiguration()
+        let server = try Self.serverBuilder(
+            tls: tls,
+            configuration: .init(
+                http1: .init(idleTimeout: .seconds(120)),
+                ws: .init(maxFrameSize: configuration.maxFrameBytes, autoPing: .disabled, closeTimeout: .seconds(5))),
+            shouldUpgrade: { [self] head, channel, _ in try self.channelUpgrade(head, channel: channel) })
+        let app = Application(
+            responder: LinkResponder(platform: self),
+            server: server,
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
+            onServerRunning: { [self] channel in self.serverIsRunning(port: channel.localAddress?.port ?? 0) },
+            logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [
+                    .init(service: app),
+                    .init(service: Sweeper(platform: self)),
+                ],
+                gracefulShutdownSignals: gracefulShutdownSignals,
+                cancellationSignals: [],
+                logger: logger))
+        try lifecycle.withLock { state in
+            if state.stopped { throw CancellationError() }
+            state.group = group
+        }
+        defer { serverStopped() }
+        try await group.run()
+    }
+
+    /// The port the platform listens on, once it does.
+    public func listeningPort() async throws -> Int {
+        try await withCheckedThrowingContinuation { continuation in
+            lifecycle.withLock { state in
+                if let port = state.port {
+                    continuation.resume(returning: port)
+                } else if state.stopped {
+                    continuation.resume(throwing: CancellationError())
+                } else {
+                    state.portWaiters.append(continuation)
+                }
+            }
+        }
+    }
+
+    /// Closes every channel socket with a close frame, stops listening and lets ``run()`` return.
+    public func shutdown() async {
+        let group = lifecycle.withLock { state in
+            state.stopped = true
+            return state.group
+        }
+        await group?.triggerGracefulShutdown()
+    }
+
+    private func serverIsRunning(port: Int) {
+        let waiters = lifecycle.withLock { state in
+            state.port = port
+            defer { state.portWaiters = [] }
+            return state.portWaiters
+        }
+        logger.info("Listening", metadata: ["host": .string(configuration.host), "port": .stringConvertible(port)])
+        for waiter in waiters { waiter.resume(returning: port) }
+    }
+
+    private func serverStopped() {
+        let waiters = lifecycle.withLock { state in
+            state.stopped = true
+            defer { state.portWaiters = [] }
+            return state.portWaiters
+        }
+        for waiter in waiters { waiter.resume(throwing: CancellationError()) }
+    }
+
+    private static func serverBuilder(
+        tls: TLSConfiguration?,
+        configuration: HTTP1WebSocketUpgradeChannel.Configuration,
+        shouldUpgrade:
+            @escaping @Sendable (HTTPRequest, any Channel, Logger) throws -> ShouldUpgradeResult<
+                WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>
+            >
+    ) throws -> HTTPServerBuilder {
+        let base = HTTPServerBuilder.http1WebSocketUpgrade(configuration: configuration, shouldUpgrade: shouldUpgrade)
+        guard let tls else { return base }
+        return try .tls(base, tlsConfiguration: tls)
+    }
+
+    func makeTLSConfiguration() throws -> TLSConfiguration? {
+        switch configuration.transportSecurity {
+        case .plaintext:
+            return nil
+        case .developmentCertificate:
+            let files = try DevelopmentCertificate.loadOrCreate(in: configuration.dataDirectory)
+            return try TLSConfiguration.forServer(chainPath: files.chainPath, keyPath: files.keyPath)
+        case .certificate(let chainPath, let keyPath):
+            return try TLSConfiguration.forServer(chainPath: chainPath, keyPath: keyPath)
+        }
+    }
+
+    // MARK: Housekeeping
+
+    /// Ends subscriptions that were not refreshed in time (`gone`, then close) and closes sockets
+    /// that went silent or outlived their unsubscribe. Runs every `sweepInterval`; tests with a
+    /// manual clock call it directly.
+    public func sweep() {
+        let now = clock.now()
+        do {
+            let expired = try subscriptions.expire(now: now)
+            for record in expired {
+                logger.info("Subscription expired", metadata: ["user": .string(record.username)])
+                endChannel(record.channelID, reason: "Subscription expired")
+            }
+            metrics.expirations.increment(by: Int64(expired.count))
+        } catch {
+            logger.error("Expiring subscriptions failed", metadata: ["error": "\(error)"])
+        }
+        let idle = hub.sweep(now: now, silentSince: now - configuration.keepaliveAllowance)
+        metrics.idleChannelsClosed.increment(by: Int64(idle))
+    }
+
+    /// Sends `gone` on the channel (if a socket is open) and closes it.
+    func endChannel(_ channelID: String, reason: String) {
+        guard let gone = try? notificationText(.gone(eventId: events.next())) else {
+            hub.close(channelID: channelID, code: .goingAway, reason: reason)
+            return
+        }
+        hub.close(channelID: channelID, sending: gone, code: .normalClosure, reason: reason)
+    }
+
+    func notificationText(_ message: NotificationMessage) throws -> String {
+        String(decoding: try WireJSON.encode(NotificationDocument(notificationMessage: message)), as: UTF8.self)
+    }
+
+    /// Pushes a notification to a channel; false when its socket is not open.
+    @discardableResult
+    func notify(channelID: String, _ make: (String) -> NotificationMessage) throws -> Bool {
+        let sent = hub.send(try notificationText(make(try events.next())), to: channelID)
+        if sent { metrics.notificationsSent.increment() }
+        return sent
+    }
+
+    // MARK: Channel
+
+    private func channelUpgrade(_ head: HTTPRequest, channel: any Channel) throws -> ShouldUpgradeResult<
+        WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>
+    > {
+        guard case .channel(let user, let channelID)? = try? LinkRoute.parse(head.path ?? ""),
+            let record = subscriptions.subscription(channelID: channelID, now: clock.now()), record.username == user
+        else {
+            logger.debug("Channel refused: unknown or ended")
+            return .dontUpgrade
+        }
+        if let allowed = configuration.allowedOrigins, let origin = head.headerFields[.origin],
+            !allowed.contains(origin)
+        {
+            logger.notice("Channel refused: origin not allowed", metadata: ["origin": .string(origin)])
+            return .dontUpgrade
+        }
+        return .upgrade([:]) { [self] inbound, outbound, _ in
+            try await self.serveChannel(channelID: channelID, inbound: inbound, outbound: outbound)
+        }
+    }
+
+    /// One socket's life: its outbox drained in order, every inbound frame counted as liveness,
+    /// keepalives never answered (spec §4.4).
+    private func serveChannel(channelID: String, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter)
+        async throws
+    {
+        let (socket, outbox) = hub.attach(channelID: channelID, now: clock.now())
+        defer { hub.detach(socket) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await item in outbox {
+                    switch item {
+                    case .text(let text):
+                        try await outbound.write(.text(text))
+                    case .close(let code, let reason):
+                        try await outbound.close(code, reason: reason)
+                        return
+                    }
+                }
+            }
+            for try await _ in inbound.messages(maxSize: configuration.maxFrameBytes) {
+                socket.touch(clock.now())
+            }
+            group.cancelAll()
+        }
+    }
+}
+
+/// Runs ``Platform/sweep()`` on an interval and, on graceful shutdown, closes every channel socket
+/// before the HTTP server stops (it is shut down first, being last in the group).
+private struct Sweeper: Service {
+    let platform: Platform
+
+    func run() async throws {
+        await withGracefulShutdownHandler {
+            guard let interval = platform.configuration.sweepInterval else {
+                try? await gracefulShutdown()
+                return
+            }
+            while !Task.isCancelled && !Task.isShuttingDownGracefully {
+                try? await Task.sleep(for: interval)
+                platform.sweep()
+            }
+        } onGracefulShutdown: {
+            platform.hub.closeAll(reason: "Platform shutting down")
+        }
+        // Give the sockets a moment to finish their close handshakes.
+        for _ in 0..<50 where platform.hub.count > 0 {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+    }
+}
+
+extension TLSConfiguration {
+    static func forServer(chainPath: String, keyPath: String) throws -> TLSConfiguration {
+        let chain: [NIOSSLCertificate]
+        let key: NIOSSLPrivateKey
+        do {
+            chain = try NIOSSLCertificate.fromPEMFile(chainPath)
+        } catch {
+            throw PlatformStartError.unreadableCertificate(path: chainPath, reason: "\(error)")
+        }
+        do {
+            key = try NIOSSLPrivateKey(file: keyPath, format: .pem)
+        } catch {
+            throw PlatformStartError.unreadableCertificate(path: keyPath, reason: "\(error)")
+        }
+        return .makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+    }
+}
+
+public enum PlatformStartError: Error, CustomStringConvertible {
+    case unreadableCertificate(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .unreadableCertificate(let path, let reason): "Cannot read TLS file \(path): \(reason)"
+        }
+    }
+}

@@ -1,0 +1,57 @@
+import Foundation
+
+/// Everything an operator can set on a platform node. Defaults follow `design.md`.
+public struct PlatformConfiguration: Sendable {
+    /// How the listener is secured.
+    public enum TransportSecurity: Sendable, Equatable {
+        /// A self-signed certificate for localhost/127.0.0.1, created once and kept next to the
+        /// database so a browser needs to trust it only once.
+        case developmentCertificate
+        /// PEM files of a real certificate chain and its private key.
+        case certificate(chainPath: String, keyPath: String)
+        /// Plain HTTP and WS: only behind a TLS-terminating proxy.
+        case plaintext
+    }
+
+    public var host: String = "127.0.0.1"
+    /// 0 picks a free port (tests, the embedded demo).
+    public var port: Int = 8443
+    public var transportSecurity: TransportSecurity = .developmentCertificate
+    /// The SQLite file holding users and subscriptions.
+    public var databasePath: String = "kandy-link.sqlite"
+
+    /// Sessions one user may hold at once; `forceLogOut` evicts the oldest beyond it.
+    public var maxSessionsPerUser: Int = 1
+    /// Bounds of a granted subscription lifetime, in seconds.
+    public var minExpires: Int = 60
+    public var maxExpires: Int = 3600
+    /// A channel socket silent for longer than this is closed: 3 × the 30 s client keepalive
+    /// plus grace. The subscription itself lives on until it expires.
+    public var keepaliveAllowance: TimeInterval = 100
+    /// After a DELETE the client closes its socket itself; the platform closes it after this.
+    public var unsubscribeCloseDelay: TimeInterval = 1
+    /// How often expiry and idle sockets are checked. nil: only when ``Platform/sweep()`` is called.
+    public var sweepInterval: Duration? = .seconds(1)
+
+    public var maxBodyBytes: Int = 16 * 1024
+    public var maxFrameBytes: Int = 4 * 1024
+    /// Browser origins allowed to open channels; nil allows any (the client sends no credential
+    /// on the socket, so the unguessable channel id is the capability either way).
+    public var allowedOrigins: Set<String>? = nil
+
+    /// Lifetime of the bearer / x-token tokens the platform issues.
+    public var tokenLifetime: TimeInterval = 3600
+    /// How long a verified password login is remembered (keyed by an HMAC of the header, never the
+    /// password), so the slow hash runs once per login rather than per request.
+    public var credentialCacheLifetime: TimeInterval = 300
+    public var loginThrottle: LoginThrottle.Policy = .standard
+    /// bcrypt cost for new passwords.
+    public var passwordCost: UInt8 = 10
+
+    public init() {}
+
+    /// Directory of the database file: where the development certificate is kept.
+    public var dataDirectory: URL {
+        URL(fileURLWithPath: databasePath).deletingLastPathComponent()
+    }
+}

@@ -1,0 +1,190 @@
+import Foundation
+import GRDB
+
+/// The embedded store: one SQLite file in WAL mode, schema in versioned migrations.
+public final class SQLiteStore: PlatformStore {
+    private let pool: DatabasePool
+
+    public init(path: String) throws {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(5)
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
+        do {
+            let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            pool = try DatabasePool(path: path, configuration: configuration)
+            try Self.migrator.migrate(pool)
+        } catch {
+            throw StoreError.cannotOpen(path: path, reason: "\(error)")
+        }
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("1: users, subscriptions, secrets") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE user (
+                        username TEXT PRIMARY KEY NOT NULL,
+                        authname TEXT UNIQUE,
+                        password_hash TEXT NOT NULL,
+                        created_at DOUBLE NOT NULL
+                    );
+                    CREATE TABLE subscription (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        username TEXT NOT NULL REFERENCES user(username) ON DELETE CASCADE,
+                        channel_id TEXT NOT NULL UNIQUE,
+                        services TEXT NOT NULL,
+                        expires INTEGER NOT NULL,
+                        expires_at DOUBLE NOT NULL,
+                        created_at DOUBLE NOT NULL
+                    );
+                    CREATE INDEX subscription_username ON subscription(username);
+                    CREATE TABLE secret (
+                        name TEXT PRIMARY KEY NOT NULL,
+                        value BLOB NOT NULL
+                    );
+                    CREATE TABLE counter (
+                        name TEXT PRIMARY KEY NOT NULL,
+                        value INTEGER NOT NULL
+                    );
+                    """)
+        }
+        return migrator
+    }
+
+    public func addUser(_ user: UserRecord) throws {
+        try pool.write { db in
+            if try Bool.fetchOne(db, sql: "SELECT 1 FROM user WHERE username = ?", arguments: [user.username]) != nil {
+                throw StoreError.userExists(user.username)
+            }
+            if let authname = user.authname,
+                try Bool.fetchOne(
+                    db, sql: "SELECT 1 FROM user WHERE authname = ? OR username = ?", arguments: [authname, authname])
+                    != nil
+            {
+                throw StoreError.authnameTaken(authname)
+            }
+            try db.execute(
+                sql: "INSERT INTO user (username, authname, password_hash, created_at) VALUES (?, ?, ?, ?)",
+                arguments: [user.username, user.authname, user.passwordHash, user.createdAt.timeIntervalSince1970])
+        }
+    }
+
+    public func user(login: String) throws -> UserRecord? {
+        try pool.read { db in
+            let row =
+                try Row.fetchOne(db, sql: "SELECT * FROM user WHERE username = ?", arguments: [login])
+                ?? Row.fetchOne(db, sql: "SELECT * FROM user WHERE authname = ?", arguments: [login])
+            return row.map(Self.user)
+        }
+    }
+
+    public func users() throws -> [UserRecord] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM user ORDER BY username").map(Self.user)
+        }
+    }
+
+    public func removeUser(_ username: String) throws -> Bool {
+        try pool.write { db in
+            try db.execute(sql: "DELETE FROM subscription WHERE username = ?", arguments: [username])
+            try db.execute(sql: "DELETE FROM user WHERE username = ?", arguments: [username])
+            return db.changesCount > 0
+        }
+    }
+
+    public func setPasswordHash(_ hash: String, for username: String) throws -> Bool {
+        try pool.write { db in
+            try db.execute(sql: "UPDATE user SET password_hash = ? WHERE username = ?", arguments: [hash, username])
+            return db.changesCount > 0
+        }
+    }
+
+    public func insertSubscription(_ subscription: SubscriptionRecord, evicting evicted: [String]) throws {
+        try pool.write { db in
+            for id in evicted {
+                try db.execute(sql: "DELETE FROM subscription WHERE id = ?", arguments: [id])
+            }
+            try db.execute(
+                sql: """
+                    INSERT INTO subscription (id, username, channel_id, services, expires, expires_at, created_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    subscription.id, subscription.username, subscription.channelID,
+                    try Self.encode(subscription.services), subscription.expires,
+                    subscription.expiresAt.timeIntervalSince1970, subscription.createdAt.timeIntervalSince1970,
+                ])
+        }
+    }
+
+    public func updateSubscription(_ subscription: SubscriptionRecord) throws {
+        try pool.write { db in
+            try db.execute(
+                sql: "UPDATE subscription SET services = ?, expires = ?, expires_at = ? WHERE id = ?",
+                arguments: [
+                    try Self.encode(subscription.services), subscription.expires,
+                    subscription.expiresAt.timeIntervalSince1970, subscription.id,
+                ])
+        }
+    }
+
+    public func deleteSubscriptions(_ ids: [String]) throws {
+        guard !ids.isEmpty else { return }
+        try pool.write { db in
+            for id in ids {
+                try db.execute(sql: "DELETE FROM subscription WHERE id = ?", arguments: [id])
+            }
+        }
+    }
+
+    public func subscriptions() throws -> [SubscriptionRecord] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM subscription ORDER BY created_at, id").map { row in
+                SubscriptionRecord(
+                    id: row["id"], username: row["username"], channelID: row["channel_id"],
+                    services: try Self.decode(row["services"]), expires: row["expires"],
+                    expiresAt: Date(timeIntervalSince1970: row["expires_at"]),
+                    createdAt: Date(timeIntervalSince1970: row["created_at"]))
+            }
+        }
+    }
+
+    public func secret(_ name: String, make: () -> [UInt8]) throws -> [UInt8] {
+        try pool.write { db in
+            if let existing = try Data.fetchOne(db, sql: "SELECT value FROM secret WHERE name = ?", arguments: [name]) {
+                return Array(existing)
+            }
+            let value = make()
+            try db.execute(sql: "INSERT INTO secret (name, value) VALUES (?, ?)", arguments: [name, Data(value)])
+            return value
+        }
+    }
+
+    public func reserveEventIDs(_ count: UInt64) throws -> UInt64 {
+        try pool.write { db in
+            let current = try Int64.fetchOne(db, sql: "SELECT value FROM counter WHERE name = 'event'") ?? 0
+            try db.execute(
+                sql: "INSERT OR REPLACE INTO counter (name, value) VALUES ('event', ?)",
+                arguments: [current + Int64(count)])
+            return UInt64(current) + 1
+        }
+    }
+
+    private static func user(_ row: Row) -> UserRecord {
+        UserRecord(
+            username: row["username"], authname: row["authname"], passwordHash: row["password_hash"],
+            createdAt: Date(timeIntervalSince1970: row["created_at"]))
+    }
+
+    private static func encode(_ services: [String]) throws -> String {
+        String(decoding: try JSONEncoder().encode(services), as: UTF8.self)
+    }
+
+    private static func decode(_ text: String) throws -> [String] {
+        try JSONDecoder().decode([String].self, from: Data(text.utf8))
+    }
+}

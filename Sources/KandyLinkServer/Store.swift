@@ -1,0 +1,73 @@
+import Foundation
+
+/// A user of the platform. Only a slow salted hash of the password is kept.
+public struct UserRecord: Sendable, Equatable {
+    public var username: String
+    /// An alternative login name for Basic credentials (spec §2 rule 2).
+    public var authname: String?
+    public var passwordHash: String
+    public var createdAt: Date
+
+    public init(username: String, authname: String? = nil, passwordHash: String, createdAt: Date) {
+        self.username = username
+        self.authname = authname
+        self.passwordHash = passwordHash
+        self.createdAt = createdAt
+    }
+}
+
+/// A subscription as stored: enough to answer PUT/DELETE and accept the channel after a restart.
+public struct SubscriptionRecord: Sendable, Equatable {
+    public var id: String
+    public var username: String
+    public var channelID: String
+    /// Granted services, spelled as the client asked.
+    public var services: [String]
+    /// Granted lifetime in seconds.
+    public var expires: Int
+    public var expiresAt: Date
+    public var createdAt: Date
+
+    public init(
+        id: String, username: String, channelID: String, services: [String], expires: Int, expiresAt: Date,
+        createdAt: Date
+    ) {
+        self.id = id
+        self.username = username
+        self.channelID = channelID
+        self.services = services
+        self.expires = expires
+        self.expiresAt = expiresAt
+        self.createdAt = createdAt
+    }
+}
+
+public enum StoreError: Error, Equatable, Sendable {
+    case userExists(String)
+    case authnameTaken(String)
+    case unknownUser(String)
+    case cannotOpen(path: String, reason: String)
+}
+
+/// Durable state of the platform. One protocol, so a PostgreSQL store can stand beside SQLite.
+/// Calls are synchronous and short; each is one transaction.
+public protocol PlatformStore: Sendable {
+    func addUser(_ user: UserRecord) throws
+    /// The user whose username, or else authname, is `login`.
+    func user(login: String) throws -> UserRecord?
+    func users() throws -> [UserRecord]
+    /// Removes the user and their subscriptions; false if there was none.
+    func removeUser(_ username: String) throws -> Bool
+    func setPasswordHash(_ hash: String, for username: String) throws -> Bool
+
+    /// Inserts `subscription` and deletes `evicted` in one transaction.
+    func insertSubscription(_ subscription: SubscriptionRecord, evicting evicted: [String]) throws
+    func updateSubscription(_ subscription: SubscriptionRecord) throws
+    func deleteSubscriptions(_ ids: [String]) throws
+    func subscriptions() throws -> [SubscriptionRecord]
+
+    /// A named secret, created with `make` on first use and kept from then on.
+    func secret(_ name: String, make: () -> [UInt8]) throws -> [UInt8]
+    /// Reserves `count` event ids and returns the first; ids never repeat across restarts.
+    func reserveEventIDs(_ count: UInt64) throws -> UInt64
+}

@@ -1,0 +1,141 @@
+import ArgumentParser
+import Foundation
+import KandyLinkServer
+import Logging
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a platform node: HTTPS and WSS on one port.",
+        discussion: """
+            Exactly one of --dev-tls, --tls-cert/--tls-key or --plaintext chooses how the port is \
+            secured. --dev-tls creates a self-signed certificate for localhost and 127.0.0.1 next to \
+            the database; trust it once in your browser. SIGTERM or SIGINT closes every channel with a \
+            close frame and keeps the subscriptions, so clients resume after a restart.
+            """)
+
+    @OptionGroup var database: DatabaseOption
+
+    @Option(help: "Address to listen on.")
+    var host: String = env("HOST") ?? "127.0.0.1"
+
+    @Option(help: "Port to listen on (0: any free port).")
+    var port: Int = env("PORT").flatMap(Int.init) ?? 8443
+
+    @Flag(help: "Serve TLS with a self-signed development certificate.")
+    var devTLS = env("DEV_TLS") == "1"
+
+    @Option(name: .customLong("tls-cert"), help: ArgumentHelp("PEM certificate chain.", valueName: "file"))
+    var tlsCertOption: String?
+
+    @Option(name: .customLong("tls-key"), help: ArgumentHelp("PEM private key of --tls-cert.", valueName: "file"))
+    var tlsKeyOption: String?
+
+    var tlsCert: String? { tlsCertOption ?? env("TLS_CERT") }
+    var tlsKey: String? { tlsKeyOption ?? env("TLS_KEY") }
+
+    @Flag(help: "Serve plain HTTP and WS: only behind a TLS-terminating proxy.")
+    var plaintext = env("PLAINTEXT") == "1"
+
+    @Option(help: "Sessions one user may hold at once; forceLogOut evicts the oldest beyond it.")
+    var maxSessionsPerUser: Int = env("MAX_SESSIONS_PER_USER").flatMap(Int.init) ?? 1
+
+    @Option(help: "Shortest subscription lifetime granted, in seconds.")
+    var minExpires: Int = env("MIN_EXPIRES").flatMap(Int.init) ?? 60
+
+    @Option(help: "Longest subscription lifetime granted, in seconds.")
+    var maxExpires: Int = env("MAX_EXPIRES").flatMap(Int.init) ?? 3600
+
+    @Option(help: ArgumentHelp("Log level: trace, debug, info, notice, warning, error.", valueName: "level"))
+    var logLevel: String = env("LOG_LEVEL") ?? "info"
+
+    func validate() throws {
+        let modes = [devTLS, tlsCert != nil || tlsKey != nil, plaintext].filter { $0 }.count
+        guard modes == 1 else {
+            throw ValidationError("Choose exactly one of --dev-tls, --tls-cert with --tls-key, or --plaintext.")
+        }
+        if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together.") }
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be 0–65535.") }
+        guard maxSessionsPerUser >= 1 else { throw ValidationError("--max-sessions-per-user must be at least 1.") }
+        guard minExpires >= 1, maxExpires >= minExpires else {
+            throw ValidationError("Need 1 ≤ --min-expires ≤ --max-expires.")
+        }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("Unknown --log-level \(logLevel).") }
+    }
+
+    func run() async throws {
+        var configuration = PlatformConfiguration()
+        configuration.host = host
+        configuration.port = port
+        configuration.databasePath = database.database
+        configuration.maxSessionsPerUser = maxSessionsPerUser
+        configuration.minExpires = minExpires
+        configuration.maxExpires = maxExpires
+        if let tlsCert, let tlsKey {
+            configuration.transportSecurity = .certificate(chainPath: tlsCert, keyPath: tlsKey)
+        } else if plaintext {
+            configuration.transportSecurity = .plaintext
+        } else {
+            configuration.transportSecurity = .developmentCertificate
+        }
+        var logger = Logger(label: "kandy-link")
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+
+        let platform: Platform
+        do {
+            platform = try Platform(configuration: configuration, logger: logger)
+        } catch {
+            throw CleanExit.message("error: cannot open the database \(database.database): \(error)")
+        }
+        async let running: Void = platform.run(gracefulShutdownSignals: [.sigterm, .sigint])
+        do {
+            let port = try await platform.listeningPort()
+            print(banner(port: port, configuration: configuration))
+        } catch {
+            // run() failed before listening; its error is the one to report.
+        }
+        do {
+            try await running
+        } catch let error as PlatformStartError {
+            throw CleanExit.message("error: \(error)")
+        } catch {
+            throw CleanExit.message("error: the platform stopped: \(describe(error))")
+        }
+    }
+
+    private func banner(port: Int, configuration: PlatformConfiguration) -> String {
+        let secure = configuration.transportSecurity != .plaintext
+        let publicHost = host == "0.0.0.0" || host == "::" ? "127.0.0.1" : host
+        var lines = [
+            "KandyLink platform listening on \(secure ? "https" : "http")://\(publicHost):\(port) (WebSocket channels on the same port)",
+            "Database: \(configuration.databasePath)",
+        ]
+        if configuration.transportSecurity == .developmentCertificate {
+            lines.append(
+                "Development certificate: "
+                    + configuration.dataDirectory.appendingPathComponent(DevelopmentCertificate.chainFileName).path)
+        }
+        lines += [
+            "",
+            "Kandy.js configuration for this platform:",
+            """
+            const client = Kandy.create({
+              authentication: { server: { base: '\(publicHost)', port: '\(port)', protocol: '\(secure ? "https" : "http")' } },
+              subscription: { websocket: { server: '\(publicHost)', port: '\(port)' } }
+            })
+            """,
+        ]
+        return lines.joined(separator: "\n")
+    }
+
+    private func describe(_ error: any Error) -> String {
+        let text = "\(error)"
+        if text.contains("Address already in use") || text.contains("EADDRINUSE") {
+            return "port \(port) on \(host) is already in use; choose another with --port."
+        }
+        return text
+    }
+}
+
+func env(_ name: String) -> String? {
+    ProcessInfo.processInfo.environment["KANDY_LINK_" + name]
+}

@@ -1,0 +1,106 @@
+import ArgumentParser
+import Foundation
+import KandyLinkServer
+
+struct Users: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Manage the platform's users (in the same database `serve` uses).",
+        discussion:
+            "Passwords are read from a prompt without echo, or from standard input with --password-stdin; never from the command line.",
+        subcommands: [Add.self, List.self, Remove.self, Passwd.self, Token.self])
+
+    struct PasswordOption: ParsableArguments {
+        @Flag(help: "Read the password from the first line of standard input.")
+        var passwordStdin = false
+
+        func read(prompt: String) throws -> String {
+            let password = passwordStdin ? readLine(strippingNewline: true) : Terminal.readSecret(prompt: prompt)
+            guard let password, !password.isEmpty else { throw ValidationError("No password given.") }
+            return password
+        }
+    }
+
+    static func accounts(_ database: DatabaseOption) throws -> Accounts {
+        var configuration = PlatformConfiguration()
+        configuration.databasePath = database.database
+        return try Accounts(store: SQLiteStore(path: database.database), configuration: configuration)
+    }
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Add a user.")
+        @Argument(help: "The username, as clients put it in paths (e.g. alice@example.com).") var name: String
+        @Option(help: "An alternative login name for Basic credentials.") var authname: String?
+        @OptionGroup var password: PasswordOption
+        @OptionGroup var database: DatabaseOption
+
+        func run() async throws {
+            try await Users.accounts(database).add(
+                username: name, password: try password.read(prompt: "Password for \(name): "), authname: authname)
+            print("Added \(name).")
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the users.")
+        @OptionGroup var database: DatabaseOption
+
+        func run() async throws {
+            for user in try Users.accounts(database).list() {
+                print(user.authname.map { "\(user.username)\tauthname=\($0)" } ?? user.username)
+            }
+        }
+    }
+
+    struct Remove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove a user and their subscriptions.")
+        @Argument var name: String
+        @OptionGroup var database: DatabaseOption
+
+        func run() async throws {
+            try Users.accounts(database).remove(username: name)
+            print("Removed \(name).")
+        }
+    }
+
+    struct Passwd: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Set a user's password.")
+        @Argument var name: String
+        @OptionGroup var password: PasswordOption
+        @OptionGroup var database: DatabaseOption
+
+        func run() async throws {
+            try await Users.accounts(database).setPassword(
+                username: name, password: try password.read(prompt: "New password for \(name): "))
+            print("Password of \(name) changed.")
+        }
+    }
+
+    struct Token: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print a bearer token for a user (for Authorization: Bearer or x-token).")
+        @Argument var name: String
+        @OptionGroup var database: DatabaseOption
+
+        func run() async throws {
+            print(try Users.accounts(database).token(for: name).token)
+        }
+    }
+}
+
+enum Terminal {
+    /// Reads a line with echo off when standard input is a terminal.
+    static func readSecret(prompt: String) -> String? {
+        FileHandle.standardError.write(Data(prompt.utf8))
+        guard isatty(STDIN_FILENO) == 1 else { return readLine(strippingNewline: true) }
+        var original = termios()
+        tcgetattr(STDIN_FILENO, &original)
+        var silent = original
+        silent.c_lflag &= ~tcflag_t(ECHO)
+        tcsetattr(STDIN_FILENO, TCSANOW, &silent)
+        defer {
+            tcsetattr(STDIN_FILENO, TCSANOW, &original)
+            FileHandle.standardError.write(Data("\n".utf8))
+        }
+        return readLine(strippingNewline: true)
+    }
+}

@@ -1,0 +1,144 @@
+import Foundation
+import KandyLinkProtocol
+import Testing
+
+/// The documents of the spec, byte for byte as the Kandy.js 4.20.0 client sends and reads them.
+@Suite struct WireDocumentTests {
+    /// Spec §5.2, key order as sent.
+    static let subscribePOST = #"""
+        {"subscribeRequest":{"expires":3600,"service":["call","Presence","IM"],"localization":"English_US","useTurn":true,"notificationType":"WebSocket","supported":["RingingFeedback"],"forceLogOut":"true"}}
+        """#
+
+    /// Spec §6.2: the refresh PUT has no `supported` and no `forceLogOut`.
+    static let refreshPUT = #"""
+        {"subscribeRequest":{"expires":3600,"service":["call","Presence","IM"],"localization":"English_US","useTurn":true,"notificationType":"WebSocket"}}
+        """#
+
+    /// Spec §5.3.
+    static let subscribeResponse = #"""
+        {"subscribeResponse":{"statusCode":0,"subscription":"/rest/version/1/user/alice@example.com/subscription/sub0","subscriptionParams":{"service":["call","Presence","IM"],"notificationChannel":"/rest/version/1/user/alice@example.com/websocket/ch0","expires":3600,"turnCredentials":{"username":"turnuser","password":"turnpass"}}}}
+        """#
+
+    @Test func subscribeRequestDecodesAsSent() throws {
+        let document = try WireJSON.decode(SubscribeRequestDocument.self, from: Data(Self.subscribePOST.utf8))
+        let request = document.subscribeRequest
+        #expect(request.expires == 3600)
+        #expect(request.service == [.call, .presence, .im])
+        #expect(request.service.map(\.rawValue) == ["call", "Presence", "IM"])
+        #expect(request.localization == "English_US")
+        #expect(request.useTurn == true)
+        #expect(request.notificationType == "WebSocket")
+        #expect(request.supported == ["RingingFeedback"])
+        #expect(request.forceLogOut == .true)
+        #expect(request.forceLogOut?.isForced == true)
+    }
+
+    @Test func subscribeRequestRoundTripsToTheSameJSON() throws {
+        let decoded = try WireJSON.decode(SubscribeRequestDocument.self, from: Data(Self.subscribePOST.utf8))
+        let reencoded = try WireJSON.decode(SubscribeRequestDocument.self, from: WireJSON.encode(decoded))
+        #expect(reencoded == decoded)
+        #expect(try Self.canonical(WireJSON.encode(decoded)) == Self.canonical(Data(Self.subscribePOST.utf8)))
+    }
+
+    @Test func refreshBodyHasNoForceLogOut() throws {
+        let document = try WireJSON.decode(SubscribeRequestDocument.self, from: Data(Self.refreshPUT.utf8))
+        #expect(document.subscribeRequest.forceLogOut == nil)
+        #expect(document.subscribeRequest.supported == nil)
+        #expect(try Self.canonical(WireJSON.encode(document)) == Self.canonical(Data(Self.refreshPUT.utf8)))
+    }
+
+    @Test func forceLogOutIsAStringNeverABoolean() throws {
+        let request = SubscribeRequest(service: [.call], forceLogOut: ForceLogOut(false))
+        let json = String(decoding: try WireJSON.encode(request), as: UTF8.self)
+        #expect(json.contains(#""forceLogOut":"false""#))
+        let boolean = #"{"subscribeRequest":{"service":["call"],"forceLogOut":true}}"#
+        #expect(throws: DecodingError.self) {
+            try WireJSON.decode(SubscribeRequestDocument.self, from: Data(boolean.utf8))
+        }
+    }
+
+    @Test func subscribeResponseRoundTrips() throws {
+        let document = try WireJSON.decode(SubscribeResponseDocument.self, from: Data(Self.subscribeResponse.utf8))
+        let response = document.subscribeResponse
+        #expect(response.statusCode == 0)
+        #expect(response.subscription == "/rest/version/1/user/alice@example.com/subscription/sub0")
+        #expect(
+            response.subscriptionParams?.notificationChannel == "/rest/version/1/user/alice@example.com/websocket/ch0")
+        #expect(response.subscriptionParams?.expires == 3600)
+        #expect(
+            response.subscriptionParams?.turnCredentials == TurnCredentials(username: "turnuser", password: "turnpass"))
+        let encoded = try WireJSON.encode(document)
+        // Paths stay readable: no "\/" escapes.
+        #expect(!String(decoding: encoded, as: UTF8.self).contains(#"\/"#))
+        #expect(try Self.canonical(encoded) == Self.canonical(Data(Self.subscribeResponse.utf8)))
+    }
+
+    @Test func errorDocumentsHaveTheShapesTheClientReads() throws {
+        let subscribeError = SubscribeResponseDocument(
+            subscribeResponse: .init(
+                statusCode: StatusCode.invalidCredentials.rawValue, reason: "Wrong username or password."))
+        #expect(
+            try Self.canonical(WireJSON.encode(subscribeError))
+                == Self.canonical(
+                    Data(#"{"subscribeResponse":{"statusCode":21,"reason":"Wrong username or password."}}"#.utf8)))
+        let status = StatusDocument(statusCode: 40, reason: "No such resource.")
+        #expect(
+            try Self.canonical(WireJSON.encode(status))
+                == Self.canonical(Data(#"{"statusCode":40,"reason":"No such resource."}"#.utf8)))
+    }
+
+    /// Spec §4.5 and §4.6.
+    @Test func goneNotificationEnvelope() throws {
+        let gone = NotificationDocument(notificationMessage: .gone(eventId: "17"))
+        #expect(
+            try Self.canonical(WireJSON.encode(gone))
+                == Self.canonical(Data(#"{"notificationMessage":{"eventType":"gone","eventId":"17"}}"#.utf8)))
+        let decoded = try WireJSON.decode(
+            NotificationDocument.self, from: Data(#"{"notificationMessage":{"eventType":"gone","eventId":"e1"}}"#.utf8))
+        #expect(decoded.notificationMessage.eventType == .gone)
+        #expect(decoded.notificationMessage.eventId == "e1")
+    }
+
+    @Test func keepaliveText() throws {
+        #expect(
+            try Self.canonical(WireJSON.encode(KeepaliveMessage())) == Self.canonical(Data(KeepaliveMessage.text.utf8)))
+    }
+
+    @Test func decodingErrorsNameTheField() {
+        let cases: [(String, String)] = [
+            (
+                #"{"subscribeRequest":{"expires":"soon","service":["call"]}}"#,
+                "subscribeRequest.expires must be a number."
+            ),
+            (#"{"subscribeRequest":{"expires":60}}"#, "subscribeRequest.service is missing."),
+            (#"{"subscribeRequest":{"service":"call"}}"#, "subscribeRequest.service must be an array."),
+            (
+                #"{"subscribeRequest":{"service":["call"],"forceLogOut":"maybe"}}"#,
+                "subscribeRequest.forceLogOut has an invalid value."
+            ),
+            (#"{"subscribeRequest":"#, "The body is not valid JSON."),
+            (#"{"other":{}}"#, "subscribeRequest is missing."),
+        ]
+        for (body, reason) in cases {
+            do {
+                _ = try WireJSON.decode(SubscribeRequestDocument.self, from: Data(body.utf8))
+                Issue.record("\(body) decoded")
+            } catch {
+                #expect(WireJSON.explain(error) == reason, "\(body)")
+            }
+        }
+    }
+
+    @Test func statusCodesAvoidTheClientsSuccessValues() {
+        // 0 is success everywhere and 2 is success on PUT for Kandy.js: no error may use them.
+        for code in StatusCode.allCases where code != .success {
+            #expect(code.rawValue != 0 && code.rawValue != 2)
+            #expect(code.httpStatus >= 400)
+        }
+        #expect(Set(StatusCode.allCases.map(\.rawValue)).count == StatusCode.allCases.count)
+    }
+
+    static func canonical(_ data: Data) throws -> NSDictionary {
+        try JSONSerialization.jsonObject(with: data) as! NSDictionary
+    }
+}

@@ -1,0 +1,152 @@
+import Foundation
+import KandyLinkProtocol
+import NIOHTTP1
+import Testing
+
+@testable import KandyLinkServer
+
+/// Every malformed, oversized, unauthorised or out-of-order request gets a clear JSON error
+/// with CORS headers, and the platform goes on serving with its data intact.
+@Suite struct BadInputTests {
+    @Test func malformedRequestsGetJSONErrors() async throws {
+        try await TestPlatform.with(configure: { $0.maxBodyBytes = 1024 }) { test in
+            let established = try await test.subscribe()
+            let subscriptions = LinkPath.subscriptions(user: TestPlatform.alice)
+            let origin = ("Origin", "https://app.example.org")
+
+            struct Case {
+                var method: TestPlatform.Reply.Method
+                var path: String
+                var body: String?
+                var status: Int
+                var code: StatusCode
+                var reasonContains: String
+            }
+            let cases: [Case] = [
+                .init(
+                    method: .POST, path: subscriptions, body: "{not json", status: 400, code: .malformedRequest,
+                    reasonContains: "not valid JSON"),
+                .init(
+                    method: .POST, path: subscriptions, body: nil, status: 400, code: .malformedRequest,
+                    reasonContains: "empty"),
+                .init(
+                    method: .POST, path: subscriptions, body: "[1,2]", status: 400, code: .malformedRequest,
+                    reasonContains: "object"),
+                .init(
+                    method: .POST, path: subscriptions,
+                    body: #"{"subscribeRequest":{"expires":"soon","service":["call"]}}"#, status: 400,
+                    code: .malformedRequest, reasonContains: "subscribeRequest.expires must be a number"),
+                .init(
+                    method: .POST, path: subscriptions, body: #"{"subscribeRequest":{"service":[1]}}"#, status: 400,
+                    code: .malformedRequest, reasonContains: "service[0] must be a string"),
+                .init(
+                    method: .POST, path: subscriptions,
+                    body: #"{"subscribeRequest":{"service":["call"],"forceLogOut":true}}"#, status: 400,
+                    code: .malformedRequest, reasonContains: "forceLogOut"),
+                .init(
+                    method: .POST, path: subscriptions,
+                    body: #"{"subscribeRequest":{"service":["call"],"expires":-5}}"#, status: 400, code: .invalidField,
+                    reasonContains: "expires"),
+                .init(
+                    method: .POST, path: subscriptions, body: #"{"subscribeRequest":{"service":[]}}"#, status: 400,
+                    code: .noGrantableService, reasonContains: "empty"),
+                .init(
+                    method: .POST, path: subscriptions, body: String(repeating: " ", count: 2048) + "{}", status: 413,
+                    code: .bodyTooLarge, reasonContains: "1024"),
+                .init(
+                    method: .PUT, path: LinkPath.subscription(user: TestPlatform.alice, id: "nope"),
+                    body: TestPlatform.refreshBody(), status: 404, code: .subscriptionNotFound, reasonContains: "nope"),
+                .init(
+                    method: .DELETE, path: LinkPath.subscription(user: TestPlatform.alice, id: "nope"), body: nil,
+                    status: 404, code: .subscriptionNotFound, reasonContains: "nope"),
+                .init(
+                    method: .GET, path: subscriptions, body: nil, status: 405, code: .methodNotAllowed,
+                    reasonContains: "POST"),
+                .init(
+                    method: .POST, path: LinkPath.subscription(user: TestPlatform.alice, id: "x"), body: "{}",
+                    status: 405, code: .methodNotAllowed, reasonContains: "PUT, DELETE"),
+                .init(
+                    method: .POST, path: "/rest/version/1/user/../subscription", body: "{}", status: 400,
+                    code: .invalidPath, reasonContains: "username"),
+                .init(
+                    method: .POST, path: "/rest/version/1/user/%2e%2e%2fetc/subscription", body: "{}", status: 400,
+                    code: .invalidPath, reasonContains: "username"),
+                .init(
+                    method: .POST, path: "/rest/version/1/user/" + String(repeating: "a", count: 300) + "/subscription",
+                    body: "{}", status: 400, code: .invalidPath, reasonContains: "too long"),
+                .init(
+                    method: .POST, path: "/rest/version/9/user/a/subscription", body: "{}", status: 404,
+                    code: .notFound, reasonContains: "version"),
+                .init(
+                    method: .GET, path: "/nothing/here", body: nil, status: 404, code: .notFound,
+                    reasonContains: "/nothing/here"),
+            ]
+            for testCase in cases {
+                let reply = try await test.request(
+                    testCase.method, testCase.path, body: testCase.body, headers: [origin])
+                let label = "\(testCase.method) \(testCase.path.prefix(60)) \(testCase.body?.prefix(60) ?? "")"
+                #expect(reply.status == testCase.status, "\(label)")
+                #expect(reply.headers.first(name: "Content-Type") == "application/json", "\(label)")
+                #expect(
+                    reply.headers.first(name: "Access-Control-Allow-Origin") == "https://app.example.org", "\(label)")
+                let code = reply.subscribeResponse?.statusCode ?? reply.statusDocument?.statusCode
+                let reason = reply.subscribeResponse?.reason ?? reply.statusDocument?.reason ?? ""
+                #expect(code == testCase.code.rawValue, "\(label): \(reply.text)")
+                #expect(reason.contains(testCase.reasonContains), "\(label): \(reason)")
+            }
+
+            // Still serving, and the established subscription is untouched.
+            let refreshed = try await test.request(
+                .PUT, try #require(established.subscription), body: TestPlatform.refreshBody())
+            #expect(refreshed.status == 200)
+            #expect(test.platform.subscriptions.count == 1)
+        }
+    }
+
+    @Test func preflightAndCORS() async throws {
+        try await TestPlatform.with { test in
+            let preflight = try await test.request(
+                .OPTIONS, LinkPath.subscriptions(user: TestPlatform.alice), credential: nil,
+                headers: [
+                    ("Origin", "http://localhost:3000"), ("Access-Control-Request-Method", "POST"),
+                    ("Access-Control-Request-Headers", "authorization,content-type,x-cpaas-agent"),
+                ])
+            #expect(preflight.status == 204)
+            #expect(preflight.headers.first(name: "Access-Control-Allow-Origin") == "http://localhost:3000")
+            let methods = preflight.headers.first(name: "Access-Control-Allow-Methods") ?? ""
+            for method in ["GET", "POST", "PUT", "DELETE"] { #expect(methods.contains(method)) }
+            let allowed = (preflight.headers.first(name: "Access-Control-Allow-Headers") ?? "").lowercased()
+            for header in ["authorization", "content-type", "x-cpaas-agent", "x-token"] {
+                #expect(allowed.contains(header))
+            }
+
+            // Without an Origin, any origin is allowed.
+            let plain = try await test.request(
+                .POST, LinkPath.subscriptions(user: TestPlatform.alice), body: "{}", credential: nil)
+            #expect(plain.headers.first(name: "Access-Control-Allow-Origin") == "*")
+        }
+    }
+
+    @Test func metricsAndHealth() async throws {
+        try await TestPlatform.with { test in
+            let response = try await test.subscribe()
+            let channel = try await test.openChannel(try #require(response.subscriptionParams).notificationChannel)
+            _ = try await test.request(
+                .POST, LinkPath.subscriptions(user: TestPlatform.alice), body: "{", credential: nil)
+            let metrics = try await test.request(.GET, "/metrics", credential: nil)
+            #expect(metrics.status == 200)
+            #expect(metrics.text.contains("kandylink_subscriptions 1"))
+            #expect(metrics.text.contains("kandylink_open_channels 1"))
+            #expect(metrics.text.contains(#"kandylink_http_requests_total{status="200"}"#))
+            #expect(metrics.text.contains(#"kandylink_http_requests_total{status="401"} 1"#))
+            let health = try await test.request(.GET, "/health", credential: nil)
+            #expect(health.statusDocument?.statusCode == 0)
+            channel.close()
+            _ = try await channel.drain()
+        }
+    }
+}
+
+extension TestPlatform.Reply {
+    typealias Method = NIOHTTP1.HTTPMethod
+}

@@ -1,0 +1,118 @@
+import Foundation
+import KandyLinkProtocol
+import Testing
+
+@testable import KandyLinkServer
+
+/// The WebSocket notification channel (spec §4).
+@Suite struct ChannelTests {
+    @Test(arguments: ["", "?", "?access_token=tok%2Fen%2B1%3D", "?token=tok%2Fen%2B1%3D"])
+    func acceptsEveryQueryTheClientSends(query: String) async throws {
+        try await TestPlatform.with { test in
+            let response = try await test.subscribe()
+            let channel = try await test.openChannel(
+                try #require(response.subscriptionParams).notificationChannel, query: query)
+            channel.close()
+            _ = try await channel.drain()
+        }
+    }
+
+    @Test func keepalivesAreNeverAnswered() async throws {
+        try await TestPlatform.with { test in
+            let response = try await test.subscribe()
+            let channel = try await test.openChannel(try #require(response.subscriptionParams).notificationChannel)
+            for _ in 0..<3 { channel.send(KeepaliveMessage.text) }
+            channel.close()
+            let (messages, close) = try await channel.drain()
+            #expect(messages.isEmpty)
+            #expect(close?.closeCode == .normalClosure)
+        }
+    }
+
+    @Test func refusesUnknownEndedAndForeignChannels() async throws {
+        try await TestPlatform.with { test in
+            let response = try await test.subscribe()
+            let path = try #require(response.subscriptionParams).notificationChannel
+            let unknown = LinkPath.channel(user: TestPlatform.alice, channelID: "AAAAAAAAAAAAAAAAAAAAAA")
+            let foreign = path.replacingOccurrences(of: "alice@example.com", with: "bob@example.com")
+            for refused in [unknown, foreign, "/rest/version/1/user/../websocket/x", "/elsewhere"] {
+                await #expect(throws: (any Error).self, "\(refused)") { try await test.openChannel(refused) }
+            }
+            #expect(try await test.request(.DELETE, try #require(response.subscription)).status == 200)
+            await #expect(throws: (any Error).self) { try await test.openChannel(path) }
+            // A plain GET of the channel path explains itself.
+            let plain = try await test.request(.GET, path)
+            #expect(plain.status == 426)
+            #expect(plain.statusDocument?.statusCode == StatusCode.upgradeRequired.rawValue)
+        }
+    }
+
+    @Test func aReconnectReplacesTheOldSocket() async throws {
+        try await TestPlatform.with { test in
+            let response = try await test.subscribe()
+            let path = try #require(response.subscriptionParams).notificationChannel
+            let old = try await test.openChannel(path)
+            let new = try await test.openChannel(path, query: "?")
+            let (oldMessages, oldClose) = try await old.drain()
+            #expect(oldMessages.isEmpty)
+            #expect(oldClose?.closeCode == .policyViolation)
+            #expect(test.platform.hub.count == 1)
+
+            // What the platform sends now reaches the new socket.
+            #expect(
+                try test.platform.notify(channelID: String(path.split(separator: "/").last!)) { .gone(eventId: $0) })
+            let text = try #require(await new.next())
+            #expect(
+                try WireJSON.decode(NotificationDocument.self, from: Data(text.utf8)).notificationMessage.eventType
+                    == .gone)
+            new.close()
+            _ = try await new.drain()
+        }
+    }
+
+    @Test func aSilentSocketIsClosedButTheSubscriptionLivesOn() async throws {
+        try await TestPlatform.with { test in
+            let response = try await test.subscribe()
+            let path = try #require(response.subscriptionParams).notificationChannel
+            let channel = try await test.openChannel(path)
+
+            test.clock.advance(by: 100)
+            test.platform.sweep()
+            #expect(test.platform.hub.count == 1)  // exactly at the allowance: still open
+            test.clock.advance(by: 1)
+            test.platform.sweep()
+            let (messages, close) = try await channel.drain()
+            #expect(messages.isEmpty)
+            #expect(close?.closeCode == .goingAway)
+            // Still subscribed: the client may reconnect.
+            let again = try await test.openChannel(path, query: "?")
+            again.close()
+            _ = try await again.drain()
+        }
+    }
+
+    @Test func oversizedFramesCloseTheSocketNotThePlatform() async throws {
+        try await TestPlatform.with(configure: { $0.maxFrameBytes = 1024 }) { test in
+            let response = try await test.subscribe()
+            let path = try #require(response.subscriptionParams).notificationChannel
+            let channel = try await test.openChannel(path)
+            channel.send(String(repeating: "x", count: 4096))
+            let (_, close) = try await channel.drain()
+            #expect(close?.closeCode == .messageTooLarge)
+            let again = try await test.openChannel(path)
+            again.close()
+            _ = try await again.drain()
+        }
+    }
+
+    @Test func shutdownClosesSocketsWithACloseFrameAndKeepsSubscriptions() async throws {
+        try await TestPlatform.with { test in
+            let response = try await test.subscribe()
+            let channel = try await test.openChannel(try #require(response.subscriptionParams).notificationChannel)
+            try await test.stopPlatform()
+            #expect(try await channel.drain().close?.closeCode == .goingAway)
+            let store = try SQLiteStore(path: test.databasePath)
+            #expect(try store.subscriptions().map(\.username) == [TestPlatform.alice])
+        }
+    }
+}

@@ -1,0 +1,275 @@
+import AsyncHTTPClient
+import Foundation
+import KandyLinkProtocol
+import Logging
+import NIOCore
+import NIOFoundationCompat
+import NIOHTTP1
+import NIOSSL
+import Synchronization
+import WSClient
+
+@testable import KandyLinkServer
+
+/// A real platform on an ephemeral loopback port with TLS, its database in a fresh directory,
+/// and a manual clock; plus an HTTPS client that trusts its development certificate. It can be
+/// restarted in place on the same database, as a process restart would.
+final class TestPlatform: Sendable {
+    private struct Running: Sendable {
+        var platform: Platform
+        var port: Int
+        var task: Task<Void, any Error>?
+    }
+
+    let clock: ManualPlatformClock
+    let directory: URL
+    let http: HTTPClient
+    let tls: TLSConfiguration
+    private let configure: @Sendable (inout PlatformConfiguration) -> Void
+    private let running: Mutex<Running>
+
+    static let alice = "alice@example.com"
+    static let bob = "bob@example.com"
+    static let password = "pä ss word"
+
+    var platform: Platform { running.withLock { $0.platform } }
+    var port: Int { running.withLock { $0.port } }
+    var base: String { "https://127.0.0.1:\(port)" }
+    var databasePath: String { directory.appendingPathComponent("platform.sqlite").path }
+
+    /// Runs `body` against a fresh platform, and stops it afterwards whatever happens.
+    static func with(
+        users: [String] = [alice, bob],
+        configure: @escaping @Sendable (inout PlatformConfiguration) -> Void = { _ in },
+        _ body: (TestPlatform) async throws -> Void
+    ) async throws {
+        let test = try await TestPlatform(users: users, configure: configure)
+        do {
+            try await body(test)
+        } catch {
+            try? await test.stop()
+            throw error
+        }
+        try await test.stop()
+    }
+
+    private init(users: [String], configure: @escaping @Sendable (inout PlatformConfiguration) -> Void) async throws {
+        clock = ManualPlatformClock()
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "kandy-link-tests-\(UUID().uuidString)")
+        self.configure = configure
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let (platform, task, port) = try await Self.launch(directory: directory, clock: clock, configure: configure)
+        running = Mutex(Running(platform: platform, port: port, task: task))
+        for user in users {
+            try await platform.accounts.add(username: user, password: Self.password)
+        }
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.trustRoots = .certificates(
+            try NIOSSLCertificate.fromPEMFile(
+                directory.appendingPathComponent(DevelopmentCertificate.chainFileName).path))
+        self.tls = tls
+        var httpConfiguration = HTTPClient.Configuration(tlsConfiguration: tls)
+        httpConfiguration.httpVersion = .http1Only
+        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
+    }
+
+    private static func launch(
+        directory: URL, clock: ManualPlatformClock, configure: (inout PlatformConfiguration) -> Void
+    ) async throws -> (Platform, Task<Void, any Error>, Int) {
+        var configuration = PlatformConfiguration()
+        configuration.port = 0
+        configuration.databasePath = directory.appendingPathComponent("platform.sqlite").path
+        configuration.sweepInterval = nil  // tests sweep by hand, after moving the clock
+        configuration.passwordCost = 4
+        configure(&configuration)
+        var logger = Logger(label: "test-platform")
+        logger.logLevel = .warning
+        let platform = try Platform(configuration: configuration, clock: clock, logger: logger)
+        let task = Task { try await platform.run() }
+        return (platform, task, try await platform.listeningPort())
+    }
+
+    /// Graceful shutdown of the platform; the database stays.
+    func stopPlatform() async throws {
+        let (platform, task) = running.withLock { running in
+            defer { running.task = nil }
+            return (running.platform, running.task)
+        }
+        guard let task else { return }
+        await platform.shutdown()
+        try await task.value
+    }
+
+    /// A new platform on the same database and clock, as after a process restart.
+    func restart() async throws {
+        try await stopPlatform()
+        let (platform, task, port) = try await Self.launch(directory: directory, clock: clock, configure: configure)
+        running.withLock { $0 = Running(platform: platform, port: port, task: task) }
+    }
+
+    func stop() async throws {
+        try await stopPlatform()
+        try await http.shutdown()
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    // MARK: HTTP
+
+    struct Reply {
+        var status: Int
+        var headers: HTTPHeaders
+        var body: Data
+
+        func decode<T: Decodable>(_ type: T.Type) throws -> T { try WireJSON.decode(type, from: body) }
+        var subscribeResponse: SubscribeResponse? { try? decode(SubscribeResponseDocument.self).subscribeResponse }
+        var statusDocument: StatusDocument? { try? decode(StatusDocument.self) }
+        var text: String { String(decoding: body, as: UTF8.self) }
+    }
+
+    func request(
+        _ method: HTTPMethod, _ path: String, body: String? = nil,
+        credential: CredentialHeader? = .basic(login: alice, password: password),
+        headers extra: [(String, String)] = []
+    ) async throws -> Reply {
+        var request = HTTPClientRequest(url: base + path)
+        request.method = method
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "Accept", value: "application/json")
+        request.headers.add(name: "X-Cpaas-Agent", value: "link-js-sdk/4.20.0")
+        if let credential { request.headers.add(name: credential.field.name, value: credential.field.value) }
+        for (name, value) in extra { request.headers.add(name: name, value: value) }
+        if let body { request.body = .bytes(ByteBuffer(string: body)) }
+        let response = try await http.execute(request, timeout: .seconds(30))
+        let bytes = try await response.body.collect(upTo: 1 << 20)
+        return Reply(status: Int(response.status.code), headers: response.headers, body: Data(buffer: bytes))
+    }
+
+    static func subscribeBody(
+        services: [String] = ["call", "Presence", "IM"], expires: Int = 3600, forceLogOut: Bool = true
+    ) -> String {
+        let document = SubscribeRequestDocument(
+            subscribeRequest: SubscribeRequest(
+                expires: expires, service: services.map(ServiceName.init(rawValue:)),
+                supported: ["RingingFeedback"], forceLogOut: ForceLogOut(forceLogOut)))
+        return String(decoding: try! WireJSON.encode(document), as: UTF8.self)
+    }
+
+    static func refreshBody(services: [String] = ["call", "Presence", "IM"], expires: Int = 3600) -> String {
+        let document = SubscribeRequestDocument(
+            subscribeRequest: SubscribeRequest(expires: expires, service: services.map(ServiceName.init(rawValue:))))
+        return String(decoding: try! WireJSON.encode(document), as: UTF8.self)
+    }
+
+    /// POSTs a subscription and returns the granted response, failing the test otherwise.
+    func subscribe(
+        user: String = alice, services: [String] = ["call", "Presence", "IM"], expires: Int = 3600,
+        forceLogOut: Bool = true
+    ) async throws -> SubscribeResponse {
+        let reply = try await request(
+            .POST, LinkPath.subscriptions(user: user),
+            body: Self.subscribeBody(services: services, expires: expires, forceLogOut: forceLogOut),
+            credential: .basic(login: user, password: Self.password))
+        guard reply.status == 200, let response = reply.subscribeResponse, response.subscriptionParams != nil else {
+            throw TestFailure("subscribe answered \(reply.status): \(reply.text)")
+        }
+        return response
+    }
+
+    // MARK: Channel
+
+    func openChannel(_ path: String, query: String = "") async throws -> TestChannel {
+        try await TestChannel.open(url: "wss://127.0.0.1:\(port)\(path)\(query)", tls: tls)
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A WebSocket client on a notification channel: what it received, and how it was closed.
+final class TestChannel: Sendable {
+    enum Command: Sendable {
+        case text(String)
+        case close
+    }
+
+    let received: AsyncStream<String>
+    private let commands: AsyncStream<Command>.Continuation
+    private let running: Task<WebSocketCloseFrame?, any Error>
+
+    private init(
+        received: AsyncStream<String>, commands: AsyncStream<Command>.Continuation,
+        running: Task<WebSocketCloseFrame?, any Error>
+    ) {
+        self.received = received
+        self.commands = commands
+        self.running = running
+    }
+
+    /// Opens the socket; throws when the platform refuses the upgrade.
+    static func open(url: String, tls: TLSConfiguration) async throws -> TestChannel {
+        let (received, receivedSink) = AsyncStream.makeStream(of: String.self)
+        let (commandStream, commands) = AsyncStream.makeStream(of: Command.self)
+        let (opened, openedSink) = AsyncStream.makeStream(of: Result<Void, any Error>.self)
+        var logger = Logger(label: "test-channel")
+        logger.logLevel = .critical
+        let running = Task<WebSocketCloseFrame?, any Error> {
+            do {
+                // WSClient refuses an IP address as TLS SNI; the development certificate also names localhost.
+                let frame = try await WebSocketClient.connect(
+                    url: url, configuration: .init(autoPing: .disabled, sniHostname: "localhost"),
+                    tlsConfiguration: tls, logger: logger
+                ) { inbound, outbound, _ in
+                    openedSink.yield(.success(()))
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask {
+                            for await command in commandStream {
+                                switch command {
+                                case .text(let text): try await outbound.write(.text(text))
+                                case .close:
+                                    try await outbound.close(.normalClosure, reason: nil)
+                                    return
+                                }
+                            }
+                        }
+                        for try await message in inbound.messages(maxSize: 1 << 20) {
+                            if case .text(let text) = message { receivedSink.yield(text) }
+                        }
+                        group.cancelAll()
+                    }
+                }
+                receivedSink.finish()
+                openedSink.yield(.failure(TestFailure("closed before opening")))
+                return frame
+            } catch {
+                receivedSink.finish()
+                openedSink.yield(.failure(error))
+                throw error
+            }
+        }
+        var iterator = opened.makeAsyncIterator()
+        switch await iterator.next() {
+        case .success?: return TestChannel(received: received, commands: commands, running: running)
+        case .failure(let error)?: throw error
+        case nil: throw TestFailure("no open result")
+        }
+    }
+
+    func send(_ text: String) { commands.yield(.text(text)) }
+
+    func close() { commands.yield(.close) }
+
+    /// Everything received until the socket closed, and the close frame.
+    func drain() async throws -> (messages: [String], close: WebSocketCloseFrame?) {
+        var messages: [String] = []
+        for await message in received { messages.append(message) }
+        return (messages, try await running.value)
+    }
+
+    func next() async -> String? {
+        var iterator = received.makeAsyncIterator()
+        return await iterator.next()
+    }
+}
