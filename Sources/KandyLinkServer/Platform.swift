@@ -70,6 +70,8 @@ public final class Platform: Sendable {
     /// On a graceful shutdown every channel socket is closed with a close frame first; the
     /// subscriptions stay stored, so clients reconnect to the next run.
     public func run(gracefulShutdownSignals: [UnixSignal] = []) async throws {
+        // Whatever ends the run, including a failure before listening, releases listeningPort().
+        defer { serverStopped() }
         let tls = try makeTLSConfiguration()
         let server = try Self.serverBuilder(
             tls: tls,
@@ -96,7 +98,6 @@ public final class Platform: Sendable {
             if state.stopped { throw CancellationError() }
             state.group = group
         }
-        defer { serverStopped() }
         try await group.run()
     }
 

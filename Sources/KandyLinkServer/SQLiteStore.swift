@@ -17,7 +17,8 @@ public final class SQLiteStore: PlatformStore {
             pool = try DatabasePool(path: path, configuration: configuration)
             try Self.migrator.migrate(pool)
         } catch {
-            throw StoreError.cannotOpen(path: path, reason: "\(error)")
+            throw StoreError.cannotOpen(
+                path: path, reason: (error as? DatabaseError)?.message ?? error.localizedDescription)
         }
     }
 

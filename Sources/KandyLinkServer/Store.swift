@@ -42,11 +42,18 @@ public struct SubscriptionRecord: Sendable, Equatable {
     }
 }
 
-public enum StoreError: Error, Equatable, Sendable {
+public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
     case userExists(String)
     case authnameTaken(String)
-    case unknownUser(String)
     case cannotOpen(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .userExists(let name): "A user \(name) already exists."
+        case .authnameTaken(let name): "The authname \(name) is already someone's login."
+        case .cannotOpen(let path, let reason): "Cannot open the database \(path): \(reason)"
+        }
+    }
 }
 
 /// Durable state of the platform. One protocol, so a PostgreSQL store can stand beside SQLite.

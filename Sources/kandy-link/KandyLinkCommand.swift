@@ -14,3 +14,9 @@ struct KandyLinkCommand: AsyncParsableCommand {
             """,
         subcommands: [Serve.self, Users.self])
 }
+
+/// A failure to report to the person at the terminal: printed as "Error: …", exit status 1.
+struct CommandFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}

@@ -84,21 +84,22 @@ struct Serve: AsyncParsableCommand {
         do {
             platform = try Platform(configuration: configuration, logger: logger)
         } catch {
-            throw CleanExit.message("error: cannot open the database \(database.database): \(error)")
+            throw CommandFailure("\(error)")
         }
         async let running: Void = platform.run(gracefulShutdownSignals: [.sigterm, .sigint])
         do {
             let port = try await platform.listeningPort()
             print(banner(port: port, configuration: configuration))
+            fflush(nil)  // the banner must show even when stdout is a pipe
         } catch {
             // run() failed before listening; its error is the one to report.
         }
         do {
             try await running
         } catch let error as PlatformStartError {
-            throw CleanExit.message("error: \(error)")
+            throw CommandFailure("\(error)")
         } catch {
-            throw CleanExit.message("error: the platform stopped: \(describe(error))")
+            throw CommandFailure("the platform stopped: \(describe(error))")
         }
     }
 
