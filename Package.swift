@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "KandyLinkProtocol", targets: ["KandyLinkProtocol"]),
+        .library(name: "KandyLink", targets: ["KandyLink"]),
         .library(name: "KandyLinkServer", targets: ["KandyLinkServer"]),
         .executable(name: "kandy-link", targets: ["kandy-link"]),
     ],
@@ -28,6 +29,18 @@ let package = Package(
     ],
     targets: [
         .target(name: "KandyLinkProtocol"),
+        .target(
+            name: "KandyLink",
+            dependencies: [
+                "KandyLinkProtocol",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "WSClient", package: "swift-websocket"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(
             name: "KandyLinkServer",
             dependencies: [
@@ -54,15 +67,30 @@ let package = Package(
         .executableTarget(
             name: "kandy-link",
             dependencies: [
+                "KandyLink",
                 "KandyLinkServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .target(
+            name: "KandyLinkTesting",
+            dependencies: ["KandyLinkServer", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/KandyLinkTesting"
+        ),
         .testTarget(name: "KandyLinkProtocolTests", dependencies: ["KandyLinkProtocol"]),
+        .testTarget(
+            name: "KandyLinkTests",
+            dependencies: [
+                "KandyLink",
+                "KandyLinkServer",
+                "KandyLinkTesting",
+            ]
+        ),
         .testTarget(
             name: "KandyLinkServerTests",
             dependencies: [
                 "KandyLinkServer",
+                "KandyLinkTesting",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "WSClient", package: "swift-websocket"),
                 .product(name: "NIOCore", package: "swift-nio"),

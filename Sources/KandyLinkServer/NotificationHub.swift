@@ -47,6 +47,8 @@ final class NotificationHub: Sendable {
 
     var count: Int { state.withLock { $0.sockets.count } }
 
+    func hasSocket(_ channelID: String) -> Bool { state.withLock { $0.sockets[channelID] != nil } }
+
     /// Makes a new socket the live one of its channel; an older socket there is closed.
     func attach(channelID: String, now: Date) -> (Socket, AsyncStream<Outbound>) {
         let (stream, continuation) = AsyncStream.makeStream(of: Outbound.self, bufferingPolicy: .unbounded)

@@ -169,6 +169,11 @@ public final class Platform: Sendable {
         }
     }
 
+    /// Live subscriptions, for operators and tests.
+    public var subscriptionCount: Int { subscriptions.count }
+    /// Open channel sockets.
+    public var openChannelCount: Int { hub.count }
+
     // MARK: Housekeeping
 
     /// Ends subscriptions that were not refreshed in time (`gone`, then close) and closes sockets

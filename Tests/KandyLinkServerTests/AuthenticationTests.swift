@@ -4,7 +4,7 @@ import Testing
 
 @testable import KandyLinkServer
 
-@Suite struct AuthenticationTests {
+@Suite(.timeLimit(.minutes(1))) struct AuthenticationTests {
     let path = LinkPath.subscriptions(user: TestPlatform.alice)
 
     @Test func credentialsAreRequiredAndChecked() async throws {
@@ -125,7 +125,7 @@ import Testing
     }
 }
 
-@Suite struct LoginThrottleTests {
+@Suite(.timeLimit(.minutes(1))) struct LoginThrottleTests {
     let start = Date(timeIntervalSince1970: 1_800_000_000)
 
     @Test func delaysGrowAndAreCapped() {
@@ -169,7 +169,7 @@ import Testing
     }
 }
 
-@Suite struct TokenIssuerTests {
+@Suite(.timeLimit(.minutes(1))) struct TokenIssuerTests {
     let issuer = TokenIssuer(secret: Array("0123456789abcdef0123456789abcdef".utf8))
     let now = Date(timeIntervalSince1970: 1_800_000_000)
 

@@ -7,7 +7,7 @@ import Testing
 
 /// Every malformed, oversized, unauthorised or out-of-order request gets a clear JSON error
 /// with CORS headers, and the platform goes on serving with its data intact.
-@Suite struct BadInputTests {
+@Suite(.timeLimit(.minutes(1))) struct BadInputTests {
     @Test func malformedRequestsGetJSONErrors() async throws {
         try await TestPlatform.with(configure: { $0.maxBodyBytes = 1024 }) { test in
             let established = try await test.subscribe()

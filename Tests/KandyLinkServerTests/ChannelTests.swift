@@ -5,7 +5,7 @@ import Testing
 @testable import KandyLinkServer
 
 /// The WebSocket notification channel (spec §4).
-@Suite struct ChannelTests {
+@Suite(.timeLimit(.minutes(1))) struct ChannelTests {
     @Test(arguments: ["", "?", "?access_token=tok%2Fen%2B1%3D", "?token=tok%2Fen%2B1%3D"])
     func acceptsEveryQueryTheClientSends(query: String) async throws {
         try await TestPlatform.with { test in

@@ -4,7 +4,7 @@ import Testing
 
 @testable import KandyLinkServer
 
-@Suite struct ForceLogOutTests {
+@Suite(.timeLimit(.minutes(1))) struct ForceLogOutTests {
     @Test func forceLogOutEvictsTheOldestSessionWithGone() async throws {
         try await TestPlatform.with { test in
             let first = try await test.subscribe()

@@ -4,7 +4,7 @@ import Testing
 @testable import KandyLinkServer
 
 /// The hub's rules, without sockets: liveness, replacement, scheduled close.
-@Suite struct NotificationHubTests {
+@Suite(.timeLimit(.minutes(1))) struct NotificationHubTests {
     let start = Date(timeIntervalSince1970: 1_800_000_000)
 
     @Test func keepaliveMovesTheIdleDeadline() async {

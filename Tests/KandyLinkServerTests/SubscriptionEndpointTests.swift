@@ -5,7 +5,7 @@ import Testing
 @testable import KandyLinkServer
 
 /// The tutorial's REST flow against a real platform: subscribe, refresh, unsubscribe.
-@Suite struct SubscriptionEndpointTests {
+@Suite(.timeLimit(.minutes(1))) struct SubscriptionEndpointTests {
     @Test func subscribeRefreshUnsubscribe() async throws {
         try await TestPlatform.with { test in
             let alice = TestPlatform.alice

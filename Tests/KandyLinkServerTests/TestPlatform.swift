@@ -6,36 +6,26 @@ import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
 import NIOSSL
-import Synchronization
+import KandyLinkTesting
 import WSClient
 
 @testable import KandyLinkServer
 
-/// A real platform on an ephemeral loopback port with TLS, its database in a fresh directory,
-/// and a manual clock; plus an HTTPS client that trusts its development certificate. It can be
-/// restarted in place on the same database, as a process restart would.
+/// A ``PlatformFixture`` plus an HTTPS client that trusts its development certificate.
 final class TestPlatform: Sendable {
-    private struct Running: Sendable {
-        var platform: Platform
-        var port: Int
-        var task: Task<Void, any Error>?
-    }
-
-    let clock: ManualPlatformClock
-    let directory: URL
+    let fixture: PlatformFixture
     let http: HTTPClient
     let tls: TLSConfiguration
-    private let configure: @Sendable (inout PlatformConfiguration) -> Void
-    private let running: Mutex<Running>
 
-    static let alice = "alice@example.com"
-    static let bob = "bob@example.com"
-    static let password = "pä ss word"
+    static let alice = PlatformFixture.alice
+    static let bob = PlatformFixture.bob
+    static let password = PlatformFixture.password
 
-    var platform: Platform { running.withLock { $0.platform } }
-    var port: Int { running.withLock { $0.port } }
+    var platform: Platform { fixture.platform }
+    var port: Int { fixture.port }
+    var clock: ManualPlatformClock { fixture.clock }
     var base: String { "https://127.0.0.1:\(port)" }
-    var databasePath: String { directory.appendingPathComponent("platform.sqlite").path }
+    var databasePath: String { fixture.databasePath }
 
     /// Runs `body` against a fresh platform, and stops it afterwards whatever happens.
     static func with(
@@ -43,7 +33,7 @@ final class TestPlatform: Sendable {
         configure: @escaping @Sendable (inout PlatformConfiguration) -> Void = { _ in },
         _ body: (TestPlatform) async throws -> Void
     ) async throws {
-        let test = try await TestPlatform(users: users, configure: configure)
+        let test = try await TestPlatform(fixture: PlatformFixture(users: users, configure: configure))
         do {
             try await body(test)
         } catch {
@@ -53,65 +43,23 @@ final class TestPlatform: Sendable {
         try await test.stop()
     }
 
-    private init(users: [String], configure: @escaping @Sendable (inout PlatformConfiguration) -> Void) async throws {
-        clock = ManualPlatformClock()
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "kandy-link-tests-\(UUID().uuidString)")
-        self.configure = configure
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let (platform, task, port) = try await Self.launch(directory: directory, clock: clock, configure: configure)
-        running = Mutex(Running(platform: platform, port: port, task: task))
-        for user in users {
-            try await platform.accounts.add(username: user, password: Self.password)
-        }
+    private init(fixture: PlatformFixture) throws {
+        self.fixture = fixture
         var tls = TLSConfiguration.makeClientConfiguration()
-        tls.trustRoots = .certificates(
-            try NIOSSLCertificate.fromPEMFile(
-                directory.appendingPathComponent(DevelopmentCertificate.chainFileName).path))
+        tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(fixture.certificatePath))
         self.tls = tls
         var httpConfiguration = HTTPClient.Configuration(tlsConfiguration: tls)
         httpConfiguration.httpVersion = .http1Only
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
     }
 
-    private static func launch(
-        directory: URL, clock: ManualPlatformClock, configure: (inout PlatformConfiguration) -> Void
-    ) async throws -> (Platform, Task<Void, any Error>, Int) {
-        var configuration = PlatformConfiguration()
-        configuration.port = 0
-        configuration.databasePath = directory.appendingPathComponent("platform.sqlite").path
-        configuration.sweepInterval = nil  // tests sweep by hand, after moving the clock
-        configuration.passwordCost = 4
-        configure(&configuration)
-        var logger = Logger(label: "test-platform")
-        logger.logLevel = .warning
-        let platform = try Platform(configuration: configuration, clock: clock, logger: logger)
-        let task = Task { try await platform.run() }
-        return (platform, task, try await platform.listeningPort())
-    }
+    func stopPlatform() async throws { try await fixture.stopPlatform() }
 
-    /// Graceful shutdown of the platform; the database stays.
-    func stopPlatform() async throws {
-        let (platform, task) = running.withLock { running in
-            defer { running.task = nil }
-            return (running.platform, running.task)
-        }
-        guard let task else { return }
-        await platform.shutdown()
-        try await task.value
-    }
-
-    /// A new platform on the same database and clock, as after a process restart.
-    func restart() async throws {
-        try await stopPlatform()
-        let (platform, task, port) = try await Self.launch(directory: directory, clock: clock, configure: configure)
-        running.withLock { $0 = Running(platform: platform, port: port, task: task) }
-    }
+    func restart() async throws { try await fixture.restart() }
 
     func stop() async throws {
-        try await stopPlatform()
+        try await fixture.stop()
         try await http.shutdown()
-        try? FileManager.default.removeItem(at: directory)
     }
 
     // MARK: HTTP
@@ -178,8 +126,12 @@ final class TestPlatform: Sendable {
 
     // MARK: Channel
 
+    /// Opens a socket on a channel and waits until the platform holds it.
     func openChannel(_ path: String, query: String = "") async throws -> TestChannel {
-        try await TestChannel.open(url: "wss://127.0.0.1:\(port)\(path)\(query)", tls: tls)
+        let channel = try await TestChannel.open(url: "wss://127.0.0.1:\(port)\(path)\(query)", tls: tls)
+        let channelID = String(path.split(separator: "/").last ?? "")
+        _ = await eventually { platform.hub.hasSocket(channelID) }
+        return channel
     }
 }
 

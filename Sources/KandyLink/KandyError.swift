@@ -1,0 +1,40 @@
+/// An error with a Kandy code and a readable message, as Kandy.js's `BasicError` (spec §9).
+public struct KandyError: Error, Sendable, Equatable, CustomStringConvertible {
+    public struct Code: RawRepresentable, Sendable, Hashable, CustomStringConvertible {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
+        /// `setCredentials` without a usable combination.
+        public static let invalidCredentials = Code(rawValue: "authentication:1")
+        /// The channel could not be opened.
+        public static let connectFailure = Code(rawValue: "authentication:2")
+        /// Unsubscribe failed, or there was nothing to unsubscribe.
+        public static let unsubscribeFailure = Code(rawValue: "authentication:3")
+        /// Subscribe failed.
+        public static let subscribeFailure = Code(rawValue: "authentication:4")
+        /// A periodic refresh failed.
+        public static let extendSubscriptionFailure = Code(rawValue: "authentication:5")
+        /// A service update failed.
+        public static let updateSubscriptionFailure = Code(rawValue: "authentication:6")
+        /// The configuration given to `Kandy.create` is invalid.
+        public static let invalidConfiguration = Code(rawValue: "configuration")
+        /// The instance was destroyed.
+        public static let destroyed = Code(rawValue: "destroyed")
+        /// Another subscribe or unsubscribe is still in progress.
+        public static let busy = Code(rawValue: "busy")
+    }
+
+    public var code: Code
+    public var message: String
+    /// The platform's `statusCode`, when it sent one.
+    public var statusCode: Int?
+
+    public init(_ code: Code, _ message: String, statusCode: Int? = nil) {
+        self.code = code
+        self.message = message
+        self.statusCode = statusCode
+    }
+
+    public var description: String { "\(message) (\(code))" }
+}

@@ -1,0 +1,71 @@
+import KandyLinkProtocol
+
+/// Everything a `Kandy` instance tells its observers, with the Kandy.js event names (spec §11).
+public enum KandyEvent: Sendable, Equatable {
+    /// Credentials were set or forgotten. `forced`/`reason` tell a `gone` or a lost connection.
+    case authChange(AuthChange)
+    /// `setCredentials` was given nothing usable.
+    case authError(KandyError)
+    /// A subscribe/unsubscribe started or finished, or the platform ended the subscription.
+    case subscriptionChange(SubscriptionChange)
+    /// A periodic refresh ran.
+    case subscriptionResub(Resubscription)
+    case subscriptionError(KandyError)
+    /// The notification channel opened, closed, or started a connection cycle.
+    case wsChange
+    /// A notification arrived on the channel: the whole `notificationMessage`.
+    case notificationReceived(NotificationMessage)
+
+    public var name: Name {
+        switch self {
+        case .authChange: .authChange
+        case .authError: .authError
+        case .subscriptionChange: .subscriptionChange
+        case .subscriptionResub: .subscriptionResub
+        case .subscriptionError: .subscriptionError
+        case .wsChange: .wsChange
+        case .notificationReceived: .notificationReceived
+        }
+    }
+
+    public enum Name: String, Sendable, Hashable, CaseIterable {
+        case authChange = "auth:change"
+        case authError = "auth:error"
+        case subscriptionChange = "subscription:change"
+        case subscriptionResub = "subscription:resub"
+        case subscriptionError = "subscription:error"
+        case wsChange = "ws:change"
+        case notificationReceived = "notification:received"
+    }
+
+    /// Why the subscription or credentials ended without being asked to (`disconnectReasons`).
+    public enum Reason: String, Sendable, Equatable {
+        case gone = "GONE"
+        case lostConnection = "LOST_CONNECTION"
+    }
+
+    public struct AuthChange: Sendable, Equatable {
+        public var forced: Bool
+        public var reason: Reason?
+        public init(forced: Bool = false, reason: Reason? = nil) {
+            self.forced = forced
+            self.reason = reason
+        }
+    }
+
+    public struct SubscriptionChange: Sendable, Equatable {
+        public var reason: Reason?
+        public init(reason: Reason? = nil) { self.reason = reason }
+    }
+
+    public struct Resubscription: Sendable, Equatable {
+        public var attemptNum: Int
+        public var isFailure: Bool
+        public var error: KandyError?
+        public init(attemptNum: Int, isFailure: Bool, error: KandyError? = nil) {
+            self.attemptNum = attemptNum
+            self.isFailure = isFailure
+            self.error = error
+        }
+    }
+}

@@ -1,0 +1,511 @@
+import Foundation
+import KandyLinkProtocol
+import Synchronization
+
+/// The one actor that drives the state machines: it feeds them inputs (app calls, HTTP answers,
+/// socket events, timers) and performs the actions they return. All I/O and all timers live
+/// here; no decision does.
+actor KandySession {
+    let configuration: KandyConfiguration
+    private let http: any HTTPTransport
+    private let websocket: any WebSocketTransport
+    private let timer: AlarmClock
+    private let wallClock: @Sendable () -> Date
+    private let random: @Sendable () -> Double
+    let observers: Observers
+    let snapshot: SnapshotBox
+
+    private var auth = AuthMachine()
+    private var subscription = SubscriptionMachine()
+    private var channel: ChannelMachine
+    private var connection: (any WebSocketConnection)?
+    /// Bumped per socket, so events of an old socket are recognised and ignored.
+    private var generation = 0
+    private var caller: CheckedContinuation<Void, any Error>?
+    private var tasks: [TaskKind: Task<Void, Never>] = [:]
+    private var requests: [Int: Task<Void, Never>] = [:]
+    private var nextRequest = 0
+    private var destroyed = false
+
+    private enum TaskKind: Hashable {
+        case keepalive, retry, refresh, connect
+    }
+
+    /// What the synchronous getters of `Kandy` read.
+    struct Snapshot: Sendable {
+        var username: String?
+        var subscribed: [String] = []
+        var isPending = false
+        var channelOpen = false
+        var lastError: KandyError?
+        var record: SubscriptionRecord?
+        var destroyed = false
+    }
+
+    init(
+        configuration: KandyConfiguration, http: any HTTPTransport, websocket: any WebSocketTransport,
+        clock: any Clock<Duration>, wallClock: @escaping @Sendable () -> Date,
+        random: @escaping @Sendable () -> Double, observers: Observers, snapshot: SnapshotBox
+    ) {
+        self.configuration = configuration
+        self.http = http
+        self.websocket = websocket
+        self.timer = AlarmClock(clock)
+        self.wallClock = wallClock
+        self.random = random
+        self.observers = observers
+        self.snapshot = snapshot
+        self.channel = ChannelMachine(
+            backoff: configuration.connectivity.reconnect, autoReconnect: configuration.connectivity.autoReconnect)
+    }
+
+    // MARK: App requests
+
+    func setCredentials(_ credentials: Credentials) throws(KandyError) {
+        try checkAlive()
+        for case .emit(let event) in auth.set(credentials) {
+            publish()
+            observers.emit(event)
+        }
+        if let error = auth.lastError { throw error }
+    }
+
+    func subscribe(_ services: [String], forceLogOut: Bool) async throws {
+        try checkAlive()
+        guard auth.credentials != nil else {
+            throw KandyError(.subscribeFailure, "Set credentials before subscribing.")
+        }
+        try await awaitCaller { perform(subscription.subscribe(services, forceLogOut: forceLogOut)) }
+    }
+
+    func unsubscribe(_ services: [String]) async throws {
+        try checkAlive()
+        try await awaitCaller { perform(subscription.unsubscribe(services)) }
+    }
+
+    func destroy() async {
+        guard !destroyed else { return }
+        perform(subscription.destroy())
+        perform(channel.close())
+        destroyed = true
+        for task in tasks.values { task.cancel() }
+        for task in requests.values { task.cancel() }
+        tasks = [:]
+        requests = [:]
+        await connection?.close()
+        connection = nil
+        await http.shutdown()
+        publish()
+        observers.finish()
+    }
+
+    private func checkAlive() throws(KandyError) {
+        if destroyed { throw KandyError(.destroyed, "This Kandy instance was destroyed; create a new one.") }
+    }
+
+    private func awaitCaller(_ start: () -> Void) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            guard caller == nil else {
+                continuation.resume(throwing: KandyError(.busy, "A subscribe or unsubscribe is already in progress."))
+                return
+            }
+            caller = continuation
+            start()
+        }
+    }
+
+    // MARK: Performing actions
+
+    private func perform(_ actions: [SubscriptionMachine.Action]) {
+        for action in actions {
+            switch action {
+            case .emit(let event):
+                publish()
+                observers.emit(event)
+            case .post(let services, let forceLogOut):
+                request(post(services: services, forceLogOut: forceLogOut))
+            case .update(let url, let services, let expires):
+                request(put(url: url, services: services, expires: expires, isRefresh: false))
+            case .refresh(let url, let services, let expires):
+                request(put(url: url, services: services, expires: expires, isRefresh: true))
+            case .delete(let url):
+                request(delete(url: url))
+            case .openChannel:
+                perform(channel.open())
+            case .closeChannel:
+                perform(channel.close())
+            case .armRefresh(let date):
+                let delay = max(date.timeIntervalSince(wallClock()), 0)
+                schedule(.refresh, after: .seconds(delay))
+            case .cancelRefresh:
+                tasks.removeValue(forKey: .refresh)?.cancel()
+            case .complete(let error):
+                publish()
+                if let caller {
+                    self.caller = nil
+                    if let error { caller.resume(throwing: error) } else { caller.resume() }
+                }
+            case .forgetCredentials(let reason):
+                for case .emit(let event) in auth.forget(reason) {
+                    publish()
+                    observers.emit(event)
+                }
+            }
+        }
+        publish()
+    }
+
+    private func perform(_ actions: [ChannelMachine.Action]) {
+        for action in actions {
+            switch action {
+            case .emitWsChange:
+                publish()
+                observers.emit(.wsChange)
+            case .connect(let query):
+                connect(query: query)
+            case .scheduleRetry(let delay):
+                schedule(.retry, after: delay)
+            case .sendKeepalive:
+                if let connection {
+                    Task { try? await connection.send(KeepaliveMessage.text) }
+                }
+            case .armKeepalive:
+                schedule(.keepalive, after: configuration.connectivity.keepaliveInterval)
+            case .disconnect:
+                generation += 1
+                if let connection {
+                    self.connection = nil
+                    Task { await connection.close() }
+                }
+            case .cancelTimers:
+                tasks.removeValue(forKey: .keepalive)?.cancel()
+                tasks.removeValue(forKey: .retry)?.cancel()
+            case .opened(let initial):
+                if initial { perform(subscription.channelOpened(now: wallClock(), random: random())) }
+            case .initialOpenFailed:
+                perform(subscription.channelFailed())
+            case .lost:
+                connection = nil
+                perform(subscription.lostConnection())
+            }
+        }
+        publish()
+    }
+
+    private func alarm(_ kind: TaskKind) {
+        guard !destroyed else { return }
+        tasks[kind] = nil
+        switch kind {
+        case .keepalive:
+            perform(channel.keepaliveDue())
+            // The wall-clock check of the refresh schedule: catches a sleep past the due time.
+            perform(subscription.refreshCheck(now: wallClock()))
+        case .retry:
+            perform(channel.retryDue())
+        case .refresh:
+            perform(subscription.refreshCheck(now: wallClock()))
+        case .connect:
+            break
+        }
+    }
+
+    private func schedule(_ kind: TaskKind, after delay: Duration) {
+        tasks[kind]?.cancel()
+        let wait = timer.wait(delay)
+        tasks[kind] = Task { [weak self] in
+            do { try await wait() } catch { return }
+            await self?.alarm(kind)
+        }
+    }
+
+    /// Runs an HTTP exchange off the actor; its answer comes back as an input.
+    private func request(_ work: @escaping @Sendable () async -> Void) {
+        let id = nextRequest
+        nextRequest += 1
+        requests[id] = Task { [weak self] in
+            await work()
+            await self?.requestFinished(id)
+        }
+    }
+
+    private func requestFinished(_ id: Int) { requests[id] = nil }
+
+    private func publish() {
+        let state = (
+            auth.credentials?.username, subscription.subscribed, subscription.isPending, channel.isOpen,
+            auth.lastError, subscription.record, destroyed
+        )
+        snapshot.state.withLock {
+            $0.username = state.0
+            $0.subscribed = state.1
+            $0.isPending = state.2
+            $0.channelOpen = state.3
+            if let error = state.4 { $0.lastError = error }
+            $0.record = state.5
+            $0.destroyed = state.6
+        }
+    }
+
+    private func remember(_ error: KandyError) {
+        snapshot.state.withLock { $0.lastError = error }
+    }
+
+    // MARK: Channel
+
+    private func connect(query: ChannelMachine.Query) {
+        guard let path = subscription.record?.channelPath else { return }
+        generation += 1
+        let generation = self.generation
+        var url = configuration.channelOrigin + path
+        let token = auth.credentials?.bearerToken
+        switch query {
+        case .firstOpen:
+            if let token, configuration.connectivity.webSocketOAuthQuery {
+                url += "?access_token=" + Self.queryEncode(token)
+            }
+        case .reconnect:
+            url += token.map { "?token=" + Self.queryEncode($0) } ?? "?"
+        }
+        let websocket = self.websocket
+        tasks[.connect] = Task { [self] in
+            do {
+                let connection = try await websocket.connect(
+                    url: url,
+                    onMessage: { text in Task { await self.received(text, generation: generation) } },
+                    onClose: { Task { await self.closed(generation: generation) } })
+                await connected(connection, generation: generation)
+            } catch {
+                connectFailed(generation: generation)
+            }
+        }
+    }
+
+    private func connected(_ connection: any WebSocketConnection, generation: Int) async {
+        guard generation == self.generation, !destroyed else {
+            await connection.close()
+            return
+        }
+        self.connection = connection
+        perform(channel.connected())
+    }
+
+    private func connectFailed(generation: Int) {
+        guard generation == self.generation else { return }
+        perform(channel.connectFailed(random: random()))
+    }
+
+    private func closed(generation: Int) {
+        guard generation == self.generation else { return }
+        connection = nil
+        perform(channel.peerClosed())
+    }
+
+    private func received(_ text: String, generation: Int) {
+        guard generation == self.generation, !destroyed,
+            let document = try? WireJSON.decode(NotificationDocument.self, from: Data(text.utf8))
+        else { return }
+        let message = document.notificationMessage
+        observers.emit(.notificationReceived(message))
+        if message.eventType == .gone {
+            perform(subscription.gone())
+        }
+    }
+
+    static func queryEncode(_ value: String) -> String {
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._~")
+        return value.addingPercentEncoding(withAllowedCharacters: allowed) ?? value
+    }
+
+    // MARK: REST
+
+    private func headers() -> [String: String] {
+        var headers = [
+            "Content-Type": "application/json", "Accept": "application/json",
+            "X-Cpaas-Agent": "link-swift-sdk/\(Kandy.version)",
+        ]
+        if let field = auth.credentials?.header.field { headers[field.name] = field.value }
+        return headers
+    }
+
+    private func post(services: [String], forceLogOut: Bool) -> @Sendable () async -> Void {
+        let username = auth.credentials?.username ?? ""
+        let request = HTTPRequestSpec(
+            method: "POST",
+            url: configuration.restOrigin + LinkPath.subscriptions(user: username),
+            headers: headers(),
+            body: try? WireJSON.encode(
+                SubscribeRequestDocument(
+                    subscribeRequest: .init(
+                        expires: configuration.subscription.expires, service: services.map { ServiceName($0) },
+                        supported: ["RingingFeedback"], forceLogOut: ForceLogOut(forceLogOut)))))
+        let http = self.http
+        return { [weak self] in
+            let result = await Self.exchange(http, request, failure: .subscribeFailure, verb: "subscribe user")
+            await self?.answered(result) { session, result in
+                switch result {
+                case .success(let record?): session.subscription.subscribed(record)
+                case .success(nil): session.subscription.subscribeFailed(Self.noRecord(.subscribeFailure))
+                case .failure(let error): session.subscription.subscribeFailed(error)
+                }
+            }
+        }
+    }
+
+    private func put(url: String, services: [String], expires: Int, isRefresh: Bool) -> @Sendable () async -> Void {
+        let request = HTTPRequestSpec(
+            method: "PUT", url: configuration.restOrigin + url, headers: headers(),
+            body: try? WireJSON.encode(
+                SubscribeRequestDocument(
+                    subscribeRequest: .init(expires: expires, service: services.map { ServiceName($0) }))))
+        let http = self.http
+        return { [weak self] in
+            let result = await Self.exchange(
+                http, request, failure: .updateSubscriptionFailure, verb: "update user subscription")
+            await self?.answered(result) { session, result in
+                let now = session.wallClock()
+                switch (result, isRefresh) {
+                case (.success, true): return session.subscription.refreshSucceeded(now: now, random: session.random())
+                case (.failure(let error), true):
+                    return session.subscription.refreshFailed(error, now: now, random: session.random())
+                case (.success(let record?), false):
+                    return session.subscription.updated(record, now: now, random: session.random())
+                case (.success(nil), false):
+                    return session.subscription.updateFailed(Self.noRecord(.updateSubscriptionFailure))
+                case (.failure(let error), false): return session.subscription.updateFailed(error)
+                }
+            }
+        }
+    }
+
+    private func delete(url: String) -> @Sendable () async -> Void {
+        let request = HTTPRequestSpec(method: "DELETE", url: configuration.restOrigin + url, headers: headers())
+        let http = self.http
+        return { [weak self] in
+            let result = await Self.exchange(http, request, failure: .unsubscribeFailure, verb: "unsubscribe user")
+            await self?.answered(result) { session, result in
+                switch result {
+                case .success: session.subscription.deleted()
+                case .failure(let error): session.subscription.deleteFailed(error)
+                }
+            }
+        }
+    }
+
+    private static func noRecord(_ code: KandyError.Code) -> KandyError {
+        KandyError(code, "The platform's answer has no subscription record.")
+    }
+
+    private func answered<T>(
+        _ result: Result<T, KandyError>,
+        _ input: @Sendable (isolated KandySession, Result<T, KandyError>) -> [SubscriptionMachine.Action]
+    ) {
+        guard !destroyed else { return }
+        if case .failure(let error) = result { remember(error) }
+        perform(input(self, result))
+    }
+
+    /// One REST exchange, classified as spec §3.2: a record on success, a `KandyError` with the
+    /// platform's statusCode and reason otherwise. DELETE's success has no record.
+    private static func exchange(
+        _ http: any HTTPTransport, _ request: HTTPRequestSpec, failure: KandyError.Code, verb: String
+    ) async -> Result<SubscriptionRecord?, KandyError> {
+        let response: HTTPResponseSpec
+        do {
+            response = try await http.send(request)
+        } catch {
+            return .failure(KandyError(failure, "Failed to \(verb): \(error)."))
+        }
+        let document = try? WireJSON.decode(SubscribeResponseDocument.self, from: response.body)
+        let status =
+            document?.subscribeResponse.statusCode
+            ?? (try? WireJSON.decode(StatusDocument.self, from: response.body))?.statusCode
+        guard (200..<300).contains(response.status), let answer = document?.subscribeResponse,
+            answer.statusCode == 0 || (request.method == "PUT" && answer.statusCode == 2)
+        else {
+            let reason =
+                document?.subscribeResponse.reason
+                ?? (try? WireJSON.decode(StatusDocument.self, from: response.body))?.reason
+            let code = status.map { " Code: \($0)." } ?? " HTTP \(response.status)."
+            return .failure(
+                KandyError(failure, "Failed to \(verb).\(code)" + (reason.map { " \($0)" } ?? ""), statusCode: status))
+        }
+        if request.method == "DELETE" { return .success(nil) }
+        guard let url = answer.subscription, let params = answer.subscriptionParams else {
+            return .failure(KandyError(failure, "Failed to \(verb): the platform's answer has no subscription."))
+        }
+        return .success(
+            SubscriptionRecord(
+                url: url, services: params.service.map(\.rawValue), channelPath: params.notificationChannel,
+                expires: params.expires, turnCredentials: params.turnCredentials))
+    }
+}
+
+/// Sleeps on an injected clock. The deadline is taken when the alarm is set, not when its task
+/// first runs, so a test clock advanced right after an action still fires it.
+struct AlarmClock: Sendable {
+    let wait: @Sendable (Duration) -> @Sendable () async throws -> Void
+
+    init(_ clock: any Clock<Duration>) {
+        func make<C: Clock<Duration>>(_ clock: C) -> @Sendable (Duration) -> @Sendable () async throws -> Void {
+            { delay in
+                let deadline = clock.now.advanced(by: delay)
+                return { try await clock.sleep(until: deadline, tolerance: nil) }
+            }
+        }
+        wait = make(clock)
+    }
+}
+
+extension KandySession {
+    /// The snapshot, shared between the actor (which writes it) and `Kandy`'s synchronous getters.
+    final class SnapshotBox: Sendable {
+        let state = Mutex(Snapshot())
+    }
+
+    /// Handlers registered with `on(_:)` and the open `events` streams.
+    final class Observers: Sendable {
+        private struct State {
+            var handlers: [UUID: (KandyEvent.Name?, @Sendable (KandyEvent) -> Void)] = [:]
+            var streams: [UUID: AsyncStream<KandyEvent>.Continuation] = [:]
+            var finished = false
+        }
+        private let state = Mutex(State())
+
+        func add(_ name: KandyEvent.Name?, _ handler: @escaping @Sendable (KandyEvent) -> Void) -> UUID {
+            let id = UUID()
+            state.withLock { $0.handlers[id] = (name, handler) }
+            return id
+        }
+
+        func remove(_ id: UUID) { state.withLock { $0.handlers[id] = nil } }
+
+        func stream() -> AsyncStream<KandyEvent> {
+            let (stream, continuation) = AsyncStream.makeStream(of: KandyEvent.self)
+            let id = UUID()
+            let finished = state.withLock { state in
+                if !state.finished { state.streams[id] = continuation }
+                return state.finished
+            }
+            if finished { continuation.finish() }
+            continuation.onTermination = { [weak self] _ in self?.state.withLock { $0.streams[id] = nil } }
+            return stream
+        }
+
+        func emit(_ event: KandyEvent) {
+            let (handlers, streams) = state.withLock { ($0.handlers.values.map { $0 }, Array($0.streams.values)) }
+            for (name, handler) in handlers where name == nil || name == event.name { handler(event) }
+            for stream in streams { stream.yield(event) }
+        }
+
+        func finish() {
+            let streams = state.withLock { state in
+                state.finished = true
+                state.handlers = [:]
+                defer { state.streams = [:] }
+                return Array(state.streams.values)
+            }
+            for stream in streams { stream.finish() }
+        }
+    }
+}

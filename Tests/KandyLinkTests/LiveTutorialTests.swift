@@ -1,0 +1,202 @@
+import Foundation
+import KandyLinkProtocol
+import KandyLinkServer
+import KandyLinkTesting
+import Synchronization
+import Testing
+
+@testable import KandyLink
+
+/// A platform plus SDK clients/// The SDK against a real platform on an ephemeral port: the tutorial, end to end.
+@Suite struct LiveTutorialTests {
+    @Test(.timeLimit(.minutes(1))) func theTutorialFlowWithItsEventsInOrder() async throws {
+        let rig = try await Rig()
+        let kandy = try rig.client()
+        let recorder = Recorder(kandy)
+        let alice = PlatformFixture.alice
+
+        try await kandy.setCredentials(username: alice, password: PlatformFixture.password)
+        #expect(kandy.getUserInfo().username == alice)
+        try await kandy.services.subscribe(["call", "Presence", "IM"], forceLogOut: true)
+        #expect(kandy.services.getSubscriptions().subscribed == ["call", "Presence", "IM"])
+        #expect(kandy.getConnection() == ConnectionInfo(isConnected: true, isPending: false, error: nil))
+        #expect(kandy.connection.getSocketState()?.connected == true)
+        #expect(await eventually { rig.fixture.platform.openChannelCount == 1 })
+        #expect(
+            recorder.names == [
+                "auth:change", "subscription:change", "ws:change", "ws:change", "subscription:change",
+            ])
+
+        // Granted 60 s: the refresh PUT goes at 30 s.
+        rig.advance(seconds: 29)
+        rig.advance(seconds: 1)
+        let resub = await recorder.next { $0.name == .subscriptionResub }
+        #expect(resub == .subscriptionResub(.init(attemptNum: 1, isFailure: false)))
+        // …and the platform's expiry moved: 59 s later it is still there.
+        rig.advance(seconds: 59)
+        rig.fixture.platform.sweep()
+        #expect(rig.fixture.platform.subscriptionCount == 1)
+
+        try await kandy.services.unsubscribe(["call", "Presence", "IM"])
+        #expect(kandy.services.getSubscriptions().subscribed.isEmpty)
+        #expect(kandy.getConnection().isConnected == false)
+        #expect(Array(recorder.names.suffix(3)) == ["subscription:change", "ws:change", "subscription:change"])
+        #expect(rig.fixture.platform.subscriptionCount == 0)
+
+        await kandy.destroy()
+        #expect(kandy.isDestroyed)
+        await #expect(throws: KandyError.self) { try await kandy.setCredentials(username: alice, password: "x") }
+        await #expect(throws: KandyError.self) { try await kandy.services.subscribe(["call"]) }
+        try await rig.fixture.stop()
+    }
+
+    @Test(.timeLimit(.minutes(1))) func aWrongPasswordIsASubscriptionErrorWithTheKandyCode() async throws {
+        let rig = try await Rig()
+        let kandy = try rig.client()
+        let recorder = Recorder(kandy)
+        try await kandy.setCredentials(username: PlatformFixture.alice, password: "wrong")
+        do {
+            try await kandy.services.subscribe(["call", "Presence", "IM"], forceLogOut: true)
+            Issue.record("subscribed with a wrong password")
+        } catch let error as KandyError {
+            #expect(error.code == .subscribeFailure)
+            #expect(error.code.rawValue == "authentication:4")
+            #expect(error.statusCode == StatusCode.invalidCredentials.rawValue)
+            #expect(error.message.contains("Code: 21"))
+            #expect(error.message.contains("Wrong username or password"))
+        }
+        guard case .subscriptionError(let reported)? = recorder.all.last else {
+            Issue.record("no subscription:error")
+            return
+        }
+        #expect(reported.code == .subscribeFailure)
+        #expect(kandy.getConnection().error?.code == .subscribeFailure)
+        await kandy.destroy()
+        try await rig.fixture.stop()
+    }
+
+    @Test(.timeLimit(.minutes(1))) func aSecondLoginWithForceLogOutEndsTheFirst() async throws {
+        let rig = try await Rig()
+        let first = try rig.client()
+        let second = try rig.client()
+        let recorder = Recorder(first)
+        try await first.setCredentials(username: PlatformFixture.alice, password: PlatformFixture.password)
+        try await first.services.subscribe(["call", "Presence", "IM"], forceLogOut: true)
+        try await second.setCredentials(username: PlatformFixture.alice, password: PlatformFixture.password)
+        try await second.services.subscribe(["call", "Presence", "IM"], forceLogOut: true)
+
+        let change = await recorder.next { $0.name == .authChange && $0 != .authChange(.init()) }
+        #expect(change == .authChange(.init(forced: true, reason: .gone)))
+        #expect(recorder.all.contains(.subscriptionChange(.init(reason: .gone))))
+        #expect(
+            recorder.all.contains {
+                if case .notificationReceived(let message) = $0 { message.eventType == .gone } else { false }
+            })
+        #expect(first.getUserInfo().username == nil)
+        #expect(first.services.getSubscriptions().subscribed.isEmpty)
+        #expect(second.services.getSubscriptions().subscribed == ["call", "Presence", "IM"])
+        await first.destroy()
+        await second.destroy()
+        try await rig.fixture.stop()
+    }
+
+    @Test(.timeLimit(.minutes(1))) func afterAPlatformRestartTheClientReconnectsAndKeepsRefreshing() async throws {
+        let rig = try await Rig()
+        let kandy = try rig.client(backoff: .init(limit: 0, delay: .seconds(1), multiplier: 2, maxDelay: .seconds(8)))
+        let recorder = Recorder(kandy)
+        try await kandy.setCredentials(username: PlatformFixture.alice, password: PlatformFixture.password)
+        try await kandy.services.subscribe(["call", "Presence", "IM"], forceLogOut: true)
+
+        try await rig.fixture.restart(samePort: true)
+        // The loss is noticed from the close itself; retries follow the backoff on the test clock.
+        _ = await recorder.next { $0 == .wsChange }
+        var reopened = false
+        for _ in 0..<20 where !reopened {
+            rig.clock.advance(by: .seconds(8))
+            reopened = await eventually { kandy.connection.getSocketState()?.connected == true }
+        }
+        #expect(reopened)
+        #expect(await eventually { rig.fixture.platform.openChannelCount == 1 })
+
+        rig.advance(seconds: 30)
+        let resub = await recorder.next { $0.name == .subscriptionResub }
+        #expect(resub == .subscriptionResub(.init(attemptNum: 1, isFailure: false)))
+        #expect(!recorder.all.contains(.subscriptionChange(.init(reason: .lostConnection))))
+        await kandy.destroy()
+        try await rig.fixture.stop()
+    }
+
+    @Test(.timeLimit(.minutes(1))) func destroyClosesTheSocketAndFinishesTheEvents() async throws {
+        let rig = try await Rig()
+        let kandy = try rig.client()
+        let events = kandy.events
+        try await kandy.setCredentials(username: PlatformFixture.alice, password: PlatformFixture.password)
+        try await kandy.services.subscribe(["call"], forceLogOut: true)
+        #expect(await eventually { rig.fixture.platform.openChannelCount == 1 })
+        #expect(rig.clock.sleeperCount >= 1)  // keepalive and refresh alarms
+        await kandy.destroy()
+        var seen: [KandyEvent.Name] = []
+        for await event in events { seen.append(event.name) }  // ends: the stream was finished
+        #expect(seen.first == .authChange)
+        let closed = await eventually { rig.fixture.platform.openChannelCount == 0 }
+        #expect(closed)
+        // Every timer was cancelled: nothing sleeps on the clock any more.
+        let idle = await eventually { rig.clock.sleeperCount == 0 }
+        #expect(idle)
+        try await rig.fixture.stop()
+    }
+}
+
+/// A platform plus SDK clients sharing its wall clock and a test clock for their timers.
+final class Rig: Sendable {
+    let fixture: PlatformFixture
+    let clock = TestClock()
+
+    init(configure: @escaping @Sendable (inout PlatformConfiguration) -> Void = { _ in }) async throws {
+        fixture = try await PlatformFixture(configure: configure)
+    }
+
+    func client(expires: Int = 60, backoff: KandyConfiguration.Backoff = .init()) throws -> Kandy {
+        let port = fixture.port
+        let wallClock = fixture.clock
+        return try Kandy.create(
+            KandyConfiguration(
+                authentication: .init(server: .init(base: "127.0.0.1", port: port)),
+                subscription: .init(websocket: .init(server: "127.0.0.1", port: port), expires: expires),
+                connectivity: .init(reconnect: backoff),
+                tls: .init(trustedCertificateFiles: [fixture.certificatePath])),
+            clock: clock, now: { wallClock.now() }, random: { 0 })
+    }
+
+    /// Moves both the platform's wall clock and the clients' timers.
+    func advance(seconds: Int) {
+        fixture.clock.advance(by: TimeInterval(seconds))
+        clock.advance(by: .seconds(seconds))
+    }
+}
+
+/// Collects a client's events from the moment it is made.
+final class Recorder: Sendable {
+    private let events = Mutex<[KandyEvent]>([])
+    private let stream: AsyncStream<KandyEvent>
+    private let sink: AsyncStream<KandyEvent>.Continuation
+
+    init(_ kandy: Kandy) {
+        (stream, sink) = AsyncStream.makeStream(of: KandyEvent.self)
+        kandy.onAny { [self] event in record(event) }
+    }
+
+    private func record(_ event: KandyEvent) {
+        events.withLock { $0.append(event) }
+        sink.yield(event)
+    }
+
+    var all: [KandyEvent] { events.withLock { $0 } }
+    var names: [String] { all.map(\.name.rawValue) }
+
+    /// Waits for the next event matching `predicate` (earlier ones are skipped).
+    func next(where predicate: (KandyEvent) -> Bool) async -> KandyEvent? {
+        for await event in stream where predicate(event) { return event }
+        return nil
+    }
+}
