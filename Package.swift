@@ -78,6 +78,7 @@ let package = Package(
             path: "Tests/KandyLinkTesting"
         ),
         .testTarget(name: "KandyLinkProtocolTests", dependencies: ["KandyLinkProtocol"]),
+        .testTarget(name: "kandy-linkTests", dependencies: ["kandy-link"]),
         .testTarget(
             name: "KandyLinkTests",
             dependencies: [

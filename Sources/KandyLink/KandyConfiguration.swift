@@ -50,10 +50,13 @@ public struct KandyConfiguration: Sendable, Equatable {
         public var websocket: WebSocket
         /// Requested subscription lifetime in seconds; the platform may grant less.
         public var expires: Int
+        /// Shortest wait between refreshes, whatever the grant (Kandy.js: 30 s).
+        public var minimumRefreshInterval: Duration
 
-        public init(websocket: WebSocket, expires: Int = 3600) {
+        public init(websocket: WebSocket, expires: Int = 3600, minimumRefreshInterval: Duration = .seconds(30)) {
             self.websocket = websocket
             self.expires = expires
+            self.minimumRefreshInterval = minimumRefreshInterval
         }
 
         public struct WebSocket: Sendable, Equatable {
@@ -184,6 +187,9 @@ public struct KandyConfiguration: Sendable, Equatable {
         }
         guard (1...65535).contains(websocket.port) else { throw fail("subscription.websocket.port must be 1–65535.") }
         guard subscription.expires > 0 else { throw fail("subscription.expires must be positive.") }
+        guard subscription.minimumRefreshInterval > .zero else {
+            throw fail("subscription.minimumRefreshInterval must be positive.")
+        }
         guard connectivity.keepaliveInterval > .zero else {
             throw fail("connectivity.keepaliveInterval must be positive.")
         }

@@ -16,7 +16,7 @@ actor KandySession {
     let snapshot: SnapshotBox
 
     private var auth = AuthMachine()
-    private var subscription = SubscriptionMachine()
+    private var subscription: SubscriptionMachine
     private var channel: ChannelMachine
     private var connection: (any WebSocketConnection)?
     /// Bumped per socket, so events of an old socket are recognised and ignored.
@@ -55,6 +55,8 @@ actor KandySession {
         self.random = random
         self.observers = observers
         self.snapshot = snapshot
+        self.subscription = SubscriptionMachine(
+            refreshFloor: configuration.subscription.minimumRefreshInterval.seconds)
         self.channel = ChannelMachine(
             backoff: configuration.connectivity.reconnect, autoReconnect: configuration.connectivity.autoReconnect)
     }

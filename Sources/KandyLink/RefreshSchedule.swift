@@ -3,7 +3,7 @@ import Foundation
 /// When to refresh a subscription with PUT (spec §6.1, with the client's faults fixed).
 ///
 /// The wait after a success is half the *granted* lifetime; after each failure it halves again,
-/// never below the 30 s floor of Kandy.js: `max(30, expires / 2^attempt × (1 − jitter × r))`.
+/// never below a floor (30 s, as Kandy.js): `max(floor, expires / 2^attempt × (1 − jitter × r))`.
 /// The due time is wall-clock, and the machine is asked again on every keepalive tick, so a
 /// device that slept past it refreshes as soon as it wakes.
 ///
@@ -15,7 +15,8 @@ import Foundation
 /// |---|---|---|---|---|
 /// | next PUT after | 1800 s | 900 s | 450 s | 225 s |
 struct RefreshSchedule: Equatable, Sendable {
-    static let floor: TimeInterval = 30
+    /// Shortest wait between refreshes.
+    var floor: TimeInterval = 30
     /// Fraction of the wait that jitter may take off, so many clients do not refresh in step.
     static let jitter = 0.1
 
@@ -25,8 +26,10 @@ struct RefreshSchedule: Equatable, Sendable {
     private(set) var dueAt: Date?
     private(set) var inFlight = false
 
-    static func wait(expires: Int, attempt: Int, random r: Double) -> TimeInterval {
-        let halved = Double(expires) / pow(2, Double(attempt)) * (1 - jitter * r)
+    init(floor: TimeInterval = 30) { self.floor = floor }
+
+    func wait(expires: Int, attempt: Int, random r: Double) -> TimeInterval {
+        let halved = Double(expires) / pow(2, Double(attempt)) * (1 - Self.jitter * r)
         return max(floor, halved)
     }
 
@@ -35,7 +38,7 @@ struct RefreshSchedule: Equatable, Sendable {
         self.expires = expires
         attempt = 1
         inFlight = false
-        dueAt = now + Self.wait(expires: expires, attempt: 1, random: r)
+        dueAt = now + wait(expires: expires, attempt: 1, random: r)
     }
 
     /// True when a PUT should go now; it is then in flight until ``succeeded`` or ``failed``.
@@ -56,7 +59,7 @@ struct RefreshSchedule: Equatable, Sendable {
         let reported = attempt
         attempt += 1
         inFlight = false
-        dueAt = now + Self.wait(expires: expires, attempt: attempt, random: r)
+        dueAt = now + wait(expires: expires, attempt: attempt, random: r)
         return reported
     }
 

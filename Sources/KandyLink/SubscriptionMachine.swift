@@ -49,7 +49,11 @@ struct SubscriptionMachine: Equatable, Sendable {
     }
 
     private(set) var state: State = .none
-    private(set) var refresh = RefreshSchedule()
+    private(set) var refresh: RefreshSchedule
+
+    init(refreshFloor: TimeInterval = 30) {
+        refresh = RefreshSchedule(floor: refreshFloor)
+    }
 
     var record: SubscriptionRecord? {
         switch state {

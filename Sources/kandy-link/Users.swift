@@ -88,6 +88,34 @@ struct Users: AsyncParsableCommand {
 }
 
 enum Terminal {
+    /// Puts standard input in raw mode (no line buffering, no echo); returns the undo.
+    static func enterRawMode() -> @Sendable () -> Void {
+        guard isatty(STDIN_FILENO) == 1 else { return {} }
+        var original = termios()
+        tcgetattr(STDIN_FILENO, &original)
+        var raw = original
+        raw.c_lflag &= ~tcflag_t(ECHO | ICANON)
+        tcsetattr(STDIN_FILENO, TCSANOW, &raw)
+        let saved = original
+        return {
+            var restore = saved
+            tcsetattr(STDIN_FILENO, TCSANOW, &restore)
+        }
+    }
+
+    /// Single keys from standard input, read on a thread of their own.
+    static func keys() -> AsyncStream<Character> {
+        AsyncStream { continuation in
+            Thread.detachNewThread {
+                var byte: UInt8 = 0
+                while read(STDIN_FILENO, &byte, 1) == 1 {
+                    continuation.yield(Character(UnicodeScalar(byte)))
+                }
+                continuation.finish()
+            }
+        }
+    }
+
     /// Reads a line with echo off when standard input is a terminal.
     static func readSecret(prompt: String) -> String? {
         FileHandle.standardError.write(Data(prompt.utf8))

@@ -19,7 +19,7 @@ import Testing
         (20, 1, 0.5, 30.0),
     ])
     func waitIsHalfTheGrantWithJitterAndFloor(expires: Int, attempt: Int, random: Double, wait: Double) {
-        #expect(abs(RefreshSchedule.wait(expires: expires, attempt: attempt, random: random) - wait) < 0.001)
+        #expect(abs(RefreshSchedule().wait(expires: expires, attempt: attempt, random: random) - wait) < 0.001)
     }
 
     @Test func grantedSixtySecondsRefreshesAtThirtyAndRearmsAfterSuccess() {
@@ -67,6 +67,12 @@ import Testing
         let second = schedule.check(now: start + 7200)
         #expect(first)
         #expect(!second)  // one PUT at a time
+    }
+
+    @Test func theFloorIsConfigurable() {
+        let schedule = RefreshSchedule(floor: 1)
+        #expect(schedule.wait(expires: 4, attempt: 1, random: 0) == 2)
+        #expect(schedule.wait(expires: 4, attempt: 3, random: 0) == 1)
     }
 
     @Test func cancelStopsIt() {

@@ -1,0 +1,109 @@
+import ArgumentParser
+import Foundation
+import KandyLink
+import Synchronization
+import Testing
+
+@testable import kandy_link
+
+@Suite struct CommandParsingTests {
+    @Test func demoArguments() throws {
+        let plain = try Demo.parse([])
+        #expect(plain.server == nil && !plain.interactive)
+        let remote = try Demo.parse([
+            "--server", "https://127.0.0.1:8443", "--user", "bob@example.com", "--password-stdin", "--trust", "c.pem",
+        ])
+        #expect(remote.server == "https://127.0.0.1:8443")
+        #expect(remote.user == "bob@example.com")
+        #expect(remote.passwordStdin)
+        #expect(remote.trust == ["c.pem"])
+        #expect(try PlatformAddress("https://127.0.0.1:8443") == PlatformAddress("https://127.0.0.1:8443/"))
+        let address = try PlatformAddress("https://link.example.com")
+        #expect(address.port == 443 && address.host == "link.example.com")
+    }
+
+    @Test(arguments: [
+        ["--server", "https://127.0.0.1:8443"],
+        ["--user", "bob"],
+        ["--server", "ftp://x", "--user", "bob"],
+        ["--server", "not a url", "--user", "bob"],
+        ["--expires", "0"],
+        ["--password", "secret"],
+    ])
+    func demoRefuses(arguments: [String]) {
+        #expect(throws: (any Error).self) { try Demo.parse(arguments) }
+    }
+
+    @Test func serveNeedsExactlyOneTransport() throws {
+        #expect(throws: (any Error).self) { try Serve.parse([]) }
+        #expect(throws: (any Error).self) { try Serve.parse(["--dev-tls", "--plaintext"]) }
+        #expect(throws: (any Error).self) { try Serve.parse(["--tls-cert", "a.pem"]) }
+        #expect(throws: (any Error).self) { try Serve.parse(["--dev-tls", "--port", "70000"]) }
+        #expect(throws: (any Error).self) {
+            try Serve.parse(["--dev-tls", "--min-expires", "100", "--max-expires", "10"])
+        }
+        let serve = try Serve.parse([
+            "--dev-tls", "--port", "0", "--max-sessions-per-user", "3", "--database", "x.sqlite",
+        ])
+        #expect(
+            serve.devTLS && serve.port == 0 && serve.maxSessionsPerUser == 3 && serve.database.database == "x.sqlite")
+        let real = try Serve.parse(["--tls-cert", "c.pem", "--tls-key", "k.pem"])
+        #expect(real.tlsCert == "c.pem" && real.tlsKey == "k.pem")
+    }
+
+    @Test func passwordsNeverComeFromArguments() {
+        #expect(throws: (any Error).self) { try Users.Add.parse(["alice", "--password", "secret"]) }
+        #expect(throws: (any Error).self) { try Users.Passwd.parse(["alice", "secret"]) }
+    }
+}
+
+@Suite(.timeLimit(.minutes(1))) struct DemoRunTests {
+    final class Output: Sendable {
+        let lines = Mutex<[String]>([])
+        var messages: [String] {
+            // Drop the timestamp: "HH:MM:SS.mmm message".
+            lines.withLock { $0.map { String($0.dropFirst(13)) } }
+        }
+        var tutorial: Tutorial { Tutorial(log: { [self] line in lines.withLock { $0.append(line) } }) }
+    }
+
+    @Test func theEmbeddedDemoPrintsTheTutorialInOrder() async throws {
+        let output = Output()
+        try await DemoSession.run(try Demo.parse([]), tutorial: output.tutorial, readPassword: { _ in nil })
+        let messages = output.messages
+        #expect(messages.first?.hasPrefix("Embedded platform on https://127.0.0.1:") == true)
+        let expected = [
+            "Credentials set",
+            "Subscription state changed.", "Subscribed services: ",
+            "Subscription state changed.", "Subscribed services: call,Presence,IM",
+            "Resubscribed to services",
+            "Subscription state changed.", "Subscribed services: call,Presence,IM",
+            "Subscription state changed.", "Subscribed services: ",
+            "Kandy SDK has been uninitialized.",
+        ]
+        #expect(messages.filter { !$0.hasPrefix("Embedded") && !$0.hasPrefix("Waiting") } == expected)
+        for line in output.lines.withLock({ $0 }) {
+            #expect(line.range(of: #"^\d\d:\d\d:\d\d\.\d\d\d "#, options: .regularExpression) != nil, "\(line)")
+        }
+    }
+
+    @Test func aWrongPasswordFailsWithTheReason() async throws {
+        let platform = try await EmbeddedPlatform.start()
+        let demo = try Demo.parse([
+            "--server", "https://127.0.0.1:\(platform.port)", "--user", EmbeddedPlatform.username,
+            "--password-stdin", "--trust", platform.certificatePath,
+        ])
+        let output = Output()
+        do {
+            try await DemoSession.run(demo, tutorial: output.tutorial, readPassword: { _ in "wrong" })
+            Issue.record("the demo succeeded with a wrong password")
+        } catch {
+            let text = "\(error)"
+            #expect(text.contains("Wrong username or password"))
+            #expect(text.contains("authentication:4"))
+            #expect(KandyLinkCommand.exitCode(for: error) != .success)
+        }
+        #expect(output.messages.contains { $0.hasPrefix("Subscription error: Failed to subscribe user. Code: 21.") })
+        await platform.stop()
+    }
+}
