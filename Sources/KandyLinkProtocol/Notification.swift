@@ -30,15 +30,6 @@ public struct NotificationEventType: RawRepresentable, Hashable, Sendable, Codab
     public init(rawValue: String) { self.rawValue = rawValue }
     public init(stringLiteral value: String) { self.rawValue = value }
 
-    public init(from decoder: any Decoder) throws {
-        self.rawValue = try decoder.singleValueContainer().decode(String.self)
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(rawValue)
-    }
-
     public static let gone: NotificationEventType = "gone"
     public static let presenceWatcher: NotificationEventType = "presenceWatcher"
     public static let im: NotificationEventType = "IM"
