@@ -154,9 +154,11 @@ public struct TokenIssuer: Sendable {
 
     public func verify(_ token: String, now: Date) -> Verdict {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 4, parts[0] == Self.prefix, let mac = Self.data(base64url: parts[3]) else {
-            return .invalid
-        }
+        // The MAC must be in its one canonical spelling: base64 leaves spare bits in the last
+        // character, and a token that differs only there is not the token that was issued.
+        guard parts.count == 4, parts[0] == Self.prefix, let mac = Self.data(base64url: parts[3]),
+            Self.base64url(mac) == parts[3]
+        else { return .invalid }
         let body = parts[0...2].joined(separator: ".")
         guard HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: Data(body.utf8), using: key),
             let nameData = Self.data(base64url: parts[1]), let username = String(data: nameData, encoding: .utf8),

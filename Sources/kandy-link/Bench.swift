@@ -45,7 +45,9 @@ struct Bench: AsyncParsableCommand {
             samples.sort()
             func percentile(_ p: Double) -> String {
                 let sample = samples[min(samples.count - 1, Int(Double(samples.count) * p))]
-                return String(format: "%.2f ms", Double(sample.components.attoseconds) / 1e15 + Double(sample.components.seconds) * 1000)
+                return String(
+                    format: "%.2f ms",
+                    Double(sample.components.attoseconds) / 1e15 + Double(sample.components.seconds) * 1000)
             }
 
             let before = Self.residentBytes()

@@ -8,8 +8,6 @@ import Testing
 @Suite(.timeLimit(.minutes(1))) struct SubscriptionEndpointTests {
     @Test func subscribeRefreshUnsubscribe() async throws {
         try await TestPlatform.with { test in
-            let alice = TestPlatform.alice
-
             let subscribed = try await test.subscribe(services: ["call", "Presence", "IM"], expires: 3600)
             let params = try #require(subscribed.subscriptionParams)
             #expect(subscribed.statusCode == 0)
@@ -40,7 +38,6 @@ import Testing
             _ = try await channel.drain()
             #expect(try await test.request(.PUT, subscription, body: TestPlatform.refreshBody()).status == 404)
             #expect(test.platform.subscriptions.count == 0)
-            _ = alice
         }
     }
 
