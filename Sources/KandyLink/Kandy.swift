@@ -107,6 +107,24 @@ public final class Kandy: Sendable {
         }
     }
 
+    /// The ICE servers for a WebRTC stack: `call.iceServers` from the configuration, with the
+    /// TURN servers' username and credential replaced by the ones the platform issued (when
+    /// `call.serverTurnCredentials` is on and the platform sent some). Up to date after every
+    /// subscribe, service update and refresh that brought new ones.
+    public var iceServers: [KandyConfiguration.IceServer] {
+        let issued = snapshot.state.withLock { $0.record?.turnCredentials }
+        guard configuration.call.serverTurnCredentials, let issued else { return configuration.call.iceServers }
+        return configuration.call.iceServers.map { server in
+            guard server.urls.contains(where: { $0.hasPrefix("turn:") || $0.hasPrefix("turns:") }) else {
+                return server
+            }
+            var server = server
+            server.username = issued.username
+            server.credential = issued.password
+            return server
+        }
+    }
+
     // MARK: Events
 
     /// Calls `handler` for each event named `name` (tutorial parity). Returns a token for ``off(_:)``.

@@ -367,7 +367,8 @@ actor KandySession {
             await self?.answered(result) { session, result in
                 let now = session.wallClock()
                 switch (result, isRefresh) {
-                case (.success, true): return session.subscription.refreshSucceeded(now: now, random: session.random())
+                case (.success(let record), true):
+                    return session.subscription.refreshSucceeded(record, now: now, random: session.random())
                 case (.failure(let error), true):
                     return session.subscription.refreshFailed(error, now: now, random: session.random())
                 case (.success(let record?), false):

@@ -197,8 +197,14 @@ struct SubscriptionMachine: Equatable, Sendable {
         return [.refresh(url: record.url, services: record.services, expires: record.expires)]
     }
 
-    mutating func refreshSucceeded(now: Date, random: Double) -> [Action] {
+    /// `answer` is the platform's record; only its TURN credentials are taken (the refreshed
+    /// lifetime and services are what was asked for).
+    mutating func refreshSucceeded(_ answer: SubscriptionRecord?, now: Date, random: Double) -> [Action] {
         guard refresh.inFlight, record != nil else { return [] }
+        if let credentials = answer?.turnCredentials, case .active(var current) = state {
+            current.turnCredentials = credentials
+            state = .active(current)
+        }
         let attempt = refresh.succeeded(now: now, random: random)
         return [
             .emit(.subscriptionResub(.init(attemptNum: attempt, isFailure: false))), .armRefresh(at: refresh.dueAt!),

@@ -121,7 +121,7 @@ struct LinkResponder: HTTPResponder {
                 "user": .string(user), "services": .string(record.services.joined(separator: ",")),
                 "expires": .stringConvertible(record.expires), "evicted": .stringConvertible(evicted.count),
             ])
-        return try Self.json(Self.document(record, request: subscribe), status: .ok)
+        return try Self.json(document(record, request: subscribe), status: .ok)
     }
 
     private func refresh(_ request: Request, user: String, id: String) async throws -> Response {
@@ -130,7 +130,7 @@ struct LinkResponder: HTTPResponder {
         let update = try Self.validate(body.subscribeRequest)
         let record = try platform.subscriptions.refresh(
             user: user, id: id, services: update.service, expires: update.expires, now: platform.clock.now())
-        return try Self.json(Self.document(record, request: update), status: .ok)
+        return try Self.json(document(record, request: update), status: .ok)
     }
 
     private func unsubscribe(user: String, id: String) throws -> Response {
@@ -156,7 +156,8 @@ struct LinkResponder: HTTPResponder {
 
     static let tokenField = HTTPField.Name(CredentialHeader.tokenHeaderName)!
 
-    private static func document(_ record: SubscriptionRecord, request: SubscribeRequest) -> SubscribeResponseDocument {
+    /// The full record, with fresh TURN credentials when the platform has a TURN secret.
+    private func document(_ record: SubscriptionRecord, request: SubscribeRequest) -> SubscribeResponseDocument {
         SubscribeResponseDocument(
             subscribeResponse: .init(
                 statusCode: StatusCode.success.rawValue,
@@ -165,6 +166,7 @@ struct LinkResponder: HTTPResponder {
                     service: record.services.map(ServiceName.init(rawValue:)),
                     notificationChannel: LinkPath.channel(user: record.username, channelID: record.channelID),
                     expires: record.expires,
+                    turnCredentials: platform.turn?.credentials(for: record.username, now: platform.clock.now()),
                     localization: request.localization,
                     useTurn: request.useTurn,
                     notificationType: request.notificationType)))

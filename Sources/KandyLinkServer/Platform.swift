@@ -31,6 +31,7 @@ public final class Platform: Sendable {
     let authenticator: Authenticator
     let events: EventSequence
     let metrics = PlatformMetrics()
+    let turn: TurnCredentialIssuer?
     let logger: Logger
     private let lifecycle = Mutex(Lifecycle())
 
@@ -62,6 +63,7 @@ public final class Platform: Sendable {
         self.authenticator = Authenticator(
             store: store, clock: clock, tokens: accounts.tokens, configuration: configuration)
         self.events = EventSequence(store: store)
+        self.turn = configuration.turn.map { TurnCredentialIssuer(secret: $0.secret, lifetime: $0.lifetime) }
     }
 
     // MARK: Running

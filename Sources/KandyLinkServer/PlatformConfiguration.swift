@@ -48,6 +48,23 @@ public struct PlatformConfiguration: Sendable {
     /// bcrypt cost for new passwords.
     public var passwordCost: UInt8 = 10
 
+    /// TURN servers and the secret they share with the platform; nil: no TURN credentials.
+    public var turn: Turn? = nil
+
+    public struct Turn: Sendable, Equatable {
+        public var secret: String
+        /// `turn:`, `turns:` and `stun:` URIs, for the printed client configuration.
+        public var uris: [String]
+        /// Seconds a credential stays valid, within ``TurnCredentialIssuer/lifetimeRange``.
+        public var lifetime: TimeInterval
+
+        public init(secret: String, uris: [String] = [], lifetime: TimeInterval = 86400) {
+            self.secret = secret
+            self.uris = uris
+            self.lifetime = lifetime
+        }
+    }
+
     public init() {}
 
     /// Directory of the database file: where the development certificate is kept.

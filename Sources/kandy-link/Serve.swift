@@ -45,6 +45,23 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Longest subscription lifetime granted, in seconds.")
     var maxExpires: Int = env("MAX_EXPIRES").flatMap(Int.init) ?? 3600
 
+    @Option(
+        help: ArgumentHelp(
+            "Secret shared with the TURN servers (coturn static-auth-secret); subscriptions then carry TURN credentials.",
+            valueName: "secret"))
+    var turnSecret: String?
+
+    @Option(help: ArgumentHelp("File holding the TURN secret (keeps it out of the process list).", valueName: "file"))
+    var turnSecretFile: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "A TURN or STUN URI for clients, e.g. turns:turn.example.com:443 (repeatable).", valueName: "uri"))
+    var turnURI: [String] = []
+
+    @Option(help: ArgumentHelp("Seconds a TURN credential stays valid (60–604800).", valueName: "seconds"))
+    var turnTTL: Int = env("TURN_TTL").flatMap(Int.init) ?? 86400
+
     @Option(help: ArgumentHelp("Log level: trace, debug, info, notice, warning, error.", valueName: "level"))
     var logLevel: String = env("LOG_LEVEL") ?? "info"
 
@@ -60,6 +77,30 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("Need 1 ≤ --min-expires ≤ --max-expires.")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("Unknown --log-level \(logLevel).") }
+        if turnSecret != nil && turnSecretFile != nil {
+            throw ValidationError("Give the TURN secret once: --turn-secret or --turn-secret-file.")
+        }
+        guard TurnCredentialIssuer.lifetimeRange.contains(TimeInterval(turnTTL)) else {
+            throw ValidationError("--turn-ttl must be 60–604800 seconds.")
+        }
+        for uri in turnURIs where !["turn:", "turns:", "stun:", "stuns:"].contains(where: { uri.hasPrefix($0) }) {
+            throw ValidationError("--turn-uri \(uri) must start with turn:, turns:, stun: or stuns:.")
+        }
+    }
+
+    var turnURIs: [String] {
+        turnURI.isEmpty ? (env("TURN_URIS")?.split(separator: ",").map(String.init) ?? []) : turnURI
+    }
+
+    /// The secret from --turn-secret, --turn-secret-file or KANDY_LINK_TURN_SECRET.
+    func readTurnSecret() throws -> String? {
+        if let turnSecretFile {
+            guard let text = try? String(contentsOfFile: turnSecretFile, encoding: .utf8) else {
+                throw CommandFailure("cannot read the TURN secret file \(turnSecretFile)")
+            }
+            return text.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        return turnSecret ?? env("TURN_SECRET")
     }
 
     func run() async throws {
@@ -76,6 +117,9 @@ struct Serve: AsyncParsableCommand {
             configuration.transportSecurity = .plaintext
         } else {
             configuration.transportSecurity = .developmentCertificate
+        }
+        if let secret = try readTurnSecret(), !secret.isEmpty {
+            configuration.turn = .init(secret: secret, uris: turnURIs, lifetime: TimeInterval(turnTTL))
         }
         var logger = Logger(label: "kandy-link")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
@@ -121,11 +165,17 @@ struct Serve: AsyncParsableCommand {
             """
             const client = Kandy.create({
               authentication: { server: { base: '\(publicHost)', port: '\(port)', protocol: '\(secure ? "https" : "http")' } },
-              subscription: { websocket: { server: '\(publicHost)', port: '\(port)' } }
+              subscription: { websocket: { server: '\(publicHost)', port: '\(port)' } }\(iceServers(configuration))
             })
             """,
         ]
         return lines.joined(separator: "\n")
+    }
+
+    private func iceServers(_ configuration: PlatformConfiguration) -> String {
+        guard let turn = configuration.turn, !turn.uris.isEmpty else { return "" }
+        let servers = turn.uris.map { "{ urls: '\($0)' }" }.joined(separator: ", ")
+        return ",\n  call: { serverTurnCredentials: true, iceServers: [\(servers)] }"
     }
 
     private func describe(_ error: any Error) -> String {

@@ -126,6 +126,32 @@ import Testing
         try await rig.fixture.stop()
     }
 
+    @Test(.timeLimit(.minutes(1))) func iceServersCarryThePlatformsTURNCredentials() async throws {
+        let rig = try await Rig(configure: { $0.turn = .init(secret: "s3cret") })
+        let turn = KandyConfiguration.IceServer(url: "turns:turn.example.com:443")
+        let stun = KandyConfiguration.IceServer(url: "stun:stun.example.com:3478")
+        let kandy = try rig.client(call: .init(serverTurnCredentials: true, iceServers: [turn, stun]))
+        #expect(kandy.iceServers == [turn, stun])  // nothing issued yet
+        try await kandy.setCredentials(username: PlatformFixture.alice, password: PlatformFixture.password)
+        try await kandy.services.subscribe(["call"], forceLogOut: true)
+        let issued = try #require(kandy.services.current()?.turnCredentials)
+        #expect(issued.username == "1800086400:alice@example.com")
+        #expect(
+            kandy.iceServers == [
+                .init(url: "turns:turn.example.com:443", username: issued.username, credential: issued.password), stun,
+            ])
+        // A refresh brings credentials issued later; they replace the old ones.
+        rig.advance(seconds: 30)
+        _ = await eventually { kandy.services.current()?.turnCredentials != issued }
+        #expect(kandy.iceServers.first?.username == "1800086430:alice@example.com")
+
+        let own = try rig.client(call: .init(serverTurnCredentials: false, iceServers: [turn]))
+        #expect(own.iceServers == [turn])
+        await own.destroy()
+        await kandy.destroy()
+        try await rig.fixture.stop()
+    }
+
     @Test(.timeLimit(.minutes(1))) func destroyClosesTheSocketAndFinishesTheEvents() async throws {
         let rig = try await Rig()
         let kandy = try rig.client()
@@ -156,13 +182,16 @@ final class Rig: Sendable {
         fixture = try await PlatformFixture(configure: configure)
     }
 
-    func client(expires: Int = 60, backoff: KandyConfiguration.Backoff = .init()) throws -> Kandy {
+    func client(
+        expires: Int = 60, backoff: KandyConfiguration.Backoff = .init(), call: KandyConfiguration.Call = .init()
+    ) throws -> Kandy {
         let port = fixture.port
         let wallClock = fixture.clock
         return try Kandy.create(
             KandyConfiguration(
                 authentication: .init(server: .init(base: "127.0.0.1", port: port)),
                 subscription: .init(websocket: .init(server: "127.0.0.1", port: port), expires: expires),
+                call: call,
                 connectivity: .init(reconnect: backoff),
                 tls: .init(trustedCertificateFiles: [fixture.certificatePath])),
             clock: clock, now: { wallClock.now() }, random: { 0 })

@@ -125,10 +125,14 @@ import Testing
                 .armRefresh(at: now + 61),
             ])
         _ = machine.refreshCheck(now: now + 61)
+        var answer = record
+        answer.turnCredentials = .init(username: "1800086400:a", password: "p")
         #expect(
-            machine.refreshSucceeded(now: now + 62, random: 0) == [
+            machine.refreshSucceeded(answer, now: now + 62, random: 0) == [
                 .emit(.subscriptionResub(.init(attemptNum: 2, isFailure: false))), .armRefresh(at: now + 92),
             ])
+        // Fresh TURN credentials from a refresh are kept.
+        #expect(machine.record?.turnCredentials == answer.turnCredentials)
     }
 
     @Test func goneForgetsEverything() {
