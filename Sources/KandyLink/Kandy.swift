@@ -156,7 +156,7 @@ public final class Kandy: Sendable {
 
     public var isDestroyed: Bool { snapshot.state.withLock { $0.destroyed } }
 
-    private static func makeTLS(_ trust: KandyConfiguration.TLS) throws -> TLSConfiguration {
+    static func makeTLS(_ trust: KandyConfiguration.TLS) throws -> TLSConfiguration {
         var tls = TLSConfiguration.makeClientConfiguration()
         if !trust.trustedCertificateFiles.isEmpty {
             let certificates = try trust.trustedCertificateFiles.flatMap { try NIOSSLCertificate.fromPEMFile($0) }

@@ -211,13 +211,19 @@ struct SubscriptionMachine: Equatable, Sendable {
         ]
     }
 
+    /// A failed refresh is retried with backoff, except when the platform says the
+    /// subscription no longer exists (statusCode 39, as Kandy Link 3.x platforms also answer):
+    /// retrying cannot help then, so the subscription ends as with `gone`.
     mutating func refreshFailed(_ error: KandyError, now: Date, random: Double) -> [Action] {
         guard refresh.inFlight, record != nil else { return [] }
         let attempt = refresh.failed(now: now, random: random)
-        return [
-            .emit(.subscriptionResub(.init(attemptNum: attempt, isFailure: true, error: error))),
-            .armRefresh(at: refresh.dueAt!),
-        ]
+        // An unsubscribe overtook the refresh: its answer no longer matters.
+        if case .unsubscribing = state { return [] }
+        let resub = Action.emit(.subscriptionResub(.init(attemptNum: attempt, isFailure: true, error: error)))
+        if error.statusCode == StatusCode.subscriptionNotFound.rawValue {
+            return [resub] + end(reason: .gone)
+        }
+        return [resub, .armRefresh(at: refresh.dueAt!)]
     }
 
     // MARK: Endings not asked for

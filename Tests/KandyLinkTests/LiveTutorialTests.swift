@@ -32,10 +32,12 @@ import Testing
         rig.advance(seconds: 1)
         let resub = await recorder.next { $0.name == .subscriptionResub }
         #expect(resub == .subscriptionResub(.init(attemptNum: 1, isFailure: false)))
-        // …and the platform's expiry moved: 59 s later it is still there.
+        // …and the platform's expiry moved: 59 s later it is still there, refreshed again.
         rig.advance(seconds: 59)
         rig.fixture.platform.sweep()
         #expect(rig.fixture.platform.subscriptionCount == 1)
+        let second = await recorder.next { $0.name == .subscriptionResub }
+        #expect(second == .subscriptionResub(.init(attemptNum: 1, isFailure: false)))
 
         try await kandy.services.unsubscribe(["call", "Presence", "IM"])
         #expect(kandy.services.getSubscriptions().subscribed.isEmpty)
@@ -148,6 +150,41 @@ import Testing
         let own = try rig.client(call: .init(serverTurnCredentials: false, iceServers: [turn]))
         #expect(own.iceServers == [turn])
         await own.destroy()
+        await kandy.destroy()
+        try await rig.fixture.stop()
+    }
+
+    @Test(.timeLimit(.minutes(1))) func aRefreshOfASubscriptionThePlatformNoLongerHasEndsIt() async throws {
+        let rig = try await Rig()
+        let kandy = try rig.client()
+        let recorder = Recorder(kandy)
+        try await kandy.setCredentials(username: PlatformFixture.alice, password: PlatformFixture.password)
+        try await kandy.services.subscribe(["call"], forceLogOut: true)
+        // The subscription disappears on the platform without a `gone` reaching the client.
+        let http = AsyncHTTPTransport(
+            tls: try Kandy.makeTLS(.init(trustedCertificateFiles: [rig.fixture.certificatePath])))
+        let url = try #require(kandy.services.current()?.url)
+        let deleted = try await http.send(
+            HTTPRequestSpec(
+                method: "DELETE", url: "https://127.0.0.1:\(rig.fixture.port)\(url)",
+                headers: [
+                    "Authorization": CredentialHeader.basic(
+                        login: PlatformFixture.alice, password: PlatformFixture.password
+                    )
+                    .field.value
+                ]))
+        await http.shutdown()
+        #expect(deleted.status == 200)
+
+        rig.advance(seconds: 30)
+        let ended = await recorder.next { $0 == .subscriptionChange(.init(reason: .gone)) }
+        #expect(ended != nil)
+        guard case .subscriptionResub(let resub)? = recorder.all.first(where: { $0.name == .subscriptionResub }) else {
+            Issue.record("no subscription:resub")
+            return
+        }
+        #expect(resub.isFailure && resub.error?.statusCode == 39)
+        #expect(kandy.getUserInfo().username == nil)
         await kandy.destroy()
         try await rig.fixture.stop()
     }

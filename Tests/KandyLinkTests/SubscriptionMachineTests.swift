@@ -135,6 +135,28 @@ import Testing
         #expect(machine.record?.turnCredentials == answer.turnCredentials)
     }
 
+    @Test func aRefreshAnsweredSubscriptionNotFoundEndsItAsGone() {
+        var machine = active()
+        _ = machine.refreshCheck(now: now + 30)
+        let error = KandyError(
+            .updateSubscriptionFailure, "Failed to update user subscription. Code: 39.", statusCode: 39)
+        let actions = machine.refreshFailed(error, now: now + 30, random: 0)
+        #expect(actions.first == .emit(.subscriptionResub(.init(attemptNum: 1, isFailure: true, error: error))))
+        #expect(actions.contains(.emit(.subscriptionChange(.init(reason: .gone)))))
+        #expect(actions.contains(.forgetCredentials(.gone)))
+        #expect(!actions.contains { if case .armRefresh = $0 { true } else { false } })
+        #expect(machine.state == .none)
+    }
+
+    @Test func aRefreshOvertakenByUnsubscribeIsIgnored() {
+        var machine = active()
+        _ = machine.refreshCheck(now: now + 30)
+        _ = machine.unsubscribe(["call", "Presence", "IM"])
+        let error = KandyError(.updateSubscriptionFailure, "Code: 39.", statusCode: 39)
+        #expect(machine.refreshFailed(error, now: now + 30, random: 0) == [])
+        #expect(machine.deleted() == [.closeChannel, .cancelRefresh, pending, .complete(nil)])
+    }
+
     @Test func goneForgetsEverything() {
         var machine = active()
         #expect(
