@@ -199,23 +199,22 @@ public final class Platform: Sendable {
 
     /// Sends `gone` on the channel (if a socket is open) and closes it.
     func endChannel(_ channelID: String, reason: String) {
-        guard let gone = try? notificationText(.gone(eventId: events.next())) else {
-            hub.close(channelID: channelID, code: .goingAway, reason: reason)
-            return
-        }
-        hub.close(channelID: channelID, sending: gone, code: .normalClosure, reason: reason)
-    }
-
-    func notificationText(_ message: NotificationMessage) throws -> String {
-        String(decoding: try WireJSON.encode(NotificationDocument(notificationMessage: message)), as: UTF8.self)
+        let gone = try? notification { .gone(eventId: $0) }
+        hub.close(channelID: channelID, sending: gone, code: gone == nil ? .goingAway : .normalClosure, reason: reason)
     }
 
     /// Pushes a notification to a channel; false when its socket is not open.
     @discardableResult
     func notify(channelID: String, _ make: (String) -> NotificationMessage) throws -> Bool {
-        let sent = hub.send(try notificationText(make(try events.next())), to: channelID)
+        let sent = hub.send(try notification(make), to: channelID)
         if sent { metrics.notificationsSent.increment() }
         return sent
+    }
+
+    /// The wire text of a notification, given its fresh eventId.
+    private func notification(_ make: (String) -> NotificationMessage) throws -> String {
+        let document = NotificationDocument(notificationMessage: make(try events.next()))
+        return String(decoding: try WireJSON.encode(document), as: UTF8.self)
     }
 
     // MARK: Channel
@@ -229,6 +228,8 @@ public final class Platform: Sendable {
             logger.debug("Channel refused: unknown or ended")
             return .dontUpgrade
         }
+        // The allow-list protects against other web pages; an Origin that is not a page's
+        // (native clients such as WSClient send their own ws:// or wss:// one) is not checked.
         if let allowed = configuration.allowedOrigins, let origin = head.headerFields[.origin],
             !allowed.contains(origin)
         {
