@@ -230,10 +230,12 @@ public final class Platform: Sendable {
         }
         // The allow-list protects against other web pages; an Origin that is not a page's
         // (native clients such as WSClient send their own ws:// or wss:// one) is not checked.
-        if let allowed = configuration.allowedOrigins, let origin = head.headerFields[.origin],
-            !allowed.contains(origin)
+        if let allowed = configuration.allowedOrigins,
+            let page = head.headerFields[values: .origin].first(where: {
+                ($0.hasPrefix("https://") || $0.hasPrefix("http://")) && !allowed.contains($0)
+            })
         {
-            logger.notice("Channel refused: origin not allowed", metadata: ["origin": .string(origin)])
+            logger.notice("Channel refused: origin not allowed", metadata: ["origin": .string(page)])
             return .dontUpgrade
         }
         return .upgrade([:]) { [self] inbound, outbound, _ in

@@ -62,6 +62,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Seconds a TURN credential stays valid (60–604800).", valueName: "seconds"))
     var turnTTL: Int = env("TURN_TTL").flatMap(Int.init) ?? 86400
 
+    @Option(
+        help: ArgumentHelp(
+            "A browser origin allowed to open channels, e.g. https://app.example.org (repeatable; default: any).",
+            valueName: "origin"))
+    var allowedOrigin: [String] = env("ALLOWED_ORIGINS")?.split(separator: ",").map(String.init) ?? []
+
     @Option(help: ArgumentHelp("Log level: trace, debug, info, notice, warning, error.", valueName: "level"))
     var logLevel: String = env("LOG_LEVEL") ?? "info"
 
@@ -111,6 +117,7 @@ struct Serve: AsyncParsableCommand {
         configuration.maxSessionsPerUser = maxSessionsPerUser
         configuration.minExpires = minExpires
         configuration.maxExpires = maxExpires
+        configuration.allowedOrigins = allowedOrigin.isEmpty ? nil : Set(allowedOrigin)
         if let tlsCert, let tlsKey {
             configuration.transportSecurity = .certificate(chainPath: tlsCert, keyPath: tlsKey)
         } else if plaintext {

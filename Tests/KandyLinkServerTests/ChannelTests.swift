@@ -47,6 +47,20 @@ import Testing
         }
     }
 
+    @Test func anOriginAllowListRefusesOtherPages() async throws {
+        try await TestPlatform.with(configure: { $0.allowedOrigins = ["https://app.example.org"] }) { test in
+            let path = try #require(try await test.subscribe().subscriptionParams).notificationChannel
+            await #expect(throws: (any Error).self) { try await test.openChannel(path, origin: "https://evil.example") }
+            // Without a page origin (WSClient sends only its own wss:// one) a client is not a
+            // browser page the list protects.
+            for origin in ["https://app.example.org", nil] {
+                let channel = try await test.openChannel(path, origin: origin)
+                channel.close()
+                _ = try await channel.drain()
+            }
+        }
+    }
+
     @Test func aReconnectReplacesTheOldSocket() async throws {
         try await TestPlatform.with { test in
             let response = try await test.subscribe()

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import HTTPTypes
 import KandyLinkProtocol
 import Logging
 import NIOCore
@@ -127,8 +128,9 @@ final class TestPlatform: Sendable {
     // MARK: Channel
 
     /// Opens a socket on a channel and waits until the platform holds it.
-    func openChannel(_ path: String, query: String = "") async throws -> TestChannel {
-        let channel = try await TestChannel.open(url: "wss://127.0.0.1:\(port)\(path)\(query)", tls: tls)
+    func openChannel(_ path: String, query: String = "", origin: String? = nil) async throws -> TestChannel {
+        let channel = try await TestChannel.open(
+            url: "wss://127.0.0.1:\(port)\(path)\(query)", tls: tls, origin: origin)
         let channelID = String(path.split(separator: "/").last ?? "")
         _ = await eventually { platform.hub.hasSocket(channelID) }
         return channel
@@ -161,7 +163,9 @@ final class TestChannel: Sendable {
     }
 
     /// Opens the socket; throws when the platform refuses the upgrade.
-    static func open(url: String, tls: TLSConfiguration) async throws -> TestChannel {
+    static func open(url: String, tls: TLSConfiguration, origin: String? = nil) async throws -> TestChannel {
+        var headers = HTTPFields()
+        if let origin { headers[.origin] = origin }
         let (received, receivedSink) = AsyncStream.makeStream(of: String.self)
         let (commandStream, commands) = AsyncStream.makeStream(of: Command.self)
         let (opened, openedSink) = AsyncStream.makeStream(of: Result<Void, any Error>.self)
@@ -171,7 +175,8 @@ final class TestChannel: Sendable {
             do {
                 // WSClient refuses an IP address as TLS SNI; the development certificate also names localhost.
                 let frame = try await WebSocketClient.connect(
-                    url: url, configuration: .init(autoPing: .disabled, sniHostname: "localhost"),
+                    url: url,
+                    configuration: .init(additionalHeaders: headers, autoPing: .disabled, sniHostname: "localhost"),
                     tlsConfiguration: tls, logger: logger
                 ) { inbound, outbound, _ in
                     openedSink.yield(.success(()))
