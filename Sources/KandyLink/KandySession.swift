@@ -26,6 +26,8 @@ actor KandySession {
     private var requests: [Int: Task<Void, Never>] = [:]
     private var nextRequest = 0
     private var destroyed = false
+    /// The last failure, for `getConnection().error`; cleared by good credentials, as Kandy.js.
+    private var lastError: KandyError?
 
     private enum TaskKind: Hashable {
         case keepalive, retry, refresh, connect
@@ -65,7 +67,9 @@ actor KandySession {
 
     func setCredentials(_ credentials: Credentials) throws(KandyError) {
         try checkAlive()
-        for case .emit(let event) in auth.set(credentials) {
+        let actions = auth.set(credentials)
+        lastError = auth.lastError
+        for case .emit(let event) in actions {
             publish()
             observers.emit(event)
         }
@@ -233,23 +237,11 @@ actor KandySession {
     private func requestFinished(_ id: Int) { requests[id] = nil }
 
     private func publish() {
-        let state = (
-            auth.credentials?.username, subscription.subscribed, subscription.isPending, channel.isOpen,
-            auth.lastError, subscription.record, destroyed
-        )
-        snapshot.state.withLock {
-            $0.username = state.0
-            $0.subscribed = state.1
-            $0.isPending = state.2
-            $0.channelOpen = state.3
-            if let error = state.4 { $0.lastError = error }
-            $0.record = state.5
-            $0.destroyed = state.6
-        }
-    }
-
-    private func remember(_ error: KandyError) {
-        snapshot.state.withLock { $0.lastError = error }
+        let state = Snapshot(
+            username: auth.credentials?.username, subscribed: subscription.subscribed,
+            isPending: subscription.isPending, channelOpen: channel.isOpen, lastError: lastError,
+            record: subscription.record, destroyed: destroyed)
+        snapshot.state.withLock { $0 = state }
     }
 
     // MARK: Channel
@@ -404,7 +396,7 @@ actor KandySession {
         _ input: @Sendable (isolated KandySession, Result<T, KandyError>) -> [SubscriptionMachine.Action]
     ) {
         guard !destroyed else { return }
-        if case .failure(let error) = result { remember(error) }
+        if case .failure(let error) = result { lastError = error }
         perform(input(self, result))
     }
 

@@ -73,6 +73,9 @@ import Testing
         }
         #expect(reported.code == .subscribeFailure)
         #expect(kandy.getConnection().error?.code == .subscribeFailure)
+        // Good credentials clear it, as in Kandy.js.
+        try await kandy.setCredentials(username: PlatformFixture.alice, password: PlatformFixture.password)
+        #expect(kandy.getConnection().error == nil)
         await kandy.destroy()
         try await rig.fixture.stop()
     }
