@@ -1,7 +1,8 @@
 /// Paths of the Kandy Link REST API and notification channel: how they are built and parsed.
 ///
-/// Layout (`design.md`): `/rest/version/{v}/user/{u}/subscription[/{id}]` and
-/// `/rest/version/{v}/user/{u}/websocket/{channelId}`. The username segment is percent-encoded
+/// Layout (`design.md`): `/rest/version/{v}/user/{u}/subscription[/{id}]`,
+/// `/rest/version/{v}/user/{u}/websocket/{channelId}`, and `…/user/{u}/presence`,
+/// `…/presenceWatcher`, `…/instantmessage`. The username segment is percent-encoded
 /// when built and percent-decoded when parsed; the Kandy.js client appends returned paths to its
 /// origin verbatim.
 public enum LinkPath {
@@ -24,6 +25,10 @@ public enum LinkPath {
     public static func channel(user: String, channelID: String) -> String {
         userPrefix(user) + "/websocket/" + channelID
     }
+
+    public static func presence(user: String) -> String { userPrefix(user) + "/presence" }
+    public static func presenceWatcher(user: String) -> String { userPrefix(user) + "/presenceWatcher" }
+    public static func instantMessage(user: String) -> String { userPrefix(user) + "/instantmessage" }
 
     /// Percent-encodes a username for one path segment. `@`, `+` and the other characters that
     /// browsers leave literal stay literal.
@@ -93,11 +98,28 @@ public enum LinkRoute: Equatable, Sendable {
     case subscription(user: String, id: String)
     /// `…/user/{u}/websocket/{channelId}`
     case channel(user: String, channelID: String)
+    /// `…/user/{u}/presence`
+    case presence(user: String)
+    /// `…/user/{u}/presenceWatcher`
+    case presenceWatcher(user: String)
+    /// `…/user/{u}/instantmessage`
+    case instantMessage(user: String)
 
     public var user: String {
         switch self {
-        case .subscriptions(let user), .subscription(let user, _), .channel(let user, _): user
+        case .subscriptions(let user), .subscription(let user, _), .channel(let user, _), .presence(let user),
+            .presenceWatcher(let user), .instantMessage(let user):
+            user
         }
+    }
+
+    /// The resource segment after the username (`subscription`, `presence`, …) of a target that
+    /// looks like a Link path, even one whose username is unusable: it picks the error envelope.
+    public static func resource(of target: String) -> Substring? {
+        let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count >= 7, parts[1] == "rest", parts[4] == "user" else { return nil }
+        return parts[6]
     }
 
     public enum ParseError: Error, Equatable {
@@ -126,6 +148,12 @@ public enum LinkRoute: Equatable, Sendable {
             return .subscription(user: user, id: String(parts[7]))
         case ("websocket", 8) where isIdentifier(parts[7]):
             return .channel(user: user, channelID: String(parts[7]))
+        case ("presence", 7):
+            return .presence(user: user)
+        case ("presenceWatcher", 7):
+            return .presenceWatcher(user: user)
+        case ("instantmessage", 7):
+            return .instantMessage(user: user)
         default:
             throw .unknownPath
         }

@@ -12,15 +12,41 @@ public struct NotificationMessage: Codable, Sendable, Equatable {
     public var eventType: NotificationEventType
     /// Unique per notification; Kandy.js drops any id it saw among the last 100.
     public var eventId: String
+    /// With `presenceWatcher`.
+    public var presenceWatcherNotificationParams: PresenceNotificationParams?
+    /// With `IM`.
+    public var imnotificationParams: InstantMessageNotificationParams?
 
-    public init(eventType: NotificationEventType, eventId: String) {
+    public init(
+        eventType: NotificationEventType, eventId: String,
+        presenceWatcherNotificationParams: PresenceNotificationParams? = nil,
+        imnotificationParams: InstantMessageNotificationParams? = nil
+    ) {
         self.eventType = eventType
         self.eventId = eventId
+        self.presenceWatcherNotificationParams = presenceWatcherNotificationParams
+        self.imnotificationParams = imnotificationParams
     }
 
     /// The platform ended the subscription; the client forgets its credentials (spec §4.6).
     public static func gone(eventId: String) -> NotificationMessage {
         NotificationMessage(eventType: .gone, eventId: eventId)
+    }
+
+    /// A watched user's presence (spec §12.1).
+    public static func presence(eventId: String, user: String, state: PresenceState) -> NotificationMessage {
+        NotificationMessage(
+            eventType: .presenceWatcher, eventId: eventId,
+            presenceWatcherNotificationParams: PresenceNotificationParams(name: user, state: state))
+    }
+
+    /// A message for the channel's user; Kandy.js uses the eventId as the message's id (spec §12.2).
+    public static func instantMessage(eventId: String, from sender: String, text: String, time: Int64?)
+        -> NotificationMessage
+    {
+        NotificationMessage(
+            eventType: .im, eventId: eventId,
+            imnotificationParams: InstantMessageNotificationParams(msgText: text, sender: sender, time: time))
     }
 }
 

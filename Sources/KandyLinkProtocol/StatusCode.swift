@@ -11,6 +11,7 @@ public enum StatusCode: Int, Sendable, CaseIterable, Codable {
     case noGrantableService = 12
     case bodyTooLarge = 13
     case invalidPath = 14
+    case messageTooLarge = 15
 
     case authenticationRequired = 20
     case invalidCredentials = 21
@@ -22,6 +23,7 @@ public enum StatusCode: Int, Sendable, CaseIterable, Codable {
     case notFound = 40
     case methodNotAllowed = 41
     case upgradeRequired = 42
+    case userNotFound = 43
     case sessionLimitReached = 49
 
     case internalError = 50
@@ -32,11 +34,11 @@ public enum StatusCode: Int, Sendable, CaseIterable, Codable {
         switch self {
         case .success: 200
         case .malformedRequest, .invalidField, .noGrantableService, .invalidPath: 400
-        case .bodyTooLarge: 413
+        case .bodyTooLarge, .messageTooLarge: 413
         case .authenticationRequired, .invalidCredentials, .tokenExpired: 401
         case .forbiddenUser: 403
         case .throttled: 429
-        case .subscriptionNotFound, .notFound: 404
+        case .subscriptionNotFound, .notFound, .userNotFound: 404
         case .methodNotAllowed: 405
         case .upgradeRequired: 426
         case .sessionLimitReached: 409
@@ -54,6 +56,7 @@ public enum StatusCode: Int, Sendable, CaseIterable, Codable {
         case .noGrantableService: "None of the requested services can be granted."
         case .bodyTooLarge: "The request body is larger than the platform accepts."
         case .invalidPath: "The path is malformed: bad username segment or traversal."
+        case .messageTooLarge: "The instant message is longer than the platform accepts."
         case .authenticationRequired: "No credentials were sent."
         case .invalidCredentials: "The credentials are not valid."
         case .tokenExpired: "The token has expired."
@@ -63,6 +66,7 @@ public enum StatusCode: Int, Sendable, CaseIterable, Codable {
         case .notFound: "No such resource."
         case .methodNotAllowed: "The resource does not support this method."
         case .upgradeRequired: "The notification channel is opened with a WebSocket upgrade."
+        case .userNotFound: "A user named in the request does not exist."
         case .sessionLimitReached: "The user is at the session limit and forceLogOut was not requested."
         case .internalError: "The platform failed to handle the request."
         case .unavailable: "The platform is shutting down or overloaded."

@@ -29,14 +29,27 @@ struct LinkResponder: HTTPResponder {
     /// which the Kandy.js client reads `statusCode` from.
     private enum Envelope {
         case subscribeResponse
+        case presenceResponse
+        case presenceWatcherResponse
+        case imResponse
         case status
+
+        init(path: String) {
+            switch LinkRoute.resource(of: path) {
+            case "subscription": self = .subscribeResponse
+            case "presence": self = .presenceResponse
+            case "presenceWatcher": self = .presenceWatcherResponse
+            case "instantmessage": self = .imResponse
+            default: self = .status
+            }
+        }
     }
 
     func respond(to request: Request, context: Context) async throws -> Response {
         let target = request.head.path ?? "/"
         let path =
             target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
-        let envelope: Envelope = path.contains("/subscription") ? .subscribeResponse : .status
+        let envelope = Envelope(path: path)
         var response: Response
         do {
             response = try await route(request, path: path, context: context)
@@ -92,7 +105,25 @@ struct LinkResponder: HTTPResponder {
         case (.subscription(let user, let id), .delete):
             try await authorize(request, user: user, context: context)
             return try unsubscribe(user: user, id: id)
-        case (.subscriptions, _):
+        case (.presence(let user), .post):
+            try await authorize(request, user: user, context: context)
+            let body = try await decode(request, as: PresenceRequestDocument.self)
+            try platform.updatePresence(of: user, to: body.presenceRequest)
+            return try Self.json(PresenceResponseDocument(presenceResponse: .success), status: .ok)
+        case (.presenceWatcher(let user), .post):
+            try await authorize(request, user: user, context: context)
+            let body = try await decode(request, as: PresenceWatcherRequestDocument.self)
+            let contacts = try platform.presenceWatcher(body.presenceWatcherRequest, by: user)
+            return try Self.json(
+                PresenceWatcherResponseDocument(presenceWatcherResponse: .success, presenceContact: contacts),
+                status: .ok)
+        case (.instantMessage(let user), .post):
+            try await authorize(request, user: user, context: context)
+            let body = try await decode(request, as: InstantMessageRequestDocument.self)
+            let messageID = try platform.sendInstantMessage(body.imRequest, from: user)
+            return try Self.json(
+                InstantMessageResponseDocument(imResponse: .init(statusCode: 0, messageId: messageID)), status: .ok)
+        case (.subscriptions, _), (.presence, _), (.presenceWatcher, _), (.instantMessage, _):
             throw Self.methodNotAllowed(request, allowed: "POST")
         case (.subscription, _):
             throw Self.methodNotAllowed(request, allowed: "PUT, DELETE")
@@ -104,8 +135,7 @@ struct LinkResponder: HTTPResponder {
     // MARK: Endpoints
 
     private func subscribe(_ request: Request, user: String) async throws -> Response {
-        let body = try await Self.decodeBody(
-            request, as: SubscribeRequestDocument.self, limit: platform.configuration.maxBodyBytes)
+        let body = try await decode(request, as: SubscribeRequestDocument.self)
         let subscribe = try Self.validate(body.subscribeRequest)
         let now = platform.clock.now()
         let (record, evicted) = try platform.subscriptions.subscribe(
@@ -125,8 +155,7 @@ struct LinkResponder: HTTPResponder {
     }
 
     private func refresh(_ request: Request, user: String, id: String) async throws -> Response {
-        let body = try await Self.decodeBody(
-            request, as: SubscribeRequestDocument.self, limit: platform.configuration.maxBodyBytes)
+        let body = try await decode(request, as: SubscribeRequestDocument.self)
         let update = try Self.validate(body.subscribeRequest)
         let record = try platform.subscriptions.refresh(
             user: user, id: id, services: update.service, expires: update.expires, now: platform.clock.now())
@@ -139,6 +168,7 @@ struct LinkResponder: HTTPResponder {
         platform.hub.scheduleClose(
             channelID: record.channelID, at: platform.clock.now() + platform.configuration.unsubscribeCloseDelay)
         platform.logger.info("Unsubscribed", metadata: ["user": .string(user)])
+        platform.sessionsEnded(for: user)
         return try Self.json(SubscribeResponseDocument(subscribeResponse: .init(statusCode: 0)), status: .ok)
     }
 
@@ -170,6 +200,10 @@ struct LinkResponder: HTTPResponder {
                     localization: request.localization,
                     useTurn: request.useTurn,
                     notificationType: request.notificationType)))
+    }
+
+    private func decode<T: Decodable>(_ request: Request, as type: T.Type) async throws -> T {
+        try await Self.decodeBody(request, as: type, limit: platform.configuration.maxBodyBytes)
     }
 
     static func decodeBody<T: Decodable>(_ request: Request, as type: T.Type, limit: Int) async throws -> T {
@@ -217,6 +251,7 @@ struct LinkResponder: HTTPResponder {
 
     private static func errorResponse(_ error: PlatformError, envelope: Envelope) -> Response {
         let status = HTTPResponse.Status(code: error.code.httpStatus)
+        let responseStatus = ResponseStatus(statusCode: error.code.rawValue, reason: error.reason)
         var response: Response
         do {
             switch envelope {
@@ -224,6 +259,16 @@ struct LinkResponder: HTTPResponder {
                 response = try json(
                     SubscribeResponseDocument(
                         subscribeResponse: .init(statusCode: error.code.rawValue, reason: error.reason)),
+                    status: status)
+            case .presenceResponse:
+                response = try json(PresenceResponseDocument(presenceResponse: responseStatus), status: status)
+            case .presenceWatcherResponse:
+                response = try json(
+                    PresenceWatcherResponseDocument(presenceWatcherResponse: responseStatus), status: status)
+            case .imResponse:
+                response = try json(
+                    InstantMessageResponseDocument(
+                        imResponse: .init(statusCode: error.code.rawValue, reason: error.reason)),
                     status: status)
             case .status:
                 response = try json(

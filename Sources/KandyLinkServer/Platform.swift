@@ -190,6 +190,7 @@ public final class Platform: Sendable {
                 endChannel(record.channelID, reason: "Subscription expired")
             }
             metrics.expirations.increment(by: Int64(expired.count))
+            for user in Set(expired.map(\.username)) { sessionsEnded(for: user) }
         } catch {
             logger.error("Expiring subscriptions failed", metadata: ["error": "\(error)"])
         }
@@ -199,22 +200,15 @@ public final class Platform: Sendable {
 
     /// Sends `gone` on the channel (if a socket is open) and closes it.
     func endChannel(_ channelID: String, reason: String) {
-        let gone = try? notification { .gone(eventId: $0) }
+        let gone = try? notification { .gone(eventId: $0) }.text
         hub.close(channelID: channelID, sending: gone, code: gone == nil ? .goingAway : .normalClosure, reason: reason)
     }
 
-    /// Pushes a notification to a channel; false when its socket is not open.
-    @discardableResult
-    func notify(channelID: String, _ make: (String) -> NotificationMessage) throws -> Bool {
-        let sent = hub.send(try notification(make), to: channelID)
-        if sent { metrics.notificationsSent.increment() }
-        return sent
-    }
-
-    /// The wire text of a notification, given its fresh eventId.
-    private func notification(_ make: (String) -> NotificationMessage) throws -> String {
-        let document = NotificationDocument(notificationMessage: make(try events.next()))
-        return String(decoding: try WireJSON.encode(document), as: UTF8.self)
+    /// A notification's fresh eventId and its wire text.
+    func notification(_ make: (String) -> NotificationMessage) throws -> (eventID: String, text: String) {
+        let eventID = try events.next()
+        let document = NotificationDocument(notificationMessage: make(eventID))
+        return (eventID, String(decoding: try WireJSON.encode(document), as: UTF8.self))
     }
 
     // MARK: Channel

@@ -35,6 +35,15 @@ public struct PlatformConfiguration: Sendable {
 
     public var maxBodyBytes: Int = 16 * 1024
     public var maxFrameBytes: Int = 4 * 1024
+    /// Longest instant message, in UTF-8 bytes (the body limit bounds it too).
+    public var maxMessageBytes: Int = 10_000
+    /// Longest presence note, in UTF-8 bytes.
+    public var maxNoteBytes: Int = 1024
+    /// Users one presenceWatcher request may name.
+    public var maxUserListCount: Int = 100
+    /// Users one user may watch.
+    public var maxWatchedUsers: Int = 1000
+
     /// Browser origins allowed to open channels; nil allows any (the client sends no credential
     /// on the socket, so the unguessable channel id is the capability either way).
     public var allowedOrigins: Set<String>? = nil

@@ -10,6 +10,7 @@ final class PlatformMetrics: Sendable {
     let evictions: Counter
     let expirations: Counter
     let idleChannelsClosed: Counter
+    let instantMessages: Counter
 
     init() {
         subscriptions = registry.makeGauge(
@@ -35,6 +36,10 @@ final class PlatformMetrics: Sendable {
             descriptor: .init(
                 namespace: "kandylink", metricName: "idle_channels_closed", unitName: "total",
                 helpText: "Channel sockets closed for missing keepalives."))
+        instantMessages = registry.makeCounter(
+            descriptor: .init(
+                namespace: "kandylink", metricName: "instant_messages", unitName: "total",
+                helpText: "Instant messages accepted for delivery."))
     }
 
     private static var requests: MetricNameDescriptor {

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import KandyLinkProtocol
 
 /// The embedded store: one SQLite file in WAL mode, schema in versioned migrations.
 public final class SQLiteStore: PlatformStore {
@@ -51,6 +52,24 @@ public final class SQLiteStore: PlatformStore {
                         name TEXT PRIMARY KEY NOT NULL,
                         value INTEGER NOT NULL
                     );
+                    """)
+        }
+        migrator.registerMigration("2: presence and watch lists") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE presence (
+                        username TEXT PRIMARY KEY NOT NULL REFERENCES user(username) ON DELETE CASCADE,
+                        status TEXT NOT NULL,
+                        activity TEXT NOT NULL,
+                        note TEXT,
+                        updated_at DOUBLE NOT NULL
+                    );
+                    CREATE TABLE presence_watch (
+                        watcher TEXT NOT NULL REFERENCES user(username) ON DELETE CASCADE,
+                        presentity TEXT NOT NULL REFERENCES user(username) ON DELETE CASCADE,
+                        PRIMARY KEY (watcher, presentity)
+                    ) WITHOUT ROWID;
+                    CREATE INDEX presence_watch_presentity ON presence_watch(presentity, watcher);
                     """)
         }
         return migrator
@@ -151,6 +170,92 @@ public final class SQLiteStore: PlatformStore {
                     expiresAt: Date(timeIntervalSince1970: row["expires_at"]),
                     createdAt: Date(timeIntervalSince1970: row["created_at"]))
             }
+        }
+    }
+
+    public func existingUsers(_ names: [String]) throws -> Set<String> {
+        try pool.read { db in
+            var found = Set<String>()
+            for name in Set(names)
+            where try Bool.fetchOne(db, sql: "SELECT 1 FROM user WHERE username = ?", arguments: [name]) != nil {
+                found.insert(name)
+            }
+            return found
+        }
+    }
+
+    public func setPresence(_ state: PresenceState, for username: String, at time: Date) throws {
+        try pool.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO presence (username, status, activity, note, updated_at) VALUES (?, ?, ?, ?, ?)
+                    ON CONFLICT(username) DO UPDATE SET
+                        status = excluded.status, activity = excluded.activity, note = excluded.note,
+                        updated_at = excluded.updated_at
+                    """,
+                arguments: [
+                    username, state.status.rawValue, state.activity.rawValue, state.note, time.timeIntervalSince1970,
+                ])
+        }
+    }
+
+    public func presence(of usernames: [String]) throws -> [String: PresenceState] {
+        try pool.read { db in
+            var found: [String: PresenceState] = [:]
+            for name in Set(usernames) {
+                guard
+                    let row = try Row.fetchOne(
+                        db, sql: "SELECT status, activity, note FROM presence WHERE username = ?", arguments: [name])
+                else { continue }
+                found[name] = PresenceState(
+                    status: PresenceStatus(rawValue: row["status"]), activity: PresenceActivity(rawValue: row["activity"]),
+                    note: row["note"])
+            }
+            return found
+        }
+    }
+
+    public func watch(_ presentities: [String], by watcher: String, limit: Int) throws -> Bool {
+        do {
+            try addWatches(presentities, by: watcher, limit: limit)
+            return true
+        } catch is WatchLimitExceeded {
+            return false
+        }
+    }
+
+    /// Throwing out of the write rolls its inserts back: the list stays as it was.
+    private func addWatches(_ presentities: [String], by watcher: String, limit: Int) throws {
+        try pool.write { db in
+            for presentity in presentities {
+                try db.execute(
+                    sql: "INSERT OR IGNORE INTO presence_watch (watcher, presentity) VALUES (?, ?)",
+                    arguments: [watcher, presentity])
+            }
+            let count =
+                try Int.fetchOne(db, sql: "SELECT count(*) FROM presence_watch WHERE watcher = ?", arguments: [watcher])
+                ?? 0
+            if count > limit { throw WatchLimitExceeded() }
+        }
+    }
+
+    private struct WatchLimitExceeded: Error {}
+
+    public func unwatch(_ presentities: [String], by watcher: String) throws {
+        try pool.write { db in
+            for presentity in presentities {
+                try db.execute(
+                    sql: "DELETE FROM presence_watch WHERE watcher = ? AND presentity = ?",
+                    arguments: [watcher, presentity])
+            }
+        }
+    }
+
+    public func watchers(of presentity: String) throws -> [String] {
+        try pool.read { db in
+            try String.fetchAll(
+                db, sql: "SELECT watcher FROM presence_watch WHERE presentity = ? ORDER BY watcher",
+                arguments: [presentity])
         }
     }
 

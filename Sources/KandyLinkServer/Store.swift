@@ -1,4 +1,5 @@
 import Foundation
+import KandyLinkProtocol
 
 /// A user of the platform. Only a slow salted hash of the password is kept.
 public struct UserRecord: Sendable, Equatable {
@@ -72,6 +73,20 @@ public protocol PlatformStore: Sendable {
     func updateSubscription(_ subscription: SubscriptionRecord) throws
     func deleteSubscriptions(_ ids: [String]) throws
     func subscriptions() throws -> [SubscriptionRecord]
+
+    /// The usernames among `names` that belong to users.
+    func existingUsers(_ names: [String]) throws -> Set<String>
+
+    /// Records a user's published presence.
+    func setPresence(_ state: PresenceState, for username: String, at time: Date) throws
+    /// The last published presence of each of `usernames` that ever published one.
+    func presence(of usernames: [String]) throws -> [String: PresenceState]
+    /// Adds `presentities` to `watcher`'s watch list unless it would then hold more than `limit`;
+    /// false (and no change) when it would.
+    func watch(_ presentities: [String], by watcher: String, limit: Int) throws -> Bool
+    func unwatch(_ presentities: [String], by watcher: String) throws
+    /// Who watches `presentity`.
+    func watchers(of presentity: String) throws -> [String]
 
     /// A named secret, created with `make` on first use and kept from then on.
     func secret(_ name: String, make: () -> [UInt8]) throws -> [UInt8]

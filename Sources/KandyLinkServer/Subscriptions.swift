@@ -65,6 +65,27 @@ final class Subscriptions: Sendable {
         }
     }
 
+    /// The channels of `user`'s live subscriptions that were granted `service`: where its
+    /// notifications go.
+    func channels(of user: String, granting service: ServiceName, now: Date) -> [String] {
+        state.withLock { state in
+            guard let ids = state.idsByUser[user] else { return [] }
+            return ids.compactMap { id in
+                guard let record = state.byID[id], record.expiresAt > now,
+                    record.services.contains(where: { ServiceName($0).denotes(service) })
+                else { return nil }
+                return record.channelID
+            }
+        }
+    }
+
+    /// Whether `user` holds a live subscription.
+    func isOnline(_ user: String, now: Date) -> Bool {
+        state.withLock { state in
+            (state.idsByUser[user] ?? []).contains { state.byID[$0].map { $0.expiresAt > now } ?? false }
+        }
+    }
+
     /// Creates a subscription. At the session limit, `forceLogOut` evicts the user's oldest
     /// sessions (returned, for `gone`); without it the request is refused.
     func subscribe(user: String, services: [ServiceName], expires: Int?, forceLogOut: Bool, now: Date)

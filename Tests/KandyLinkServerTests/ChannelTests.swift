@@ -73,8 +73,8 @@ import Testing
             #expect(test.platform.hub.count == 1)
 
             // What the platform sends now reaches the new socket.
-            #expect(
-                try test.platform.notify(channelID: String(path.split(separator: "/").last!)) { .gone(eventId: $0) })
+            let gone = try test.platform.notification { .gone(eventId: $0) }.text
+            #expect(test.platform.hub.send(gone, to: String(path.split(separator: "/").last!)))
             let text = try #require(await new.next())
             #expect(
                 try WireJSON.decode(NotificationDocument.self, from: Data(text.utf8)).notificationMessage.eventType

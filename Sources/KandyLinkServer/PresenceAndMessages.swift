@@ -1,0 +1,176 @@
+import Foundation
+import KandyLinkProtocol
+
+/// Presence and instant messages (spec §12.1–§12.2): what the REST endpoints do once the request
+/// is authenticated and decoded. Notifications go only to channels whose subscription was granted
+/// the service (`Presence` or `IM`).
+extension Platform {
+    // MARK: Delivery
+
+    /// Sends one notification, encoded once, to every live channel of `users` granted `service`.
+    /// Returns its eventId and how many sockets took it.
+    @discardableResult
+    func deliver(to users: [String], service: ServiceName, _ make: (String) -> NotificationMessage) throws -> (
+        eventID: String, sockets: Int
+    ) {
+        let (eventID, text) = try notification(make)
+        let now = clock.now()
+        var sockets = 0
+        for user in users {
+            for channelID in subscriptions.channels(of: user, granting: service, now: now)
+            where hub.send(text, to: channelID) {
+                sockets += 1
+            }
+        }
+        metrics.notificationsSent.increment(by: Int64(sockets))
+        return (eventID, sockets)
+    }
+
+    // MARK: Presence
+
+    /// Publishes `user`'s presence and tells every watcher.
+    func updatePresence(of user: String, to state: PresenceState) throws(PlatformError) {
+        var state = state
+        guard state.status.isKnown else {
+            throw PlatformError(
+                .invalidField,
+                "presenceRequest.status must be one of \(PresenceStatus.all.map(\.rawValue).joined(separator: ", ")).")
+        }
+        guard state.activity.isKnown else {
+            throw PlatformError(
+                .invalidField,
+                "presenceRequest.activity must be one of "
+                    + PresenceActivity.all.map(\.rawValue).joined(separator: ", ") + ".")
+        }
+        if state.note?.isEmpty == true { state.note = nil }
+        if let note = state.note, note.utf8.count > configuration.maxNoteBytes {
+            throw PlatformError(.invalidField, "presenceRequest.note is at most \(configuration.maxNoteBytes) bytes.")
+        }
+        try storing("The presence could not be stored.") {
+            try store.setPresence(state, for: user, at: clock.now())
+        }
+        try publish(state, of: user)
+    }
+
+    /// Acts on a watcher request; for `get`, returns the presences asked for.
+    func presenceWatcher(_ request: PresenceWatcherRequest, by watcher: String) throws(PlatformError)
+        -> [PresenceContact]?
+    {
+        var users: [String] = []
+        for user in request.userList where !users.contains(user) { users.append(user) }
+        guard !users.isEmpty else {
+            throw PlatformError(.invalidField, "presenceWatcherRequest.userList is empty.")
+        }
+        guard users.count <= configuration.maxUserListCount else {
+            throw PlatformError(
+                .invalidField, "presenceWatcherRequest.userList names at most \(configuration.maxUserListCount) users.")
+        }
+        guard users.allSatisfy(LinkRoute.isAcceptableUsername) else {
+            throw PlatformError(.invalidField, "presenceWatcherRequest.userList holds a malformed username.")
+        }
+        if request.action == .stopwatch {
+            try storing("The watch list could not be stored.") { try store.unwatch(users, by: watcher) }
+            return nil
+        }
+        try requireUsers(users)
+        let known = try storing("Presence could not be read.") { try store.presence(of: users) }
+        switch request.action {
+        case .get:
+            return users.map { PresenceContact(user: $0, state: known[$0] ?? .offline) }
+        case .watch:
+            let added = try storing("The watch list could not be stored.") {
+                try store.watch(users, by: watcher, limit: configuration.maxWatchedUsers)
+            }
+            guard added else {
+                throw PlatformError(
+                    .invalidField, "A user may watch at most \(configuration.maxWatchedUsers) users.")
+            }
+            // As a SIP SUBSCRIBE is answered with a NOTIFY: the watcher learns the current state.
+            for user in users {
+                _ = try? deliver(to: [watcher], service: .presence) {
+                    .presence(eventId: $0, user: user, state: known[user] ?? .offline)
+                }
+            }
+            return nil
+        case .stopwatch:
+            return nil
+        }
+    }
+
+    /// A user's last session ended: watchers see them go offline.
+    func sessionsEnded(for user: String) {
+        guard !subscriptions.isOnline(user, now: clock.now()) else { return }
+        do {
+            guard let last = try store.presence(of: [user])[user], last != .offline else { return }
+            try store.setPresence(.offline, for: user, at: clock.now())
+            try publish(.offline, of: user)
+        } catch {
+            logger.error("Presence could not be set offline", metadata: ["user": .string(user), "error": "\(error)"])
+        }
+    }
+
+    private func publish(_ state: PresenceState, of user: String) throws(PlatformError) {
+        let watchers = try storing("The watchers could not be read.") { try store.watchers(of: user) }
+        guard !watchers.isEmpty else { return }
+        try storing("The presence notification could not be made.") {
+            try deliver(to: watchers, service: .presence) { .presence(eventId: $0, user: user, state: state) }
+        }
+    }
+
+    // MARK: Instant messages
+
+    /// Delivers a message to every `IM` channel of its recipient; returns the message's id.
+    func sendInstantMessage(_ request: InstantMessageRequest, from sender: String) throws(PlatformError) -> String {
+        if let charset = request.charset, charset.uppercased() != "UTF-8" {
+            throw PlatformError(.invalidField, "imRequest.charset must be UTF-8.")
+        }
+        let recipient = request.recipient
+        guard LinkRoute.isAcceptableUsername(recipient) else {
+            throw PlatformError(.invalidField, "imRequest.toUrl must name a user.")
+        }
+        guard !request.message.isEmpty else {
+            throw PlatformError(.invalidField, "imRequest.message is empty.")
+        }
+        let size = request.message.utf8.count
+        guard size <= configuration.maxMessageBytes else {
+            throw PlatformError(
+                .messageTooLarge, "The message is \(size) bytes; at most \(configuration.maxMessageBytes) are accepted.")
+        }
+        let now = clock.now()
+        // A user with a live subscription exists; only otherwise ask the store.
+        if !subscriptions.isOnline(recipient, now: now) { try requireUsers([recipient]) }
+        let time = now.milliseconds
+        let (eventID, _) = try storing("The message could not be delivered.") {
+            try deliver(to: [recipient], service: .im) {
+                .instantMessage(eventId: $0, from: sender, text: request.message, time: time)
+            }
+        }
+        metrics.instantMessages.increment()
+        return eventID
+    }
+
+    // MARK: Pieces
+
+    private func requireUsers(_ users: [String]) throws(PlatformError) {
+        let existing = try storing("Users could not be read.") { try store.existingUsers(users) }
+        let missing = users.filter { !existing.contains($0) }
+        guard missing.isEmpty else {
+            throw PlatformError(
+                .userNotFound, "No such user: " + missing.prefix(5).joined(separator: ", ") + (missing.count > 5 ? ", …" : "")
+                    + ".")
+        }
+    }
+
+    /// Runs a store operation; its failure is the platform's, reported without detail.
+    @discardableResult
+    private func storing<T>(_ failure: String, _ work: () throws -> T) throws(PlatformError) -> T {
+        do {
+            return try work()
+        } catch let error as PlatformError {
+            throw error
+        } catch {
+            logger.error("\(failure)", metadata: ["error": "\(error)"])
+            throw PlatformError(.internalError, failure)
+        }
+    }
+}
