@@ -1,5 +1,5 @@
 import Foundation
-import KandyLinkProtocol
+@_exported import KandyLinkProtocol
 import NIOSSL
 import Synchronization
 
@@ -30,6 +30,10 @@ public final class Kandy: Sendable {
     public let services: Services
     /// The notification channel's state.
     public let connection: Connection
+    /// Your presence and the presence of users you watch.
+    public let presence: Presence
+    /// Instant messages.
+    public let messages: Messages
     let session: KandySession
     let snapshot: KandySession.SnapshotBox
     let observers: KandySession.Observers
@@ -44,6 +48,8 @@ public final class Kandy: Sendable {
         self.observers = observers
         self.services = Services(session: session, snapshot: snapshot)
         self.connection = Connection(configuration: configuration, snapshot: snapshot)
+        self.presence = Presence(session: session, snapshot: snapshot)
+        self.messages = Messages(session: session, snapshot: snapshot)
     }
 
     /// Validates `configuration` and makes an instance. No traffic until ``Services/subscribe(_:forceLogOut:)``.

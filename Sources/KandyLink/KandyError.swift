@@ -17,6 +17,16 @@ public struct KandyError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let extendSubscriptionFailure = Code(rawValue: "authentication:5")
         /// A service update failed.
         public static let updateSubscriptionFailure = Code(rawValue: "authentication:6")
+        /// `presence.update` with a status other than open or closed.
+        public static let invalidPresenceStatus = Code(rawValue: "presence:1")
+        /// `presence.update` with an activity outside `presence.activities`.
+        public static let invalidPresenceActivity = Code(rawValue: "presence:2")
+        /// A presence request failed at the platform or on the way.
+        public static let presenceFailure = Code(rawValue: "presence:3")
+        /// A message could not be sent.
+        public static let sendMessageFailure = Code(rawValue: "messaging:5")
+        /// A message without a usable destination.
+        public static let invalidDestination = Code(rawValue: "messaging:9")
         /// The configuration given to `Kandy.create` is invalid.
         public static let invalidConfiguration = Code(rawValue: "configuration")
         /// The instance was destroyed.

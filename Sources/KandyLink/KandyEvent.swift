@@ -15,6 +15,19 @@ public enum KandyEvent: Sendable, Equatable {
     case wsChange
     /// A notification arrived on the channel: the whole `notificationMessage`.
     case notificationReceived(NotificationMessage)
+    /// A watched or fetched user's presence is known or changed.
+    case presenceChange(UserPresence)
+    /// Your own presence was published.
+    case presenceSelfChange(PresenceState)
+    /// Watching these users started.
+    case presenceSubscribe([String])
+    /// Watching these users stopped.
+    case presenceUnsubscribe([String])
+    case presenceError(KandyError)
+    /// A message was sent or received.
+    case messagesChange(InstantMessage)
+    /// A send failed.
+    case messagesError(KandyError)
 
     public var name: Name {
         switch self {
@@ -25,6 +38,13 @@ public enum KandyEvent: Sendable, Equatable {
         case .subscriptionError: .subscriptionError
         case .wsChange: .wsChange
         case .notificationReceived: .notificationReceived
+        case .presenceChange: .presenceChange
+        case .presenceSelfChange: .presenceSelfChange
+        case .presenceSubscribe: .presenceSubscribe
+        case .presenceUnsubscribe: .presenceUnsubscribe
+        case .presenceError: .presenceError
+        case .messagesChange: .messagesChange
+        case .messagesError: .messagesError
         }
     }
 
@@ -36,6 +56,13 @@ public enum KandyEvent: Sendable, Equatable {
         case subscriptionError = "subscription:error"
         case wsChange = "ws:change"
         case notificationReceived = "notification:received"
+        case presenceChange = "presence:change"
+        case presenceSelfChange = "presence:selfChange"
+        case presenceSubscribe = "presence:subscribe"
+        case presenceUnsubscribe = "presence:unsubscribe"
+        case presenceError = "presence:error"
+        case messagesChange = "messages:change"
+        case messagesError = "messages:error"
     }
 
     /// Why the subscription or credentials ended without being asked to (`disconnectReasons`).

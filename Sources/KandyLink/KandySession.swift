@@ -28,6 +28,10 @@ actor KandySession {
     private var destroyed = false
     /// The last failure, for `getConnection().error`; cleared by good credentials, as Kandy.js.
     private var lastError: KandyError?
+    /// Presence of watched and fetched users; forgotten when another user logs in.
+    private var presences: [String: UserPresence] = [:]
+    /// Messages by peer, the latest `Messages.conversationLength` of each.
+    private var conversations: [String: [InstantMessage]] = [:]
 
     private enum TaskKind: Hashable {
         case keepalive, retry, refresh, connect
@@ -42,6 +46,8 @@ actor KandySession {
         var lastError: KandyError?
         var record: SubscriptionRecord?
         var destroyed = false
+        var presence: [String: UserPresence] = [:]
+        var conversations: [String: [InstantMessage]] = [:]
     }
 
     init(
@@ -67,7 +73,12 @@ actor KandySession {
 
     func setCredentials(_ credentials: Credentials) throws(KandyError) {
         try checkAlive()
+        let previous = auth.credentials?.username
         let actions = auth.set(credentials)
+        if let user = auth.credentials?.username, user != previous {
+            presences = [:]
+            conversations = [:]
+        }
         lastError = auth.lastError
         for case .emit(let event) in actions {
             publish()
@@ -240,7 +251,7 @@ actor KandySession {
         let state = Snapshot(
             username: auth.credentials?.username, subscribed: subscription.subscribed,
             isPending: subscription.isPending, channelOpen: channel.isOpen, lastError: lastError,
-            record: subscription.record, destroyed: destroyed)
+            record: subscription.record, destroyed: destroyed, presence: presences, conversations: conversations)
         snapshot.state.withLock { $0 = state }
     }
 
@@ -300,9 +311,152 @@ actor KandySession {
         else { return }
         let message = document.notificationMessage
         observers.emit(.notificationReceived(message))
-        if message.eventType == .gone {
+        switch message.eventType {
+        case .gone:
             perform(subscription.gone())
+        case .presenceWatcher:
+            guard let params = message.presenceWatcherNotificationParams else { return }
+            learned(UserPresence(userId: params.name, state: params.state))
+        case .im:
+            guard let params = message.imnotificationParams, let sender = params.sender else { return }
+            record(
+                InstantMessage(
+                    id: message.eventId, sender: sender, recipient: auth.credentials?.username ?? "",
+                    text: params.msgText,
+                    timestamp: params.time.map { Date(timeIntervalSince1970: Double($0) / 1000) } ?? wallClock(),
+                    direction: .incoming))
+        default:
+            break
         }
+    }
+
+    private func learned(_ presence: UserPresence) {
+        presences[presence.userId] = presence
+        publish()
+        observers.emit(.presenceChange(presence))
+    }
+
+    private func record(_ message: InstantMessage) {
+        conversations[message.peer, default: []].append(message)
+        if conversations[message.peer]!.count > Messages.conversationLength {
+            conversations[message.peer]!.removeFirst()
+        }
+        publish()
+        observers.emit(.messagesChange(message))
+    }
+
+    // MARK: Presence and messages
+
+    func updatePresence(_ state: PresenceState) async throws {
+        try checkAlive()
+        var state = state
+        if state.note?.isEmpty == true { state.note = nil }  // as Kandy.js: a note only if non-empty
+        let result: Result<PresenceResponseDocument, KandyError>
+        if !state.status.isKnown {
+            result = .failure(KandyError(.invalidPresenceStatus, "Invalid status in presence update request."))
+        } else if !state.activity.isKnown {
+            result = .failure(KandyError(.invalidPresenceActivity, "Invalid activity in presence update request."))
+        } else {
+            result = await exchange(
+                LinkPath.presence(user:), PresenceRequestDocument(presenceRequest: state),
+                failure: .presenceFailure, verb: "update presence")
+        }
+        switch result {
+        case .success:
+            observers.emit(.presenceSelfChange(state))
+        case .failure(let error):
+            observers.emit(.presenceError(error))
+            throw error
+        }
+    }
+
+    func presenceWatcher(_ users: [String], action: PresenceWatcherAction) async throws -> [UserPresence] {
+        try checkAlive()
+        let result = await exchange(
+            LinkPath.presenceWatcher(user:),
+            PresenceWatcherRequestDocument(presenceWatcherRequest: .init(userList: users, action: action)),
+            as: PresenceWatcherResponseDocument.self, failure: .presenceFailure, verb: "\(action.rawValue) presence")
+        switch result {
+        case .success(let answer):
+            switch action {
+            case .watch: observers.emit(.presenceSubscribe(users))
+            case .stopwatch: observers.emit(.presenceUnsubscribe(users))
+            case .get: break
+            }
+            let fetched = (answer.presenceContact ?? []).map {
+                UserPresence(userId: $0.presentityUserId, state: $0.state)
+            }
+            for presence in fetched { learned(presence) }
+            return fetched
+        case .failure(let error):
+            observers.emit(.presenceError(error))
+            throw error
+        }
+    }
+
+    func sendMessage(to destination: String, text: String) async throws -> InstantMessage {
+        try checkAlive()
+        let recipient = InstantMessageRequest(toUrl: destination, message: text).recipient
+        let result: Result<InstantMessageResponseDocument, KandyError>
+        if recipient.isEmpty {
+            result = .failure(KandyError(.invalidDestination, "A message needs a recipient."))
+        } else {
+            result = await exchange(
+                LinkPath.instantMessage(user:),
+                InstantMessageRequestDocument(imRequest: .init(toUrl: recipient, message: text)),
+                failure: .sendMessageFailure, verb: "send message")
+        }
+        switch result {
+        case .success(let answer):
+            guard let id = answer.imResponse.messageId else {
+                let error = KandyError(
+                    .sendMessageFailure, "Failed to send message: the platform's answer has no messageId.")
+                observers.emit(.messagesError(error))
+                throw error
+            }
+            let message = InstantMessage(
+                id: id, sender: auth.credentials?.username ?? "", recipient: recipient, text: text,
+                timestamp: wallClock(), direction: .outgoing)
+            record(message)
+            return message
+        case .failure(let error):
+            observers.emit(.messagesError(error))
+            throw error
+        }
+    }
+
+    /// One presence or IM exchange as the logged-in user. Success is a 2xx whose envelope says
+    /// statusCode 0; anything else is a `KandyError` with the platform's statusCode and reason.
+    private func exchange<Answer: StatusEnvelope>(
+        _ path: (String) -> String, _ body: some Encodable, as: Answer.Type = Answer.self,
+        failure: KandyError.Code, verb: String
+    ) async -> Result<Answer, KandyError> {
+        guard let username = auth.credentials?.username else {
+            return .failure(KandyError(failure, "Failed to \(verb): set credentials first."))
+        }
+        let request = HTTPRequestSpec(
+            method: "POST", url: configuration.restOrigin + path(username), headers: headers(),
+            body: try? WireJSON.encode(body))
+        let response: HTTPResponseSpec
+        do {
+            response = try await http.send(request)
+        } catch {
+            return .failure(KandyError(failure, "Failed to \(verb): \(error)."))
+        }
+        let answer = try? WireJSON.decode(Answer.self, from: response.body)
+        let status =
+            answer?.status
+            ?? (try? WireJSON.decode(StatusDocument.self, from: response.body)).map {
+                ResponseStatus(statusCode: $0.statusCode, reason: $0.reason)
+            }
+        guard (200..<300).contains(response.status), let answer, answer.status.statusCode == 0 else {
+            let code = status.map { " Code: \($0.statusCode)." } ?? " HTTP \(response.status)."
+            return .failure(
+                KandyError(
+                    failure, "Failed to \(verb).\(code)" + (status?.reason.map { " \($0)" } ?? ""),
+                    statusCode: status?.statusCode))
+        }
+        return .success(answer)
     }
 
     static func queryEncode(_ value: String) -> String {
@@ -503,4 +657,21 @@ extension KandySession {
             for stream in streams { stream.finish() }
         }
     }
+}
+
+/// An answer document whose envelope carries the statusCode.
+protocol StatusEnvelope: Decodable {
+    var status: ResponseStatus { get }
+}
+
+extension PresenceResponseDocument: StatusEnvelope {
+    var status: ResponseStatus { presenceResponse }
+}
+
+extension PresenceWatcherResponseDocument: StatusEnvelope {
+    var status: ResponseStatus { presenceWatcherResponse }
+}
+
+extension InstantMessageResponseDocument: StatusEnvelope {
+    var status: ResponseStatus { ResponseStatus(statusCode: imResponse.statusCode, reason: imResponse.reason) }
 }

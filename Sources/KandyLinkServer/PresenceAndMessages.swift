@@ -134,7 +134,8 @@ extension Platform {
         let size = request.message.utf8.count
         guard size <= configuration.maxMessageBytes else {
             throw PlatformError(
-                .messageTooLarge, "The message is \(size) bytes; at most \(configuration.maxMessageBytes) are accepted.")
+                .messageTooLarge, "The message is \(size) bytes; at most \(configuration.maxMessageBytes) are accepted."
+            )
         }
         let now = clock.now()
         // A user with a live subscription exists; only otherwise ask the store.
@@ -156,7 +157,8 @@ extension Platform {
         let missing = users.filter { !existing.contains($0) }
         guard missing.isEmpty else {
             throw PlatformError(
-                .userNotFound, "No such user: " + missing.prefix(5).joined(separator: ", ") + (missing.count > 5 ? ", …" : "")
+                .userNotFound,
+                "No such user: " + missing.prefix(5).joined(separator: ", ") + (missing.count > 5 ? ", …" : "")
                     + ".")
         }
     }

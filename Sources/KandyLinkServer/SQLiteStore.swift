@@ -208,7 +208,8 @@ public final class SQLiteStore: PlatformStore {
                         db, sql: "SELECT status, activity, note FROM presence WHERE username = ?", arguments: [name])
                 else { continue }
                 found[name] = PresenceState(
-                    status: PresenceStatus(rawValue: row["status"]), activity: PresenceActivity(rawValue: row["activity"]),
+                    status: PresenceStatus(rawValue: row["status"]),
+                    activity: PresenceActivity(rawValue: row["activity"]),
                     note: row["note"])
             }
             return found

@@ -23,6 +23,9 @@ import Testing
         ("/rest/version/1/user/a/websocket/CH1?", .channel(user: "a", channelID: "CH1")),
         ("/rest/version/1/user/a/websocket/CH1?access_token=t%2F1", .channel(user: "a", channelID: "CH1")),
         ("/rest/version/1/user/a/websocket/CH1?token=x", .channel(user: "a", channelID: "CH1")),
+        ("/rest/version/1/user/a%40b/presence", .presence(user: "a@b")),
+        ("/rest/version/1/user/a@b/presenceWatcher", .presenceWatcher(user: "a@b")),
+        ("/rest/version/1/user/a@b/instantmessage", .instantMessage(user: "a@b")),
     ])
     func parsesRoutes(path: String, route: LinkRoute) throws {
         #expect(try LinkRoute.parse(path) == route)
@@ -31,7 +34,7 @@ import Testing
     @Test(arguments: [
         ("/", LinkRoute.ParseError.unknownPath),
         ("/rest/version/1/user/a", .unknownPath),
-        ("/rest/version/1/user/a/presence", .unknownPath),
+        ("/rest/version/1/user/a/presences", .unknownPath),
         ("/rest/version/1/user/a/subscription/", .unknownPath),
         ("/rest/version/1/user/a/subscription/x/y", .unknownPath),
         ("/rest/version/1/user/a/subscription/..", .unknownPath),

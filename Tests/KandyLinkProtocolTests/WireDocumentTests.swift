@@ -138,6 +138,58 @@ import Testing
         #expect(Set(StatusCode.allCases.map(\.rawValue)).count == StatusCode.allCases.count)
     }
 
+    /// Spec §12.1–§12.2, as Kandy.js sends them.
+    @Test func presenceAndMessageRequestsDecodeAsSent() throws {
+        let presence = try WireJSON.decode(
+            PresenceRequestDocument.self,
+            from: Data(#"{"presenceRequest":{"status":"open","activity":"on-the-phone","note":"hi"}}"#.utf8))
+        #expect(presence.presenceRequest == PresenceState(status: .open, activity: .onThePhone, note: "hi"))
+        let watch = try WireJSON.decode(
+            PresenceWatcherRequestDocument.self,
+            from: Data(#"{"presenceWatcherRequest":{"userList":["bob@x"],"action":"stopwatch"}}"#.utf8))
+        #expect(watch.presenceWatcherRequest == PresenceWatcherRequest(userList: ["bob@x"], action: .stopwatch))
+        let im = try WireJSON.decode(
+            InstantMessageRequestDocument.self,
+            from: Data(#"{"imRequest":{"charset":"UTF-8","toUrl":"sip:bob@x","message":"hé","type":"A2"}}"#.utf8))
+        #expect(im.imRequest.recipient == "bob@x")
+        #expect(im.imRequest.message == "hé")
+    }
+
+    /// The shapes Kandy.js reads: `presenceContact` at the top level with `overriding-willingness`,
+    /// and notifications whose absent parameters are left out, not null.
+    @Test func presenceAndMessageAnswersHaveTheShapesKandyJSReads() throws {
+        let get = PresenceWatcherResponseDocument(
+            presenceWatcherResponse: .success,
+            presenceContact: [.init(user: "a@x", state: .init(status: .closed, activity: .away, note: "n"))])
+        #expect(
+            try Self.canonical(WireJSON.encode(get))
+                == Self.canonical(
+                    Data(
+                        #"{"presenceWatcherResponse":{"statusCode":0},"presenceContact":[{"presentityUserId":"a@x","presence":{"person":{"activities":{"activityValue":"away","other":"n"},"overriding-willingness":{"overridingWillingnessValue":"closed"}}}}]}"#
+                            .utf8)))
+        let presence = NotificationDocument(
+            notificationMessage: .presence(eventId: "e1", user: "bob@x", state: .init(status: .open, activity: .active))
+        )
+        #expect(
+            try Self.canonical(WireJSON.encode(presence))
+                == Self.canonical(
+                    Data(
+                        #"{"notificationMessage":{"eventType":"presenceWatcher","eventId":"e1","presenceWatcherNotificationParams":{"name":"bob@x","status":"open","activity":"active"}}}"#
+                            .utf8)))
+        let im = NotificationDocument(
+            notificationMessage: .instantMessage(eventId: "9", from: "bob@x", text: "hello", time: 5))
+        #expect(
+            try Self.canonical(WireJSON.encode(im))
+                == Self.canonical(
+                    Data(
+                        #"{"notificationMessage":{"eventType":"IM","eventId":"9","imnotificationParams":{"msgText":"hello","primaryContact":"sip:bob@x","time":5}}}"#
+                            .utf8)))
+        let answer = InstantMessageResponseDocument(imResponse: .init(statusCode: 0, messageId: "9"))
+        #expect(
+            try Self.canonical(WireJSON.encode(answer))
+                == Self.canonical(Data(#"{"imResponse":{"statusCode":0,"messageId":"9"}}"#.utf8)))
+    }
+
     static func canonical(_ data: Data) throws -> NSDictionary {
         try JSONSerialization.jsonObject(with: data) as! NSDictionary
     }
