@@ -10,10 +10,13 @@ struct Demo: AsyncParsableCommand {
             With no options, starts a platform inside this process (temporary database, development \
             certificate, a free loopback port), creates a demo user, and runs the tutorial: set \
             credentials, subscribe to call, Presence and IM with forceLogOut, one subscription \
-            refresh, unsubscribe, destroy. Each message is printed with a timestamp.
+            refresh, unsubscribe, destroy. Each message is printed with a timestamp. A second user \
+            takes part: bob logs in first and watches alice's presence; alice publishes hers and sends \
+            bob a message; bob sees alice go offline when she unsubscribes.
 
             With --server and --user, runs the same against a running platform; the password is read \
-            from a prompt or, with --password-stdin, from standard input. A development platform's \
+            from a prompt or, with --password-stdin, from standard input. --peer names the second \
+            user there (their password is the next prompt or line). A development platform's \
             certificate is trusted with --trust (by default ./dev-tls-certificate.pem when the server \
             is on this machine and the file exists).
 
@@ -27,7 +30,12 @@ struct Demo: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The user to log in as (with --server).", valueName: "name"))
     var user: String?
 
-    @Flag(help: "Read the password from the first line of standard input.")
+    @Option(
+        help: ArgumentHelp(
+            "A second user who watches --user and receives a message (with --server).", valueName: "name"))
+    var peer: String?
+
+    @Flag(help: "Read the password (and then --peer's) from standard input, one per line.")
     var passwordStdin = false
 
     @Option(help: ArgumentHelp("PEM certificate to trust in addition to the system's.", valueName: "file"))
@@ -41,9 +49,11 @@ struct Demo: AsyncParsableCommand {
 
     func validate() throws {
         if server != nil && user == nil { throw ValidationError("--server needs --user.") }
-        if server == nil && (user != nil || passwordStdin) {
-            throw ValidationError("--user and --password-stdin go with --server.")
+        if server == nil && (user != nil || passwordStdin || peer != nil) {
+            throw ValidationError("--user, --peer and --password-stdin go with --server.")
         }
+        if interactive && peer != nil { throw ValidationError("--peer does not go with --interactive.") }
+        if let peer, peer == user { throw ValidationError("--peer must be another user than --user.") }
         if let server { _ = try PlatformAddress(server) }
         guard expires > 0 else { throw ValidationError("--expires must be positive.") }
     }
@@ -72,30 +82,44 @@ enum DemoSession {
                 throw CommandFailure("no password given")
             }
             let trust = demo.trust.isEmpty ? defaultTrust(for: address) : demo.trust
-            let kandy = try Kandy.create(address.configuration(expires: demo.expires, trust: trust))
-            tutorial.say("Platform: \(server) as \(user)")
+            let configuration = address.configuration(expires: demo.expires, trust: trust)
+            var peer: Tutorial.Peer?
+            if let name = demo.peer {
+                guard let peerPassword = readPassword("Password for \(name): "), !peerPassword.isEmpty else {
+                    throw CommandFailure("no password given for \(name)")
+                }
+                peer = Tutorial.Peer(kandy: try Kandy.create(configuration), username: name, password: peerPassword)
+            }
+            let kandy = try Kandy.create(configuration)
+            tutorial.say("Platform: \(server) as \(user)" + (demo.peer.map { ", with \($0)" } ?? ""))
             if demo.interactive {
                 try await InteractiveTutorial(tutorial: tutorial).run(kandy, username: user, password: password)
             } else {
                 try await tutorial.run(
-                    kandy, username: user, password: password, resubscribeWithin: .seconds(demo.expires))
+                    kandy, username: user, password: password, resubscribeWithin: .seconds(demo.expires), peer: peer)
             }
             return
         }
         let embedded = try await EmbeddedPlatform.start()
-        tutorial.say("Embedded platform on https://127.0.0.1:\(embedded.port), user \(EmbeddedPlatform.username)")
+        tutorial.say(
+            "Embedded platform on https://127.0.0.1:\(embedded.port), users \(EmbeddedPlatform.username) and "
+                + EmbeddedPlatform.peerUsername)
         do {
             let address = try PlatformAddress("https://127.0.0.1:\(embedded.port)")
             // A 2 s grant and a 1 s refresh floor: the refresh shows within seconds.
-            let kandy = try Kandy.create(
-                address.configuration(expires: 2, trust: [embedded.certificatePath], minimumRefresh: .seconds(1)))
+            let configuration = address.configuration(
+                expires: 2, trust: [embedded.certificatePath], minimumRefresh: .seconds(1))
+            let kandy = try Kandy.create(configuration)
             if demo.interactive {
                 try await InteractiveTutorial(tutorial: tutorial).run(
                     kandy, username: EmbeddedPlatform.username, password: embedded.password)
             } else {
+                let peer = Tutorial.Peer(
+                    kandy: try Kandy.create(configuration), username: EmbeddedPlatform.peerUsername,
+                    password: embedded.password)
                 try await tutorial.run(
                     kandy, username: EmbeddedPlatform.username, password: embedded.password,
-                    resubscribeWithin: .seconds(10))
+                    resubscribeWithin: .seconds(10), peer: peer)
             }
         } catch {
             await embedded.stop()

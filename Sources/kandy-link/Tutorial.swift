@@ -46,13 +46,20 @@ struct Tutorial: Sendable {
         }
     }
 
-    /// Login, subscribe with forceLogOut, one refresh, unsubscribe, destroy.
-    func run(_ kandy: Kandy, username: String, password: String, resubscribeWithin timeout: Duration) async throws {
+    /// Login, subscribe with forceLogOut, one refresh, unsubscribe, destroy. With a `peer`, the
+    /// peer logs in first and watches this user's presence; this user then publishes a presence
+    /// and sends the peer a message, and the peer sees this user go offline at the end.
+    func run(
+        _ kandy: Kandy, username: String, password: String, resubscribeWithin timeout: Duration,
+        peer: Peer? = nil
+    ) async throws {
         wire(kandy)
         let events = kandy.events
         do {
+            if let peer { try await peer.join(watching: username, tutorial: self) }
             try await kandy.setCredentials(username: username, password: password)
             try await kandy.services.subscribe(Self.services, forceLogOut: true)
+            if let peer { try await peer.exchange(with: kandy, as: username, tutorial: self) }
             let expires = kandy.services.current()?.expires ?? 0
             let floor = Double(kandy.configuration.subscription.minimumRefreshInterval.components.seconds)
             let due = max(floor, Double(expires) / 2)
@@ -60,21 +67,104 @@ struct Tutorial: Sendable {
             guard try await Self.firstResubscription(in: events, within: timeout) else {
                 throw CommandFailure("no subscription refresh within \(timeout)")
             }
+            let offline = peer.map { $0.kandy.events }
             try await kandy.services.unsubscribe(Self.services)
+            if let peer, let offline {
+                try await peer.await(offline) {
+                    if case .presenceChange(let presence) = $0 {
+                        presence.userId == username && presence.status == .closed
+                    } else {
+                        false
+                    }
+                }
+            }
         } catch {
             await kandy.destroy()
+            await peer?.leave()
             throw CommandFailure(Self.describe(error))
         }
         await kandy.destroy()
         say("Kandy SDK has been uninitialized.")
+        await peer?.leave()
+    }
+
+    /// A second user of the demo: watches the tutorial user and receives their message.
+    struct Peer: Sendable {
+        let kandy: Kandy
+        let username: String
+        let password: String
+        static let note = "Trying the Swift SDK"
+        static let message = "Hello from the tutorial 👋 — ¡hola! こんにちは"
+
+        /// Logs in, subscribes, and starts watching `user`, printing what it sees.
+        func join(watching user: String, tutorial: Tutorial) async throws {
+            kandy.on(.presenceChange) { event in
+                guard case .presenceChange(let presence) = event else { return }
+                tutorial.say("\(username) sees \(presence.userId): \(Tutorial.describe(presence))")
+            }
+            kandy.on(.messagesChange) { event in
+                guard case .messagesChange(let message) = event, message.direction == .incoming else { return }
+                tutorial.say("\(username) received message \(message.id) from \(message.sender): \(message.text)")
+            }
+            try await kandy.setCredentials(username: username, password: password)
+            try await kandy.services.subscribe(Tutorial.services, forceLogOut: true)
+            tutorial.say("\(username) subscribed and watches \(user)'s presence")
+            let current = kandy.events
+            try await kandy.presence.subscribe([user])
+            try await self.await(current) { $0.name == .presenceChange }
+        }
+
+        /// `user` publishes a presence and sends a message; both are awaited at the peer.
+        func exchange(with user: Kandy, as username: String, tutorial: Tutorial) async throws {
+            let seen = kandy.events
+            tutorial.say("Publishing presence: open, active — “\(Self.note)”")
+            try await user.presence.update(.open, activity: .active, note: Self.note)
+            try await self.await(seen) {
+                if case .presenceChange(let presence) = $0 {
+                    presence.userId == username && presence.status == .open
+                } else {
+                    false
+                }
+            }
+            let received = kandy.events
+            tutorial.say("Sending \(self.username) a message")
+            try await user.messages.send(to: self.username, text: Self.message)
+            try await self.await(received) { $0.name == .messagesChange }
+        }
+
+        func leave() async {
+            try? await kandy.services.unsubscribe(Tutorial.services)
+            await kandy.destroy()
+        }
+
+        /// Waits for the first event in `events` that matches, for at most five seconds.
+        func await(_ events: AsyncStream<KandyEvent>, _ matches: @escaping @Sendable (KandyEvent) -> Bool)
+            async throws
+        {
+            guard try await Tutorial.first(in: events, within: .seconds(5), where: matches) else {
+                throw CommandFailure("\(username) did not see it within 5 s")
+            }
+        }
+    }
+
+    static func describe(_ presence: UserPresence) -> String {
+        "\(presence.status), \(presence.activity)" + (presence.note.map { " — “\($0)”" } ?? "")
     }
 
     static func firstResubscription(in events: AsyncStream<KandyEvent>, within timeout: Duration) async throws -> Bool {
+        try await first(in: events, within: timeout) {
+            if case .subscriptionResub(let resub) = $0 { !resub.isFailure } else { false }
+        }
+    }
+
+    /// Whether an event matching `matches` arrives within `timeout`.
+    static func first(
+        in events: AsyncStream<KandyEvent>, within timeout: Duration,
+        where matches: @escaping @Sendable (KandyEvent) -> Bool
+    ) async throws -> Bool {
         try await withThrowingTaskGroup(of: Bool.self) { group in
             group.addTask {
-                for await event in events {
-                    if case .subscriptionResub(let resub) = event, !resub.isFailure { return true }
-                }
+                for await event in events where matches(event) { return true }
                 return false
             }
             group.addTask {
@@ -105,6 +195,8 @@ struct Tutorial: Sendable {
 /// an ephemeral loopback port and a demo user.
 struct EmbeddedPlatform: Sendable {
     static let username = "alice@example.com"
+    /// The second user: watches alice and receives her message.
+    static let peerUsername = "bob@example.com"
 
     let platform: Platform
     let running: Task<Void, any Error>
@@ -128,6 +220,7 @@ struct EmbeddedPlatform: Sendable {
         let platform = try Platform(configuration: configuration, logger: logger)
         let password = UUID().uuidString
         try await platform.accounts.add(username: username, password: password)
+        try await platform.accounts.add(username: peerUsername, password: password)
         let running = Task { try await platform.run() }
         let port = try await platform.listeningPort()
         return EmbeddedPlatform(

@@ -29,6 +29,8 @@ import Testing
         ["--server", "not a url", "--user", "bob"],
         ["--expires", "0"],
         ["--password", "secret"],
+        ["--peer", "bob"],
+        ["--server", "https://127.0.0.1:8443", "--user", "bob", "--peer", "bob"],
     ])
     func demoRefuses(arguments: [String]) {
         #expect(throws: (any Error).self) { try Demo.parse(arguments) }
@@ -81,7 +83,25 @@ import Testing
             "Subscription state changed.", "Subscribed services: ",
             "Kandy SDK has been uninitialized.",
         ]
-        #expect(messages.filter { !$0.hasPrefix("Embedded") && !$0.hasPrefix("Waiting") } == expected)
+        let peer = EmbeddedPlatform.peerUsername
+        let tutorialLines = messages.filter {
+            !$0.hasPrefix("Embedded") && !$0.hasPrefix("Waiting") && !$0.hasPrefix(peer)
+                && !$0.hasPrefix("Publishing") && !$0.hasPrefix("Sending")
+        }
+        #expect(tutorialLines == expected)
+        // The second user: watches alice, sees her presence, gets her message, sees her leave.
+        let alice = EmbeddedPlatform.username
+        let peerLines = messages.filter { $0.hasPrefix(peer) }.map {
+            $0.replacing(/message \d+ from/, with: "message from")
+        }
+        #expect(
+            peerLines == [
+                "\(peer) subscribed and watches \(alice)'s presence",
+                "\(peer) sees \(alice): closed, unknown",
+                "\(peer) sees \(alice): open, active — “\(Tutorial.Peer.note)”",
+                "\(peer) received message from \(alice): \(Tutorial.Peer.message)",
+                "\(peer) sees \(alice): closed, unknown",
+            ])
         for line in output.lines.withLock({ $0 }) {
             #expect(line.range(of: #"^\d\d:\d\d:\d\d\.\d\d\d "#, options: .regularExpression) != nil, "\(line)")
         }
@@ -104,6 +124,40 @@ import Testing
             #expect(KandyLinkCommand.exitCode(for: error) != .success)
         }
         #expect(output.messages.contains { $0.hasPrefix("Subscription error: Failed to subscribe user. Code: 21.") })
+        await platform.stop()
+    }
+
+    @Test func aPeerOnARunningPlatformLogsInWithTheSecondPassword() async throws {
+        let platform = try await EmbeddedPlatform.start()
+        let demo = try Demo.parse([
+            "--server", "https://127.0.0.1:\(platform.port)", "--user", EmbeddedPlatform.username,
+            "--peer", EmbeddedPlatform.peerUsername, "--password-stdin", "--trust", platform.certificatePath,
+        ])
+        let output = Output()
+        let prompts = Mutex<[String]>([])
+        do {
+            // alice's password is right, bob's is not: bob, who logs in first, fails.
+            try await DemoSession.run(
+                demo, tutorial: output.tutorial,
+                readPassword: { prompt in
+                    let count = prompts.withLock {
+                        $0.append(prompt)
+                        return $0.count
+                    }
+                    return count == 1 ? platform.password : "wrong"
+                })
+            Issue.record("the demo succeeded with the peer's wrong password")
+        } catch {
+            #expect("\(error)".contains("Wrong username or password"))
+        }
+        #expect(
+            prompts.withLock { $0 } == [
+                "Password for \(EmbeddedPlatform.username): ", "Password for \(EmbeddedPlatform.peerUsername): ",
+            ])
+        #expect(
+            output.messages.first
+                == "Platform: https://127.0.0.1:\(platform.port) as \(EmbeddedPlatform.username), with \(EmbeddedPlatform.peerUsername)"
+        )
         await platform.stop()
     }
 }
