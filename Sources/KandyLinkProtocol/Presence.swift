@@ -126,10 +126,17 @@ public struct PresenceWatcherRequest: Codable, Sendable, Equatable {
 public struct PresenceWatcherResponseDocument: Codable, Sendable, Equatable {
     public var presenceWatcherResponse: ResponseStatus
     public var presenceContact: [PresenceContact]?
+    /// The users a watch or stopwatch was about. Kandy.js reports `presence:unsubscribe` with the
+    /// `userIds` it finds here (for `watch` it fills them in itself).
+    public var presentityUserId: [String]?
 
-    public init(presenceWatcherResponse: ResponseStatus, presenceContact: [PresenceContact]? = nil) {
+    public init(
+        presenceWatcherResponse: ResponseStatus, presenceContact: [PresenceContact]? = nil,
+        presentityUserId: [String]? = nil
+    ) {
         self.presenceWatcherResponse = presenceWatcherResponse
         self.presenceContact = presenceContact
+        self.presentityUserId = presentityUserId
     }
 }
 

@@ -113,9 +113,12 @@ struct LinkResponder: HTTPResponder {
         case (.presenceWatcher(let user), .post):
             try await authorize(request, user: user, context: context)
             let body = try await decode(request, as: PresenceWatcherRequestDocument.self)
-            let contacts = try platform.presenceWatcher(body.presenceWatcherRequest, by: user)
+            let request = body.presenceWatcherRequest
+            let contacts = try platform.presenceWatcher(request, by: user)
             return try Self.json(
-                PresenceWatcherResponseDocument(presenceWatcherResponse: .success, presenceContact: contacts),
+                PresenceWatcherResponseDocument(
+                    presenceWatcherResponse: .success, presenceContact: contacts,
+                    presentityUserId: request.action == .get ? nil : request.userList),
                 status: .ok)
         case (.instantMessage(let user), .post):
             try await authorize(request, user: user, context: context)

@@ -41,7 +41,10 @@ import Testing
             let bob = try await test.openSession(TestPlatform.bob)
             try await test.watch([TestPlatform.alice], by: TestPlatform.bob)
             _ = try await bob.nextNotification()
-            try await test.watch([TestPlatform.alice], by: TestPlatform.bob, action: "stopwatch")
+            let stopped = try await test.watch([TestPlatform.alice], by: TestPlatform.bob, action: "stopwatch")
+            // Kandy.js reports presence:unsubscribe with the userIds it finds at the top level.
+            #expect(
+                try stopped.decode(PresenceWatcherResponseDocument.self).presentityUserId == [TestPlatform.alice])
             _ = try await test.updatePresence(
                 of: TestPlatform.alice, #"{"presenceRequest":{"status":"open","activity":"busy"}}"#)
             // The next notification bob gets is the IM sent after the update: no presence came between.
