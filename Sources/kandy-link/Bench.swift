@@ -1,12 +1,13 @@
 import ArgumentParser
 import Foundation
 import KandyLink
+import Synchronization
 
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure the platform and the SDK.",
         discussion: "Build with -c release for numbers worth comparing: swift run -c release kandy-link bench connect",
-        subcommands: [Connect.self])
+        subcommands: [Connect.self, InstantMessages.self])
 
     struct Connect: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -43,12 +44,7 @@ struct Bench: AsyncParsableCommand {
                 await kandy.destroy()
             }
             samples.sort()
-            func percentile(_ p: Double) -> String {
-                let sample = samples[min(samples.count - 1, Int(Double(samples.count) * p))]
-                return String(
-                    format: "%.2f ms",
-                    Double(sample.components.attoseconds) / 1e15 + Double(sample.components.seconds) * 1000)
-            }
+            func percentile(_ p: Double) -> String { Bench.milliseconds(Bench.percentile(samples, p)) }
 
             let before = Self.residentBytes()
             var instances: [Kandy] = []
@@ -72,5 +68,144 @@ struct Bench: AsyncParsableCommand {
             else { return 0 }
             return kilobytes * 1024
         }
+    }
+
+    /// Instant messages from alice to bob through the platform: sent with the SDK over REST,
+    /// received with the SDK over bob's channel.
+    struct InstantMessages: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "im",
+            abstract: "Instant message delivery between two SDK clients on an embedded platform: rate and latency.",
+            discussion: """
+                alice sends --messages messages to bob, keeping --window sends in flight. Latency is \
+                from the start of alice's send to bob's messages:change event; the rate is messages \
+                over the time from the first send to the last arrival. Both clients and the platform \
+                run in this process, over TLS on loopback.
+                """)
+
+        @Option(help: "Messages to send.") var messages = 10_000
+        @Option(help: "Sends in flight at once.") var window = 16
+        @Option(help: "Message text length, in bytes.") var size = 64
+
+        func validate() throws {
+            guard messages > 0, window > 0, (8...10_000).contains(size) else {
+                throw ValidationError("--messages and --window must be positive, --size 8…10000.")
+            }
+        }
+
+        /// When each message was sent and when it arrived, by sequence number.
+        private final class Timeline: Sendable {
+            let clock = ContinuousClock()
+            let sent: Mutex<[ContinuousClock.Instant?]>
+            let arrived: Mutex<[ContinuousClock.Instant?]>
+            let duplicates = Atomic(0)
+            let failedSends = Atomic(0)
+            let (done, finish) = AsyncStream.makeStream(of: Void.self)
+            let remaining: Atomic<Int>
+
+            init(count: Int) {
+                sent = Mutex(Array(repeating: nil, count: count))
+                arrived = Mutex(Array(repeating: nil, count: count))
+                remaining = Atomic(count)
+            }
+
+            func received(_ text: Substring) {
+                let now = clock.now
+                guard let index = Int(text.prefix { $0 != " " }) else { return }
+                let first = arrived.withLock { arrived in
+                    guard arrived.indices.contains(index), arrived[index] == nil else { return false }
+                    arrived[index] = now
+                    return true
+                }
+                guard first else {
+                    duplicates.add(1, ordering: .relaxed)
+                    return
+                }
+                if remaining.subtract(1, ordering: .relaxed).newValue == 0 { finish.yield() }
+            }
+        }
+
+        func run() async throws {
+            let embedded = try await EmbeddedPlatform.start(minExpires: 60)
+            let address = try PlatformAddress("https://127.0.0.1:\(embedded.port)")
+            let configuration = address.configuration(expires: 3600, trust: [embedded.certificatePath])
+            let alice = try Kandy.create(configuration)
+            let bob = try Kandy.create(configuration)
+            defer {
+                Task {
+                    await alice.destroy()
+                    await bob.destroy()
+                    await embedded.stop()
+                }
+            }
+            for (kandy, user) in [(alice, EmbeddedPlatform.username), (bob, EmbeddedPlatform.peerUsername)] {
+                try await kandy.setCredentials(username: user, password: embedded.password)
+                try await kandy.services.subscribe(["IM"], forceLogOut: true)
+            }
+            let timeline = Timeline(count: messages)
+            bob.on(.messagesChange) { event in
+                if case .messagesChange(let message) = event, message.direction == .incoming {
+                    timeline.received(message.text[...])
+                }
+            }
+            let (messages, window, size) = (self.messages, self.window, self.size)
+            let padding = String(repeating: "x", count: size)
+            let started = timeline.clock.now
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for lane in 0..<min(window, messages) {
+                    group.addTask {
+                        for index in stride(from: lane, to: messages, by: window) {
+                            let text = String("\(index) \(padding)".prefix(size))
+                            timeline.sent.withLock { $0[index] = timeline.clock.now }
+                            do {
+                                try await alice.messages.send(to: EmbeddedPlatform.peerUsername, text: text)
+                            } catch {
+                                timeline.failedSends.add(1, ordering: .relaxed)
+                            }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let deadline = Task {
+                try await Task.sleep(for: .seconds(10))
+                timeline.finish.finish()
+            }
+            var iterator = timeline.done.makeAsyncIterator()
+            await iterator.next()
+            deadline.cancel()
+            let ended = timeline.clock.now
+
+            let sent = timeline.sent.withLock { $0 }
+            let arrived = timeline.arrived.withLock { $0 }
+            let latencies = zip(sent, arrived).compactMap { sent, arrived in
+                sent.flatMap { start in arrived.map { start.duration(to: $0) } }
+            }.sorted()
+            let elapsed = started.duration(to: ended)
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            print("instant messages alice → bob, \(messages) × \(size) B, window \(window):")
+            print(
+                String(
+                    format: "  delivered %d (lost %d, duplicates %d, failed sends %d) in %.2f s: %.0f msgs/s",
+                    latencies.count, messages - latencies.count, timeline.duplicates.load(ordering: .relaxed),
+                    timeline.failedSends.load(ordering: .relaxed), seconds, Double(latencies.count) / seconds))
+            if !latencies.isEmpty {
+                print(
+                    "  latency p50 \(Bench.milliseconds(Bench.percentile(latencies, 0.5)))   "
+                        + "p99 \(Bench.milliseconds(Bench.percentile(latencies, 0.99)))   "
+                        + "max \(Bench.milliseconds(latencies[latencies.count - 1]))")
+            }
+        }
+    }
+
+    /// The sample at fraction `p` of sorted `samples`.
+    static func percentile(_ samples: [Duration], _ p: Double) -> Duration {
+        samples[min(samples.count - 1, Int(Double(samples.count) * p))]
+    }
+
+    static func milliseconds(_ duration: Duration) -> String {
+        String(
+            format: "%.2f ms",
+            Double(duration.components.attoseconds) / 1e15 + Double(duration.components.seconds) * 1000)
     }
 }
