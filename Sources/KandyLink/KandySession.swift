@@ -28,10 +28,6 @@ actor KandySession {
     private var destroyed = false
     /// The last failure, for `getConnection().error`; cleared by good credentials, as Kandy.js.
     private var lastError: KandyError?
-    /// Presence of watched and fetched users; forgotten when another user logs in.
-    private var presences: [String: UserPresence] = [:]
-    /// Messages by peer, the latest `Messages.conversationLength` of each.
-    private var conversations: [String: [InstantMessage]] = [:]
 
     private enum TaskKind: Hashable {
         case keepalive, retry, refresh, connect
@@ -46,7 +42,10 @@ actor KandySession {
         var lastError: KandyError?
         var record: SubscriptionRecord?
         var destroyed = false
+        /// Presence of watched and fetched users; forgotten when another user logs in. Kept only
+        /// here and changed in place, so a message does not copy its conversation.
         var presence: [String: UserPresence] = [:]
+        /// Messages by peer, the latest `Messages.conversationLength` of each.
         var conversations: [String: [InstantMessage]] = [:]
     }
 
@@ -76,8 +75,10 @@ actor KandySession {
         let previous = auth.credentials?.username
         let actions = auth.set(credentials)
         if let user = auth.credentials?.username, user != previous {
-            presences = [:]
-            conversations = [:]
+            snapshot.state.withLock { state in
+                state.presence = [:]
+                state.conversations = [:]
+            }
         }
         lastError = auth.lastError
         for case .emit(let event) in actions {
@@ -248,11 +249,19 @@ actor KandySession {
     private func requestFinished(_ id: Int) { requests[id] = nil }
 
     private func publish() {
-        let state = Snapshot(
-            username: auth.credentials?.username, subscribed: subscription.subscribed,
-            isPending: subscription.isPending, channelOpen: channel.isOpen, lastError: lastError,
-            record: subscription.record, destroyed: destroyed, presence: presences, conversations: conversations)
-        snapshot.state.withLock { $0 = state }
+        let (username, subscribed, isPending, channelOpen, record) = (
+            auth.credentials?.username, subscription.subscribed, subscription.isPending, channel.isOpen,
+            subscription.record
+        )
+        snapshot.state.withLock { state in
+            state.username = username
+            state.subscribed = subscribed
+            state.isPending = isPending
+            state.channelOpen = channelOpen
+            state.lastError = lastError
+            state.record = record
+            state.destroyed = destroyed
+        }
     }
 
     // MARK: Channel
@@ -331,17 +340,17 @@ actor KandySession {
     }
 
     private func learned(_ presence: UserPresence) {
-        presences[presence.userId] = presence
-        publish()
+        snapshot.state.withLock { $0.presence[presence.userId] = presence }
         observers.emit(.presenceChange(presence))
     }
 
     private func record(_ message: InstantMessage) {
-        conversations[message.peer, default: []].append(message)
-        if conversations[message.peer]!.count > Messages.conversationLength {
-            conversations[message.peer]!.removeFirst()
+        snapshot.state.withLock { state in
+            state.conversations[message.peer, default: []].append(message)
+            if state.conversations[message.peer]!.count > Messages.conversationLength {
+                state.conversations[message.peer]!.removeFirst()
+            }
         }
-        publish()
         observers.emit(.messagesChange(message))
     }
 
