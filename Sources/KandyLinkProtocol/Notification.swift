@@ -16,21 +16,32 @@ public struct NotificationMessage: Codable, Sendable, Equatable {
     public var presenceWatcherNotificationParams: PresenceNotificationParams?
     /// With `IM`.
     public var imnotificationParams: InstantMessageNotificationParams?
+    /// With `missedNotifications`.
+    public var missedNotificationsParams: MissedNotificationsParams?
 
     public init(
         eventType: NotificationEventType, eventId: String,
         presenceWatcherNotificationParams: PresenceNotificationParams? = nil,
-        imnotificationParams: InstantMessageNotificationParams? = nil
+        imnotificationParams: InstantMessageNotificationParams? = nil,
+        missedNotificationsParams: MissedNotificationsParams? = nil
     ) {
         self.eventType = eventType
         self.eventId = eventId
         self.presenceWatcherNotificationParams = presenceWatcherNotificationParams
         self.imnotificationParams = imnotificationParams
+        self.missedNotificationsParams = missedNotificationsParams
     }
 
     /// The platform ended the subscription; the client forgets its credentials (spec §4.6).
     public static func gone(eventId: String) -> NotificationMessage {
         NotificationMessage(eventType: .gone, eventId: eventId)
+    }
+
+    /// Stands where `count` notifications were dropped from a full queue while the socket was
+    /// down. Its eventId is the newest dropped one's, so it sorts before those that were kept.
+    public static func missed(eventId: String, count: Int) -> NotificationMessage {
+        NotificationMessage(
+            eventType: .missedNotifications, eventId: eventId, missedNotificationsParams: .init(count: count))
     }
 
     /// A watched user's presence (spec §12.1).
@@ -59,6 +70,16 @@ public struct NotificationEventType: RawRepresentable, Hashable, Sendable, Codab
     public static let gone: NotificationEventType = "gone"
     public static let presenceWatcher: NotificationEventType = "presenceWatcher"
     public static let im: NotificationEventType = "IM"
+    /// Ours: notifications were dropped while the socket was down. Kandy.js emits
+    /// `notification:received` for it and otherwise ignores it.
+    public static let missedNotifications: NotificationEventType = "missedNotifications"
+}
+
+public struct MissedNotificationsParams: Codable, Sendable, Equatable {
+    /// How many notifications were dropped.
+    public var count: Int
+
+    public init(count: Int) { self.count = count }
 }
 
 /// The keepalive a Link client sends on its channel: `{"message_type":"ping"}` (spec §4.3).

@@ -30,14 +30,14 @@ final class EventSequence: Sendable {
         self.block = Mutex(Block(next: 0, end: 0))
     }
 
-    func next() throws -> String {
+    func next() throws -> UInt64 {
         try block.withLock { block in
             if block.next == block.end {
                 let first = try store.reserveEventIDs(blockSize)
                 block = Block(next: first, end: first + blockSize)
             }
             defer { block.next += 1 }
-            return String(block.next)
+            return block.next
         }
     }
 }

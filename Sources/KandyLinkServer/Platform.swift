@@ -27,7 +27,7 @@ public final class Platform: Sendable {
     let clock: any PlatformClock
     let store: any PlatformStore
     let subscriptions: Subscriptions
-    let hub = NotificationHub()
+    let hub: NotificationHub
     let authenticator: Authenticator
     let events: EventSequence
     let metrics = PlatformMetrics()
@@ -63,6 +63,11 @@ public final class Platform: Sendable {
         self.authenticator = Authenticator(
             store: store, clock: clock, tokens: accounts.tokens, configuration: configuration)
         self.events = EventSequence(store: store)
+        self.hub = NotificationHub(
+            store: store,
+            policy: .init(
+                queue: QueueBound(count: configuration.maxQueuedNotifications, bytes: configuration.maxQueuedBytes)),
+            logger: logger)
         self.turn = configuration.turn.map { TurnCredentialIssuer(secret: $0.secret, lifetime: $0.lifetime) }
     }
 
@@ -205,9 +210,9 @@ public final class Platform: Sendable {
     }
 
     /// A notification's fresh eventId and its wire text.
-    func notification(_ make: (String) -> NotificationMessage) throws -> (eventID: String, text: String) {
+    func notification(_ make: (String) -> NotificationMessage) throws -> (eventID: UInt64, text: String) {
         let eventID = try events.next()
-        let document = NotificationDocument(notificationMessage: make(eventID))
+        let document = NotificationDocument(notificationMessage: make(String(eventID)))
         return (eventID, String(decoding: try WireJSON.encode(document), as: UTF8.self))
     }
 
@@ -232,17 +237,29 @@ public final class Platform: Sendable {
             logger.notice("Channel refused: origin not allowed", metadata: ["origin": .string(page)])
             return .dontUpgrade
         }
+        let lastEventID = Self.lastEventID(in: head.path ?? "")
         return .upgrade([:]) { [self] inbound, outbound, _ in
-            try await self.serveChannel(channelID: channelID, inbound: inbound, outbound: outbound)
+            try await self.serveChannel(
+                channelID: channelID, lastEventID: lastEventID, inbound: inbound, outbound: outbound)
         }
+    }
+
+    /// `lastEventId=N` in the channel query: the newest notification the client has (our SDK
+    /// sends it on reconnect; Kandy.js does not).
+    static func lastEventID(in target: String) -> UInt64? {
+        guard let query = target.split(separator: "?", maxSplits: 1).dropFirst().first else { return nil }
+        for pair in query.split(separator: "&") where pair.hasPrefix("lastEventId=") {
+            return UInt64(pair.dropFirst("lastEventId=".count))
+        }
+        return nil
     }
 
     /// One socket's life: its outbox drained in order, every inbound frame counted as liveness,
     /// keepalives never answered (spec §4.4).
-    private func serveChannel(channelID: String, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter)
-        async throws
-    {
-        let (socket, outbox) = hub.attach(channelID: channelID, now: clock.now())
+    private func serveChannel(
+        channelID: String, lastEventID: UInt64?, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter
+    ) async throws {
+        let (socket, outbox) = hub.attach(channelID: channelID, lastEventID: lastEventID, now: clock.now())
         defer { hub.detach(socket) }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {

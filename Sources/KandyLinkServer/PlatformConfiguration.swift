@@ -35,6 +35,11 @@ public struct PlatformConfiguration: Sendable {
 
     public var maxBodyBytes: Int = 16 * 1024
     public var maxFrameBytes: Int = 4 * 1024
+    /// Bound of the queue each subscription keeps while its socket is down; beyond it the oldest
+    /// notifications are dropped and the client is told how many.
+    public var maxQueuedNotifications: Int = 10_000
+    public var maxQueuedBytes: Int = 4 << 20
+
     /// Longest instant message, in UTF-8 bytes (the body limit bounds it too).
     public var maxMessageBytes: Int = 10_000
     /// Longest presence note, in UTF-8 bytes.

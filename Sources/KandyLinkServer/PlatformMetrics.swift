@@ -11,6 +11,7 @@ final class PlatformMetrics: Sendable {
     let expirations: Counter
     let idleChannelsClosed: Counter
     let instantMessages: Counter
+    let notificationsQueued: Counter
 
     init() {
         subscriptions = registry.makeGauge(
@@ -40,6 +41,10 @@ final class PlatformMetrics: Sendable {
             descriptor: .init(
                 namespace: "kandylink", metricName: "instant_messages", unitName: "total",
                 helpText: "Instant messages accepted for delivery."))
+        notificationsQueued = registry.makeCounter(
+            descriptor: .init(
+                namespace: "kandylink", metricName: "notifications_queued", unitName: "total",
+                helpText: "Notifications stored for a channel whose socket was down."))
     }
 
     private static var requests: MetricNameDescriptor {

@@ -7,22 +7,27 @@ import KandyLinkProtocol
 extension Platform {
     // MARK: Delivery
 
-    /// Sends one notification, encoded once, to every live channel of `users` granted `service`.
-    /// Returns its eventId and how many sockets took it.
+    /// Sends one notification, encoded once, to every live channel of `users` granted `service`;
+    /// a channel without a socket queues it. Returns its eventId and how many sockets took it.
     @discardableResult
     func deliver(to users: [String], service: ServiceName, _ make: (String) -> NotificationMessage) throws -> (
-        eventID: String, sockets: Int
+        eventID: UInt64, sockets: Int
     ) {
         let (eventID, text) = try notification(make)
         let now = clock.now()
         var sockets = 0
+        var queued = 0
         for user in users {
-            for channelID in subscriptions.channels(of: user, granting: service, now: now)
-            where hub.send(text, to: channelID) {
-                sockets += 1
+            for channelID in subscriptions.channels(of: user, granting: service, now: now) {
+                switch try hub.deliver(text, eventID: eventID, to: channelID, now: now) {
+                case .sent: sockets += 1
+                case .queued: queued += 1
+                case .dropped: break
+                }
             }
         }
         metrics.notificationsSent.increment(by: Int64(sockets))
+        metrics.notificationsQueued.increment(by: Int64(queued))
         return (eventID, sockets)
     }
 
@@ -147,7 +152,7 @@ extension Platform {
             }
         }
         metrics.instantMessages.increment()
-        return eventID
+        return String(eventID)
     }
 
     // MARK: Pieces

@@ -72,6 +72,24 @@ public final class SQLiteStore: PlatformStore {
                     CREATE INDEX presence_watch_presentity ON presence_watch(presentity, watcher);
                     """)
         }
+        migrator.registerMigration("3: notification queues") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE queued_notification (
+                        channel_id TEXT NOT NULL REFERENCES subscription(channel_id) ON DELETE CASCADE,
+                        event_id INTEGER NOT NULL,
+                        body TEXT,
+                        bytes INTEGER NOT NULL,
+                        missed INTEGER NOT NULL DEFAULT 0,
+                        PRIMARY KEY (channel_id, event_id)
+                    ) WITHOUT ROWID;
+                    CREATE TABLE notification_queue (
+                        channel_id TEXT PRIMARY KEY NOT NULL REFERENCES subscription(channel_id) ON DELETE CASCADE,
+                        count INTEGER NOT NULL,
+                        bytes INTEGER NOT NULL
+                    ) WITHOUT ROWID;
+                    """)
+        }
         return migrator
     }
 
@@ -257,6 +275,100 @@ public final class SQLiteStore: PlatformStore {
             try String.fetchAll(
                 db, sql: "SELECT watcher FROM presence_watch WHERE presentity = ? ORDER BY watcher",
                 arguments: [presentity])
+        }
+    }
+
+    public func enqueue(channelID: String, eventID: UInt64, text: String, bound: QueueBound) throws -> Bool {
+        try pool.write { db in
+            guard
+                try Bool.fetchOne(db, sql: "SELECT 1 FROM subscription WHERE channel_id = ?", arguments: [channelID])
+                    != nil
+            else { return false }
+            let size = text.utf8.count
+            try db.execute(
+                sql: "INSERT INTO queued_notification (channel_id, event_id, body, bytes) VALUES (?, ?, ?, ?)",
+                arguments: [channelID, Int64(eventID), text, size])
+            let totals = try Row.fetchOne(
+                db, sql: "SELECT count, bytes FROM notification_queue WHERE channel_id = ?", arguments: [channelID])
+            var count: Int = (totals?["count"] ?? 0) + 1
+            var bytes: Int = (totals?["bytes"] ?? 0) + size
+            var dropped = 0
+            var newestDropped: Int64 = 0
+            while count > bound.count || bytes > bound.bytes,
+                let oldest = try Row.fetchOne(
+                    db,
+                    sql: """
+                        SELECT event_id, bytes FROM queued_notification
+                        WHERE channel_id = ? AND body IS NOT NULL ORDER BY event_id LIMIT 1
+                        """,
+                    arguments: [channelID])
+            {
+                newestDropped = oldest["event_id"]
+                try db.execute(
+                    sql: "DELETE FROM queued_notification WHERE channel_id = ? AND event_id = ?",
+                    arguments: [channelID, newestDropped])
+                count -= 1
+                bytes -= oldest["bytes"] as Int
+                dropped += 1
+            }
+            if dropped > 0 {
+                // One marker stands for every dropped notification, with the newest dropped id,
+                // so it sorts before the notifications that were kept.
+                let marker = try Row.fetchOne(
+                    db, sql: "SELECT event_id, missed FROM queued_notification WHERE channel_id = ? AND body IS NULL",
+                    arguments: [channelID])
+                if let marker {
+                    try db.execute(
+                        sql: "DELETE FROM queued_notification WHERE channel_id = ? AND event_id = ?",
+                        arguments: [channelID, marker["event_id"] as Int64])
+                }
+                try db.execute(
+                    sql:
+                        "INSERT INTO queued_notification (channel_id, event_id, body, bytes, missed) VALUES (?, ?, NULL, 0, ?)",
+                    arguments: [channelID, newestDropped, (marker?["missed"] ?? 0) + dropped])
+            }
+            try db.execute(
+                sql: """
+                    INSERT INTO notification_queue (channel_id, count, bytes) VALUES (?, ?, ?)
+                    ON CONFLICT(channel_id) DO UPDATE SET count = excluded.count, bytes = excluded.bytes
+                    """,
+                arguments: [channelID, count, bytes])
+            return true
+        }
+    }
+
+    public func queued(channelID: String) throws -> [QueuedNotification] {
+        try pool.read { db in
+            try Row.fetchAll(
+                db,
+                sql: "SELECT event_id, body, missed FROM queued_notification WHERE channel_id = ? ORDER BY event_id",
+                arguments: [channelID]
+            ).map { row in
+                QueuedNotification(eventID: UInt64(row["event_id"] as Int64), text: row["body"], missed: row["missed"])
+            }
+        }
+    }
+
+    public func dequeue(channelID: String, through eventID: UInt64) throws {
+        try pool.write { db in
+            try db.execute(
+                sql: "DELETE FROM queued_notification WHERE channel_id = ? AND event_id <= ?",
+                arguments: [channelID, Int64(eventID)])
+            let left = try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT count(*) AS count, coalesce(sum(bytes), 0) AS bytes FROM queued_notification
+                    WHERE channel_id = ? AND body IS NOT NULL
+                    """,
+                arguments: [channelID])
+            let count: Int = left?["count"] ?? 0
+            if count == 0 {
+                try db.execute(sql: "DELETE FROM notification_queue WHERE channel_id = ?", arguments: [channelID])
+            } else {
+                try db.execute(
+                    sql: "UPDATE notification_queue SET count = ?, bytes = ? WHERE channel_id = ?",
+                    arguments: [count, left?["bytes"] ?? 0, channelID])
+            }
         }
     }
 

@@ -43,6 +43,33 @@ public struct SubscriptionRecord: Sendable, Equatable {
     }
 }
 
+/// A notification kept for a channel whose socket was down, or the marker standing for those
+/// dropped from a full queue.
+public struct QueuedNotification: Sendable, Equatable {
+    public var eventID: UInt64
+    /// The wire text; nil for the marker.
+    public var text: String?
+    /// For the marker: how many were dropped.
+    public var missed: Int
+
+    public init(eventID: UInt64, text: String?, missed: Int = 0) {
+        self.eventID = eventID
+        self.text = text
+        self.missed = missed
+    }
+}
+
+/// How much a channel's queue holds; beyond it the oldest are dropped.
+public struct QueueBound: Sendable, Equatable {
+    public var count: Int
+    public var bytes: Int
+
+    public init(count: Int, bytes: Int) {
+        self.count = count
+        self.bytes = bytes
+    }
+}
+
 public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
     case userExists(String)
     case authnameTaken(String)
@@ -87,6 +114,14 @@ public protocol PlatformStore: Sendable {
     func unwatch(_ presentities: [String], by watcher: String) throws
     /// Who watches `presentity`.
     func watchers(of presentity: String) throws -> [String]
+
+    /// Appends a notification to a channel's queue, dropping the oldest beyond `bound` (they
+    /// become one marker). False when the channel's subscription no longer exists.
+    func enqueue(channelID: String, eventID: UInt64, text: String, bound: QueueBound) throws -> Bool
+    /// The channel's queue, oldest first.
+    func queued(channelID: String) throws -> [QueuedNotification]
+    /// Forgets the channel's queued notifications up to and including `eventID`.
+    func dequeue(channelID: String, through eventID: UInt64) throws
 
     /// A named secret, created with `make` on first use and kept from then on.
     func secret(_ name: String, make: () -> [UInt8]) throws -> [UInt8]

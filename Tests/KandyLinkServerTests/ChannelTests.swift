@@ -73,8 +73,11 @@ import Testing
             #expect(test.platform.hub.count == 1)
 
             // What the platform sends now reaches the new socket.
-            let gone = try test.platform.notification { .gone(eventId: $0) }.text
-            #expect(test.platform.hub.send(gone, to: String(path.split(separator: "/").last!)))
+            let gone = try test.platform.notification { .gone(eventId: $0) }
+            #expect(
+                try test.platform.hub.deliver(
+                    gone.text, eventID: gone.eventID, to: String(path.split(separator: "/").last!),
+                    now: test.clock.now()) == .sent)
             let text = try #require(await new.next())
             #expect(
                 try WireJSON.decode(NotificationDocument.self, from: Data(text.utf8)).notificationMessage.eventType

@@ -1,15 +1,18 @@
 import Foundation
+import KandyLinkProtocol
+import Logging
 import Testing
 
 @testable import KandyLinkServer
 
-/// The hub's rules, without sockets: liveness, replacement, scheduled close.
+/// The hub's rules on a real store, without network sockets: liveness, replacement, scheduled
+/// close, the replay window and the stored queue.
 @Suite(.timeLimit(.minutes(1))) struct NotificationHubTests {
     let start = Date(timeIntervalSince1970: 1_800_000_000)
 
-    @Test func keepaliveMovesTheIdleDeadline() async {
-        let hub = NotificationHub()
-        let (socket, outbox) = hub.attach(channelID: "c1", now: start)
+    @Test func keepaliveMovesTheIdleDeadline() async throws {
+        let hub = try HubRig().hub
+        let (socket, outbox) = hub.attach(channelID: "c1", lastEventID: nil, now: start)
         // (seconds since start when touched, seconds when swept, closed?)
         let table: [(touch: Double?, sweep: Double, closed: Bool)] = [
             (nil, 100, false),
@@ -23,8 +26,7 @@ import Testing
             #expect(closed == (row.closed ? 1 : 0), "sweep at \(row.sweep)")
         }
         #expect(hub.count == 0)
-        var items: [NotificationHub.Outbound] = []
-        for await item in outbox { items.append(item) }
+        let items = await Self.drain(outbox)
         guard case .close(let code, _)? = items.last else {
             Issue.record("no close")
             return
@@ -32,43 +34,153 @@ import Testing
         #expect(code == .goingAway)
     }
 
-    @Test func aNewSocketReplacesTheOldOneAndDetachOfTheOldIsHarmless() async {
-        let hub = NotificationHub()
-        let (old, oldOutbox) = hub.attach(channelID: "c1", now: start)
-        let (new, _) = hub.attach(channelID: "c1", now: start)
+    @Test func aNewSocketReplacesTheOldOneAndDetachOfTheOldIsHarmless() async throws {
+        let hub = try HubRig().hub
+        let (old, oldOutbox) = hub.attach(channelID: "c1", lastEventID: nil, now: start)
+        let (new, _) = hub.attach(channelID: "c1", lastEventID: nil, now: start)
         hub.detach(old)
         #expect(hub.count == 1)
-        #expect(hub.send("hello", to: "c1"))
-        var oldItems: [NotificationHub.Outbound] = []
-        for await item in oldOutbox { oldItems.append(item) }
-        #expect(oldItems.count == 1)  // only its close
+        #expect(try hub.deliver("hello", eventID: 1, to: "c1", now: start) == .sent)
+        #expect(await Self.drain(oldOutbox).count == 1)  // only its close
         hub.detach(new)
         #expect(hub.count == 0)
-        #expect(!hub.send("hello", to: "c1"))
+        #expect(try hub.deliver("hello", eventID: 2, to: "c1", now: start) == .queued)
     }
 
-    @Test func closeSendsTheLastWordFirst() async {
-        let hub = NotificationHub()
-        let (_, outbox) = hub.attach(channelID: "c1", now: start)
-        hub.send("one", to: "c1")
+    @Test func closeSendsTheLastWordFirst() async throws {
+        let hub = try HubRig().hub
+        let (_, outbox) = hub.attach(channelID: "c1", lastEventID: nil, now: start)
+        _ = try hub.deliver("one", eventID: 1, to: "c1", now: start)
         hub.close(channelID: "c1", sending: "gone", code: .normalClosure, reason: "bye")
-        var texts: [String] = []
-        var closed = false
-        for await item in outbox {
-            switch item {
-            case .text(let text): texts.append(text)
-            case .close: closed = true
-            }
+        let items = await Self.drain(outbox)
+        #expect(Self.texts(items) == ["one", "gone"])
+        guard case .close? = items.last else {
+            Issue.record("no close")
+            return
         }
-        #expect(texts == ["one", "gone"])
-        #expect(closed)
     }
 
-    @Test func scheduledCloseHappensAtItsDeadline() {
-        let hub = NotificationHub()
-        _ = hub.attach(channelID: "c1", now: start)
+    @Test func scheduledCloseHappensAtItsDeadline() throws {
+        let hub = try HubRig().hub
+        _ = hub.attach(channelID: "c1", lastEventID: nil, now: start)
         hub.scheduleClose(channelID: "c1", at: start + 1)
         #expect(hub.sweep(now: start + 0.5, silentSince: start - 100) == 0)
         #expect(hub.sweep(now: start + 1, silentSince: start - 100) == 1)
+    }
+
+    @Test func whatArrivesWhileDownIsQueuedThenWrittenFirstAndForgotten() async throws {
+        let rig = try HubRig()
+        let hub = rig.hub
+        for id in UInt64(1)...3 {
+            #expect(try hub.deliver("n\(id)", eventID: id, to: "c1", now: start) == .queued)
+        }
+        #expect(try rig.store.queued(channelID: "c1").map(\.eventID) == [1, 2, 3])
+        let (socket, outbox) = hub.attach(channelID: "c1", lastEventID: nil, now: start)
+        #expect(try hub.deliver("n4", eventID: 4, to: "c1", now: start) == .sent)
+        #expect(try rig.store.queued(channelID: "c1").isEmpty)
+        hub.close(channelID: "c1", code: .normalClosure, reason: "end")
+        hub.detach(socket)
+        #expect(Self.texts(await Self.drain(outbox)) == ["n1", "n2", "n3", "n4"])
+    }
+
+    /// (what the client says it has, what it is written on reconnect): the last socket was
+    /// written 1–3, then 4–5 were queued.
+    @Test(
+        arguments: [
+            (nil, ["n1", "n2", "n3", "n4", "n5"]),
+            (2, ["n3", "n4", "n5"]),
+            (3, ["n4", "n5"]),
+            (5, []),
+        ] as [(UInt64?, [String])])
+    func aReconnectReplaysWhatTheClientMayNotHave(lastEventID: UInt64?, expected: [String]) async throws {
+        let hub = try HubRig().hub
+        let (first, firstOutbox) = hub.attach(channelID: "c1", lastEventID: nil, now: start)
+        for id in UInt64(1)...3 { _ = try hub.deliver("n\(id)", eventID: id, to: "c1", now: start) }
+        hub.detach(first)
+        first.close(.goingAway, "dropped")
+        _ = await Self.drain(firstOutbox)
+        for id in UInt64(4)...5 { #expect(try hub.deliver("n\(id)", eventID: id, to: "c1", now: start) == .queued) }
+        let (_, outbox) = hub.attach(channelID: "c1", lastEventID: lastEventID, now: start)
+        hub.close(channelID: "c1", code: .normalClosure, reason: "end")
+        #expect(Self.texts(await Self.drain(outbox)) == expected)
+    }
+
+    @Test func theReplayWindowKeepsTheLast100AndForgetsWhatTheClientOutlived() async throws {
+        let hub = try HubRig().hub
+        let (socket, _) = hub.attach(channelID: "c1", lastEventID: nil, now: start)
+        for id in UInt64(1)...150 { _ = try hub.deliver("n\(id)", eventID: id, to: "c1", now: start) }
+        let (second, secondOutbox) = hub.attach(channelID: "c1", lastEventID: nil, now: start)
+        hub.detach(socket)
+        // The replacing socket gets the newest 100: Kandy.js drops those it had by eventId.
+        #expect(hub.count == 1)
+
+        // The client is heard from 31 s after they were written: they arrived.
+        second.touch(start + 31)
+        #expect(hub.sweep(now: start + 31, silentSince: start - 100) == 0)
+        let (_, third) = hub.attach(channelID: "c1", lastEventID: nil, now: start + 31)
+        hub.close(channelID: "c1", code: .normalClosure, reason: "end")
+        #expect(Self.texts(await Self.drain(secondOutbox)) == (51...150).map { "n\($0)" })
+        #expect(Self.texts(await Self.drain(third)).isEmpty)
+    }
+
+    /// (count bound, bytes bound, queued texts, what the reconnect gets)
+    @Test(arguments: [
+        (3, 1 << 20, ["a", "b", "c", "d", "e"], ["missed 2 @2", "c", "d", "e"]),
+        (100, 10, ["aaaa", "bbbb", "cccc", "dddd"], ["missed 2 @2", "cccc", "dddd"]),
+        (1, 1 << 20, ["a", "b", "c"], ["missed 2 @2", "c"]),
+        (10, 1 << 20, ["a", "b"], ["a", "b"]),
+    ])
+    func aFullQueueDropsTheOldestBehindOneMarker(count: Int, bytes: Int, queued: [String], expected: [String])
+        async throws
+    {
+        let hub = try HubRig(bound: QueueBound(count: count, bytes: bytes)).hub
+        for (index, text) in queued.enumerated() {
+            _ = try hub.deliver(text, eventID: UInt64(index + 1), to: "c1", now: start)
+        }
+        let (_, outbox) = hub.attach(channelID: "c1", lastEventID: nil, now: start)
+        hub.close(channelID: "c1", code: .normalClosure, reason: "end")
+        let texts = Self.texts(await Self.drain(outbox)).map { text in
+            guard let message = try? WireJSON.decode(NotificationDocument.self, from: Data(text.utf8)) else {
+                return text
+            }
+            let missed = message.notificationMessage
+            return "missed \(missed.missedNotificationsParams?.count ?? -1) @\(missed.eventId)"
+        }
+        #expect(texts == expected)
+    }
+
+    @Test func notificationsForAnEndedSubscriptionAreDropped() throws {
+        let rig = try HubRig()
+        try rig.store.deleteSubscriptions(["s1"])
+        #expect(try rig.hub.deliver("late", eventID: 1, to: "c1", now: start) == .dropped)
+    }
+
+    static func drain(_ outbox: AsyncStream<NotificationHub.Outbound>) async -> [NotificationHub.Outbound] {
+        var items: [NotificationHub.Outbound] = []
+        for await item in outbox { items.append(item) }
+        return items
+    }
+
+    static func texts(_ items: [NotificationHub.Outbound]) -> [String] {
+        items.compactMap { if case .text(let text) = $0 { text } else { nil } }
+    }
+}
+
+/// A hub on a fresh SQLite store holding one subscription, `s1` with channel `c1`.
+struct HubRig {
+    let store: SQLiteStore
+    let hub: NotificationHub
+
+    init(bound: QueueBound = QueueBound(count: 10_000, bytes: 4 << 20)) throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("hub-\(UUID().uuidString).sqlite").path
+        store = try SQLiteStore(path: path)
+        let now = Date()
+        try store.addUser(UserRecord(username: "u", passwordHash: "x", createdAt: now))
+        try store.insertSubscription(
+            SubscriptionRecord(
+                id: "s1", username: "u", channelID: "c1", services: ["IM"], expires: 60, expiresAt: now + 60,
+                createdAt: now),
+            evicting: [])
+        hub = NotificationHub(store: store, policy: .init(queue: bound), logger: Logger(label: "hub-test"))
     }
 }
