@@ -15,6 +15,9 @@ public enum KandyEvent: Sendable, Equatable {
     case wsChange
     /// A notification arrived on the channel: the whole `notificationMessage`.
     case notificationReceived(NotificationMessage)
+    /// The platform dropped this many notifications while the socket was down (its queue was
+    /// full); what followed them arrives next.
+    case notificationsMissed(Int)
     /// A watched or fetched user's presence is known or changed.
     case presenceChange(UserPresence)
     /// Your own presence was published.
@@ -38,6 +41,7 @@ public enum KandyEvent: Sendable, Equatable {
         case .subscriptionError: .subscriptionError
         case .wsChange: .wsChange
         case .notificationReceived: .notificationReceived
+        case .notificationsMissed: .notificationsMissed
         case .presenceChange: .presenceChange
         case .presenceSelfChange: .presenceSelfChange
         case .presenceSubscribe: .presenceSubscribe
@@ -56,6 +60,7 @@ public enum KandyEvent: Sendable, Equatable {
         case subscriptionError = "subscription:error"
         case wsChange = "ws:change"
         case notificationReceived = "notification:received"
+        case notificationsMissed = "notifications:missed"
         case presenceChange = "presence:change"
         case presenceSelfChange = "presence:selfChange"
         case presenceSubscribe = "presence:subscribe"

@@ -28,6 +28,9 @@ actor KandySession {
     private var destroyed = false
     /// The last failure, for `getConnection().error`; cleared by good credentials, as Kandy.js.
     private var lastError: KandyError?
+    /// What this channel has received: the newest numeric eventId (sent as `lastEventId` on
+    /// reconnect, so the platform replays only what follows) and the last other ids.
+    private var receivedEvents = ReceivedEvents()
 
     private enum TaskKind: Hashable {
         case keepalive, retry, refresh, connect
@@ -279,6 +282,9 @@ actor KandySession {
             }
         case .reconnect:
             url += token.map { "?token=" + Self.queryEncode($0) } ?? "?"
+            if let last = receivedEvents.newest(on: path) {
+                url += (url.hasSuffix("?") ? "" : "&") + "lastEventId=\(last)"
+            }
         }
         let websocket = self.websocket
         tasks[.connect] = Task { [self] in
@@ -319,8 +325,14 @@ actor KandySession {
             let document = try? WireJSON.decode(NotificationDocument.self, from: Data(text.utf8))
         else { return }
         let message = document.notificationMessage
+        // A replay after a reconnect may repeat what arrived before the socket died.
+        guard let path = subscription.record?.channelPath, receivedEvents.isNew(message.eventId, on: path) else {
+            return
+        }
         observers.emit(.notificationReceived(message))
         switch message.eventType {
+        case .missedNotifications:
+            observers.emit(.notificationsMissed(message.missedNotificationsParams?.count ?? 0))
         case .gone:
             perform(subscription.gone())
         case .presenceWatcher:
@@ -683,4 +695,32 @@ extension PresenceWatcherResponseDocument: StatusEnvelope {
 
 extension InstantMessageResponseDocument: StatusEnvelope {
     var status: ResponseStatus { ResponseStatus(statusCode: imResponse.statusCode, reason: imResponse.reason) }
+}
+
+/// Which notifications a channel has had. Platform eventIds increase on each channel, so one
+/// number covers them; ids that are not numbers are remembered, the last 100, as Kandy.js does.
+struct ReceivedEvents: Sendable, Equatable {
+    private var channelPath: String?
+    private var newest: UInt64?
+    private var others: [String] = []
+
+    /// The newest numeric id received on `path`.
+    func newest(on path: String) -> UInt64? { channelPath == path ? newest : nil }
+
+    /// Records `eventId`; false when it was had already. A new channel starts afresh.
+    mutating func isNew(_ eventId: String, on path: String) -> Bool {
+        if channelPath != path { self = ReceivedEvents(channelPath: path) }
+        if let number = UInt64(eventId) {
+            if let newest, number <= newest { return false }
+            newest = number
+            return true
+        }
+        if others.contains(eventId) { return false }
+        others.append(eventId)
+        if others.count > 100 { others.removeFirst() }
+        return true
+    }
+
+    private init(channelPath: String) { self.channelPath = channelPath }
+    init() {}
 }

@@ -73,12 +73,16 @@ public final class PlatformFixture: Sendable {
 
     /// A new platform on the same database and clock, on a new port unless `samePort`.
     public func restart(samePort: Bool = false) async throws {
-        let oldPort = port
+        try await restart(on: samePort ? port : 0)
+    }
+
+    /// A new platform on the same database and clock, on `port` (0: any free one).
+    public func restart(on port: Int) async throws {
         try await stopPlatform()
         let configure = self.configure
         let (platform, task, port) = try await Self.launch(directory: directory, clock: clock) { configuration in
             configure(&configuration)
-            if samePort { configuration.port = oldPort }
+            configuration.port = port
         }
         running.withLock { $0 = Running(platform: platform, port: port, task: task) }
     }

@@ -246,9 +246,10 @@ final class Rig: Sendable {
 
 /// Collects a client's events from the moment it is made.
 final class Recorder: Sendable {
-    private let events = Mutex<[KandyEvent]>([])
+    private let recorded = Mutex<[KandyEvent]>([])
     private let stream: AsyncStream<KandyEvent>
     private let sink: AsyncStream<KandyEvent>.Continuation
+    private let listeners = Mutex<[AsyncStream<KandyEvent>.Continuation]>([])
 
     init(_ kandy: Kandy) {
         (stream, sink) = AsyncStream.makeStream(of: KandyEvent.self)
@@ -256,11 +257,19 @@ final class Recorder: Sendable {
     }
 
     private func record(_ event: KandyEvent) {
-        events.withLock { $0.append(event) }
+        recorded.withLock { $0.append(event) }
         sink.yield(event)
+        for listener in listeners.withLock({ $0 }) { listener.yield(event) }
     }
 
-    var all: [KandyEvent] { events.withLock { $0 } }
+    /// Every event from now on, apart from what ``next(where:)`` consumes.
+    func events() -> AsyncStream<KandyEvent> {
+        let (stream, continuation) = AsyncStream.makeStream(of: KandyEvent.self)
+        listeners.withLock { $0.append(continuation) }
+        return stream
+    }
+
+    var all: [KandyEvent] { recorded.withLock { $0 } }
     var names: [String] { all.map(\.name.rawValue) }
 
     /// Waits for the next event matching `predicate` (earlier ones are skipped).

@@ -1,0 +1,125 @@
+import Foundation
+import KandyLinkProtocol
+import KandyLinkTesting
+import Testing
+
+@testable import KandyLinkServer
+
+/// No notification lost while a socket is down or the platform restarts: real HTTPS sends, real
+/// channel sockets, the real store.
+@Suite(.timeLimit(.minutes(2))) struct QueuedDeliveryTests {
+    @Test func aThousandMessagesSentWhileTheSocketIsDownArriveInOrderOnce() async throws {
+        try await TestPlatform.with { test in
+            let (path, first) = try await test.openBobsChannel()
+            try await test.dropSocket(first, path: path)
+
+            try await test.sendNumbered(0..<1000)
+            #expect(try test.platform.store.queued(channelID: test.channelID(path)).count == 1000)
+
+            let again = try await test.openChannel(path, query: "?")
+            try await test.sendNumbered(1000..<1001)  // live, after the queued ones
+            let received = try await again.notifications(1001)
+            #expect(received.map { $0.imnotificationParams?.msgText } == (0..<1001).map { "\($0)" })
+            #expect(received.map(\.eventId) == received.map(\.eventId).sorted { UInt64($0)! < UInt64($1)! })
+            #expect(Set(received.map(\.eventId)).count == 1001)
+            // Delivered: no longer kept.
+            #expect(try test.platform.store.queued(channelID: test.channelID(path)).isEmpty)
+            again.close()
+        }
+    }
+
+    @Test func aRestartKeepsTheQueue() async throws {
+        try await TestPlatform.with { test in
+            let (path, first) = try await test.openBobsChannel()
+            try await test.dropSocket(first, path: path)
+            try await test.sendNumbered(0..<500)
+            try await test.restart()
+            try await test.sendNumbered(500..<1000)
+
+            let again = try await test.openChannel(path, query: "?")
+            let received = try await again.notifications(1000)
+            #expect(received.map { $0.imnotificationParams?.msgText } == (0..<1000).map { "\($0)" })
+            // Ids keep increasing across the restart.
+            #expect(received.map { UInt64($0.eventId)! } == received.map { UInt64($0.eventId)! }.sorted())
+            again.close()
+        }
+    }
+
+    @Test func anOverflowIsOneMissedNotificationThenTheNewest() async throws {
+        try await TestPlatform.with(configure: { $0.maxQueuedNotifications = 100 }) { test in
+            let (path, first) = try await test.openBobsChannel()
+            try await test.dropSocket(first, path: path)
+            try await test.sendNumbered(0..<150)
+
+            let again = try await test.openChannel(path, query: "?")
+            let received = try await again.notifications(101)
+            #expect(received.first?.eventType == .missedNotifications)
+            #expect(received.first?.missedNotificationsParams?.count == 50)
+            #expect(received.dropFirst().map { $0.imnotificationParams?.msgText } == (50..<150).map { "\($0)" })
+            #expect(UInt64(received[0].eventId)! < UInt64(received[1].eventId)!)
+            again.close()
+        }
+    }
+
+    @Test func aReconnectWithLastEventIdGetsOnlyWhatFollows() async throws {
+        try await TestPlatform.with { test in
+            let (path, first) = try await test.openBobsChannel()
+            try await test.sendNumbered(0..<10)
+            let seen = try await first.notifications(10)
+            // The client had up to #6 when its socket died unnoticed; a new socket replaces it.
+            let again = try await test.openChannel(path, query: "?lastEventId=\(seen[6].eventId)")
+            let replayed = try await again.notifications(3)
+            #expect(replayed.map(\.eventId) == seen[7...].map(\.eventId))
+            again.close()
+        }
+    }
+
+    @Test func anEndedSubscriptionTakesItsQueueWithIt() async throws {
+        try await TestPlatform.with { test in
+            let bob = try await test.subscribe(user: TestPlatform.bob)
+            let path = try #require(bob.subscriptionParams).notificationChannel
+            try await test.sendNumbered(0..<5)
+            #expect(try test.platform.store.queued(channelID: test.channelID(path)).count == 5)
+            let deleted = try await test.request(
+                .DELETE, try #require(bob.subscription),
+                credential: .basic(login: TestPlatform.bob, password: TestPlatform.password))
+            #expect(deleted.status == 200)
+            #expect(try test.platform.store.queued(channelID: test.channelID(path)).isEmpty)
+        }
+    }
+}
+
+extension TestPlatform {
+    func channelID(_ path: String) -> String { String(path.split(separator: "/").last ?? "") }
+
+    /// bob subscribed, with his channel open.
+    func openBobsChannel() async throws -> (path: String, channel: TestChannel) {
+        let bob = try await subscribe(user: Self.bob)
+        let path = try #require(bob.subscriptionParams).notificationChannel
+        return (path, try await openChannel(path))
+    }
+
+    /// Closes the socket from the client side and waits until the platform has let go of it.
+    func dropSocket(_ channel: TestChannel, path: String) async throws {
+        channel.close()
+        _ = try await channel.drain()
+        let id = channelID(path)
+        guard await eventually({ !platform.hub.hasSocket(id) }) else { throw TestFailure("the socket stayed") }
+    }
+
+    /// alice sends bob messages whose texts are the numbers, one after the other.
+    func sendNumbered(_ numbers: Range<Int>) async throws {
+        for number in numbers {
+            let reply = try await sendMessage("\(number)", from: Self.alice, to: Self.bob)
+            guard reply.status == 200 else { throw TestFailure("send \(number): \(reply.text)") }
+        }
+    }
+}
+
+extension TestChannel {
+    func notifications(_ count: Int) async throws -> [NotificationMessage] {
+        var received: [NotificationMessage] = []
+        for _ in 0..<count { received.append(try await nextNotification()) }
+        return received
+    }
+}

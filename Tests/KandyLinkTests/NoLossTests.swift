@@ -1,0 +1,113 @@
+import Foundation
+import KandyLinkProtocol
+import KandyLinkTesting
+import Testing
+
+@testable import KandyLink
+
+/// Within a subscription, every notification reaches the SDK in order, once: across a dropped
+/// socket, a platform restart and a full queue.
+@Suite(.timeLimit(.minutes(2))) struct NoLossTests {
+    @Test func aThousandMessagesAcrossADroppedSocketArriveInOrderOnce() async throws {
+        let rig = try await Rig()
+        let alice = try await Self.login(rig, PlatformFixture.alice)
+        let bob = try await Self.login(rig, PlatformFixture.bob)
+        let bobMessages = bob.recorder.collect(1001) { $0.name == .messagesChange }
+        try await alice.kandy.messages.send(to: PlatformFixture.bob, text: "before")
+
+        // Both sockets go silent past the allowance: the platform closes them; the SDKs reconnect
+        // at once, while alice is sending.
+        rig.fixture.clock.advance(by: 101)
+        rig.fixture.platform.sweep()
+        for number in 0..<1000 {
+            try await alice.kandy.messages.send(to: PlatformFixture.bob, text: "\(number)")
+        }
+        let texts = await bobMessages.value.compactMap { event -> String? in
+            if case .messagesChange(let message) = event { message.text } else { nil }
+        }
+        #expect(texts == ["before"] + (0..<1000).map { "\($0)" })
+        #expect(bob.kandy.messages.conversation(with: PlatformFixture.alice).count == Messages.conversationLength)
+        await alice.kandy.destroy()
+        await bob.kandy.destroy()
+        try await rig.fixture.stop()
+    }
+
+    @Test func aRestartAndAFullQueueAreOneMissedSignalThenTheNewestInOrder() async throws {
+        let rig = try await Rig(configure: { $0.maxQueuedNotifications = 100 })
+        let bob = try await Self.login(rig, PlatformFixture.bob)
+        let port = rig.fixture.port
+
+        // The platform stops; bob's reconnect fails and waits 5 s on the test clock.
+        try await rig.fixture.stopPlatform()
+        #expect(await eventually { !bob.kandy.getConnection().isConnected })
+        // Meanwhile the platform runs elsewhere and alice sends bob 150 messages.
+        try await rig.fixture.restart(on: 0)
+        let alice = try rig.client()
+        try await alice.setCredentials(username: PlatformFixture.alice, password: PlatformFixture.password)
+        for number in 0..<150 {
+            try await alice.messages.send(to: PlatformFixture.bob, text: "\(number)")
+        }
+        await alice.destroy()
+        // Back on bob's port; his retry comes due.
+        try await rig.fixture.restart(on: port)
+        let arrivals = bob.recorder.collect(101) { [.messagesChange, .notificationsMissed].contains($0.name) }
+        rig.clock.advance(by: .seconds(5))
+        let events = await arrivals.value
+        #expect(events.first == .notificationsMissed(50))
+        let texts = events.dropFirst().compactMap { event -> String? in
+            if case .messagesChange(let message) = event { message.text } else { nil }
+        }
+        #expect(texts == (50..<150).map { "\($0)" })
+        #expect(bob.kandy.getConnection().isConnected)
+        await bob.kandy.destroy()
+        try await rig.fixture.stop()
+    }
+
+    /// (eventIds as they arrive on one channel, which are new)
+    @Test(arguments: [
+        (["1", "2", "3"], [true, true, true]),
+        (["5", "3", "5", "6"], [true, false, false, true]),
+        (["a", "b", "a", "7", "b"], [true, true, false, true, false]),
+    ])
+    func duplicatesAreDroppedByEventId(ids: [String], new: [Bool]) {
+        var received = ReceivedEvents()
+        var outcomes: [Bool] = []
+        for id in ids { outcomes.append(received.isNew(id, on: "/ch")) }
+        #expect(outcomes == new)
+    }
+
+    @Test func aNewChannelStartsAfreshAndOnlyItsOwnIdIsSentBack() {
+        var received = ReceivedEvents()
+        let first = received.isNew("9", on: "/ch1")
+        #expect(first)
+        #expect(received.newest(on: "/ch1") == 9)
+        // A lower id on another channel is new: the count starts again there.
+        let other = received.isNew("3", on: "/ch2")
+        #expect(other)
+        #expect(received.newest(on: "/ch1") == nil)
+        #expect(received.newest(on: "/ch2") == 3)
+    }
+
+    static func login(_ rig: Rig, _ user: String) async throws -> Pair.Client {
+        let kandy = try rig.client(expires: 3600)
+        let recorder = Recorder(kandy)
+        try await kandy.setCredentials(username: user, password: PlatformFixture.password)
+        try await kandy.services.subscribe(["call", "Presence", "IM"], forceLogOut: true)
+        return Pair.Client(kandy: kandy, recorder: recorder)
+    }
+}
+
+extension Recorder {
+    /// Starts collecting the next `count` events matching `predicate`, from now.
+    func collect(_ count: Int, where predicate: @escaping @Sendable (KandyEvent) -> Bool) -> Task<[KandyEvent], Never> {
+        let stream = events()
+        return Task {
+            var matched: [KandyEvent] = []
+            for await event in stream where predicate(event) {
+                matched.append(event)
+                if matched.count == count { break }
+            }
+            return matched
+        }
+    }
+}
