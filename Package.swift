@@ -70,6 +70,8 @@ let package = Package(
                 "KandyLink",
                 "KandyLinkServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "WSClient", package: "swift-websocket"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
         .target(

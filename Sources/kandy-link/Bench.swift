@@ -1,13 +1,16 @@
 import ArgumentParser
 import Foundation
 import KandyLink
+import Logging
+import NIOSSL
 import Synchronization
+import WSClient
 
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure the platform and the SDK.",
         discussion: "Build with -c release for numbers worth comparing: swift run -c release kandy-link bench connect",
-        subcommands: [Connect.self, InstantMessages.self])
+        subcommands: [Connect.self, InstantMessages.self, CatchUp.self])
 
     struct Connect: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -195,6 +198,91 @@ struct Bench: AsyncParsableCommand {
                         + "p99 \(Bench.milliseconds(Bench.percentile(latencies, 0.99)))   "
                         + "max \(Bench.milliseconds(latencies[latencies.count - 1]))")
             }
+        }
+    }
+
+    /// A reconnect's catch-up: how fast the notifications queued while a socket was down are
+    /// delivered once it is back.
+    struct CatchUp: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "catchup",
+            abstract: "Delivery rate of queued notifications after a reconnect, on an embedded platform.",
+            discussion: """
+                bob subscribes and goes away without unsubscribing; alice sends him --messages \
+                instant messages, which the platform queues in its store. Then a WebSocket client \
+                opens bob's channel, and the time from the start of its connect to the last queued \
+                message is measured.
+                """)
+
+        @Option(help: "Messages queued while bob is away.") var messages = 10_000
+        @Option(help: "alice's sends in flight at once.") var window = 16
+
+        func validate() throws {
+            guard messages > 0, window > 0 else { throw ValidationError("--messages and --window must be positive.") }
+        }
+
+        func run() async throws {
+            let embedded = try await EmbeddedPlatform.start(minExpires: 60, maxQueuedNotifications: messages)
+            defer { Task { await embedded.stop() } }
+            let address = try PlatformAddress("https://127.0.0.1:\(embedded.port)")
+            let configuration = address.configuration(expires: 3600, trust: [embedded.certificatePath])
+
+            let bob = try Kandy.create(configuration)
+            try await bob.setCredentials(username: EmbeddedPlatform.peerUsername, password: embedded.password)
+            try await bob.services.subscribe(["IM"], forceLogOut: true)
+            guard let channel = bob.connection.getSocketState()?.url else { throw CommandFailure("bob has no channel") }
+            await bob.destroy()  // the socket closes; the subscription stays
+
+            let alice = try Kandy.create(configuration)
+            try await alice.setCredentials(username: EmbeddedPlatform.username, password: embedded.password)
+            let (messages, window) = (self.messages, self.window)
+            let queuing = ContinuousClock().now
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for lane in 0..<min(window, messages) {
+                    group.addTask {
+                        for index in stride(from: lane, to: messages, by: window) {
+                            try await alice.messages.send(to: EmbeddedPlatform.peerUsername, text: "\(index)")
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let queued = queuing.duration(to: ContinuousClock().now)
+            await alice.destroy()
+
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(embedded.certificatePath))
+            var logger = Logger(label: "kandy-link.bench")
+            logger.logLevel = .critical
+            let clock = ContinuousClock()
+            let started = clock.now
+            let tally = Mutex((received: 0, firstFrame: Duration?.none))
+            _ = try await WebSocketClient.connect(
+                url: channel + "?", configuration: .init(maxFrameSize: 1 << 20, sniHostname: "localhost"),
+                tlsConfiguration: tls, logger: logger
+            ) { inbound, outbound, _ in
+                for try await message in inbound.messages(maxSize: 1 << 20) {
+                    guard case .text = message else { continue }
+                    let received = tally.withLock { tally in
+                        if tally.firstFrame == nil { tally.firstFrame = started.duration(to: clock.now) }
+                        tally.received += 1
+                        return tally.received
+                    }
+                    if received == messages { break }
+                }
+                try await outbound.close(.normalClosure, reason: nil)
+            }
+            let (received, firstFrame) = tally.withLock { $0 }
+            let elapsed = started.duration(to: clock.now)
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            print("reconnect catch-up, \(messages) instant messages queued while the socket was down:")
+            print(
+                "  queued in \(Bench.milliseconds(queued)); first frame after \(Bench.milliseconds(firstFrame ?? .zero))"
+                    + " (connect + TLS + upgrade + store read)")
+            print(
+                String(
+                    format: "  delivered %d in %.3f s: %.0f notifications/s", received, seconds,
+                    Double(received) / seconds))
         }
     }
 

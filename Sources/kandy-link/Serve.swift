@@ -45,6 +45,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Longest subscription lifetime granted, in seconds.")
     var maxExpires: Int = env("MAX_EXPIRES").flatMap(Int.init) ?? 3600
 
+    @Option(help: "Notifications kept per subscription while its socket is down; beyond it the oldest are dropped.")
+    var queueMaxNotifications: Int = env("QUEUE_MAX_NOTIFICATIONS").flatMap(Int.init) ?? 10_000
+
+    @Option(help: "Bytes of notifications kept per subscription while its socket is down.")
+    var queueMaxBytes: Int = env("QUEUE_MAX_BYTES").flatMap(Int.init) ?? 4 << 20
+
     @Option(
         help: ArgumentHelp(
             "Secret shared with the TURN servers (coturn static-auth-secret); subscriptions then carry TURN credentials.",
@@ -82,6 +88,9 @@ struct Serve: AsyncParsableCommand {
         guard minExpires >= 1, maxExpires >= minExpires else {
             throw ValidationError("Need 1 ≤ --min-expires ≤ --max-expires.")
         }
+        guard queueMaxNotifications >= 1, queueMaxBytes >= 1024 else {
+            throw ValidationError("--queue-max-notifications must be at least 1 and --queue-max-bytes at least 1024.")
+        }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("Unknown --log-level \(logLevel).") }
         if turnSecret != nil && turnSecretFile != nil {
             throw ValidationError("Give the TURN secret once: --turn-secret or --turn-secret-file.")
@@ -117,6 +126,8 @@ struct Serve: AsyncParsableCommand {
         configuration.maxSessionsPerUser = maxSessionsPerUser
         configuration.minExpires = minExpires
         configuration.maxExpires = maxExpires
+        configuration.maxQueuedNotifications = queueMaxNotifications
+        configuration.maxQueuedBytes = queueMaxBytes
         configuration.allowedOrigins = allowedOrigin.isEmpty ? nil : Set(allowedOrigin)
         if let tlsCert, let tlsKey {
             configuration.transportSecurity = .certificate(chainPath: tlsCert, keyPath: tlsKey)

@@ -207,13 +207,17 @@ struct EmbeddedPlatform: Sendable {
     var certificatePath: String { directory.appendingPathComponent(DevelopmentCertificate.chainFileName).path }
 
     /// `minExpires` short, so the refresh shows within seconds.
-    static func start(minExpires: Int = 2) async throws -> EmbeddedPlatform {
+    static func start(minExpires: Int = 2, maxQueuedNotifications: Int? = nil) async throws -> EmbeddedPlatform {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
             "kandy-link-demo-\(UUID().uuidString)")
         var configuration = PlatformConfiguration()
         configuration.port = 0
         configuration.databasePath = directory.appendingPathComponent("demo.sqlite").path
         configuration.minExpires = minExpires
+        if let maxQueuedNotifications {
+            configuration.maxQueuedNotifications = maxQueuedNotifications
+            configuration.maxQueuedBytes = max(configuration.maxQueuedBytes, maxQueuedNotifications * 512)
+        }
         configuration.passwordCost = 4  // a throwaway user; keep start-up quick
         var logger = Logger(label: "kandy-link.demo")
         logger.logLevel = .error

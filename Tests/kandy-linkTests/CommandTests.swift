@@ -44,6 +44,9 @@ import Testing
         #expect(throws: (any Error).self) {
             try Serve.parse(["--dev-tls", "--min-expires", "100", "--max-expires", "10"])
         }
+        #expect(throws: (any Error).self) { try Serve.parse(["--dev-tls", "--queue-max-notifications", "0"]) }
+        let queue = try Serve.parse(["--dev-tls", "--queue-max-notifications", "50", "--queue-max-bytes", "65536"])
+        #expect(queue.queueMaxNotifications == 50 && queue.queueMaxBytes == 65536)
         let serve = try Serve.parse([
             "--dev-tls", "--port", "0", "--max-sessions-per-user", "3", "--database", "x.sqlite",
         ])
