@@ -458,26 +458,7 @@ actor KandySession {
         let request = HTTPRequestSpec(
             method: "POST", url: configuration.restOrigin + path(username), headers: headers(),
             body: try? WireJSON.encode(body))
-        let response: HTTPResponseSpec
-        do {
-            response = try await http.send(request)
-        } catch {
-            return .failure(KandyError(failure, "Failed to \(verb): \(error)."))
-        }
-        let answer = try? WireJSON.decode(Answer.self, from: response.body)
-        let status =
-            answer?.status
-            ?? (try? WireJSON.decode(StatusDocument.self, from: response.body)).map {
-                ResponseStatus(statusCode: $0.statusCode, reason: $0.reason)
-            }
-        guard (200..<300).contains(response.status), let answer, answer.status.statusCode == 0 else {
-            let code = status.map { " Code: \($0.statusCode)." } ?? " HTTP \(response.status)."
-            return .failure(
-                KandyError(
-                    failure, "Failed to \(verb).\(code)" + (status?.reason.map { " \($0)" } ?? ""),
-                    statusCode: status?.statusCode))
-        }
-        return .success(answer)
+        return await Self.send(http, request, as: Answer.self, failure: failure, verb: verb)
     }
 
     static func queryEncode(_ value: String) -> String {
@@ -575,39 +556,54 @@ actor KandySession {
         perform(input(self, result))
     }
 
-    /// One REST exchange, classified as spec §3.2: a record on success, a `KandyError` with the
-    /// platform's statusCode and reason otherwise. DELETE's success has no record.
+    /// One subscription exchange: a record on success (DELETE's success has none).
     private static func exchange(
         _ http: any HTTPTransport, _ request: HTTPRequestSpec, failure: KandyError.Code, verb: String
     ) async -> Result<SubscriptionRecord?, KandyError> {
+        // Kandy.js counts statusCode 2 as success on PUT.
+        let result = await send(
+            http, request, as: SubscribeResponseDocument.self, failure: failure, verb: verb,
+            succeeded: { $0 == 0 || (request.method == "PUT" && $0 == 2) })
+        return result.flatMap { document in
+            if request.method == "DELETE" { return .success(nil) }
+            let answer = document.subscribeResponse
+            guard let url = answer.subscription, let params = answer.subscriptionParams else {
+                return .failure(KandyError(failure, "Failed to \(verb): the platform's answer has no subscription."))
+            }
+            return .success(
+                SubscriptionRecord(
+                    url: url, services: params.service.map(\.rawValue), channelPath: params.notificationChannel,
+                    expires: params.expires, turnCredentials: params.turnCredentials))
+        }
+    }
+
+    /// One REST exchange, classified as spec §3.2: the answer when it is a 2xx whose envelope's
+    /// statusCode `succeeded`; otherwise a `KandyError` with the platform's statusCode and reason
+    /// (from the envelope, or the bare status document other paths answer with).
+    private static func send<Answer: StatusEnvelope>(
+        _ http: any HTTPTransport, _ request: HTTPRequestSpec, as: Answer.Type, failure: KandyError.Code,
+        verb: String, succeeded: (Int) -> Bool = { $0 == 0 }
+    ) async -> Result<Answer, KandyError> {
         let response: HTTPResponseSpec
         do {
             response = try await http.send(request)
         } catch {
             return .failure(KandyError(failure, "Failed to \(verb): \(error)."))
         }
-        let document = try? WireJSON.decode(SubscribeResponseDocument.self, from: response.body)
+        let answer = try? WireJSON.decode(Answer.self, from: response.body)
         let status =
-            document?.subscribeResponse.statusCode
-            ?? (try? WireJSON.decode(StatusDocument.self, from: response.body))?.statusCode
-        guard (200..<300).contains(response.status), let answer = document?.subscribeResponse,
-            answer.statusCode == 0 || (request.method == "PUT" && answer.statusCode == 2)
-        else {
-            let reason =
-                document?.subscribeResponse.reason
-                ?? (try? WireJSON.decode(StatusDocument.self, from: response.body))?.reason
-            let code = status.map { " Code: \($0)." } ?? " HTTP \(response.status)."
+            answer?.status
+            ?? (try? WireJSON.decode(StatusDocument.self, from: response.body)).map {
+                ResponseStatus(statusCode: $0.statusCode, reason: $0.reason)
+            }
+        guard (200..<300).contains(response.status), let answer, succeeded(answer.status.statusCode) else {
+            let code = status.map { " Code: \($0.statusCode)." } ?? " HTTP \(response.status)."
             return .failure(
-                KandyError(failure, "Failed to \(verb).\(code)" + (reason.map { " \($0)" } ?? ""), statusCode: status))
+                KandyError(
+                    failure, "Failed to \(verb).\(code)" + (status?.reason.map { " \($0)" } ?? ""),
+                    statusCode: status?.statusCode))
         }
-        if request.method == "DELETE" { return .success(nil) }
-        guard let url = answer.subscription, let params = answer.subscriptionParams else {
-            return .failure(KandyError(failure, "Failed to \(verb): the platform's answer has no subscription."))
-        }
-        return .success(
-            SubscriptionRecord(
-                url: url, services: params.service.map(\.rawValue), channelPath: params.notificationChannel,
-                expires: params.expires, turnCredentials: params.turnCredentials))
+        return .success(answer)
     }
 }
 
@@ -683,6 +679,12 @@ extension KandySession {
 /// An answer document whose envelope carries the statusCode.
 protocol StatusEnvelope: Decodable {
     var status: ResponseStatus { get }
+}
+
+extension SubscribeResponseDocument: StatusEnvelope {
+    var status: ResponseStatus {
+        ResponseStatus(statusCode: subscribeResponse.statusCode, reason: subscribeResponse.reason)
+    }
 }
 
 extension PresenceResponseDocument: StatusEnvelope {

@@ -1,5 +1,6 @@
 import Foundation
 import KandyLinkProtocol
+import NIOPosix
 import Testing
 
 @testable import KandyLinkServer
@@ -53,31 +54,41 @@ import Testing
     @Test(.enabled(if: Coturn.shouldRun, "coturn is not installed (apt-get install coturn)"))
     func coturnAcceptsThePlatformsCredentials() async throws {
         let secret = "kandy-link-\(UUID().uuidString)"
-        let coturn = try Coturn.start(secret: secret)
-        defer { coturn.stop() }
+        let coturn = try await Coturn.start(secret: secret)
+        do {
+            try await Self.tryCredentials(coturn, secret: secret)
+        } catch {
+            await coturn.stop()
+            throw error
+        }
+        await coturn.stop()
+    }
+
+    static func tryCredentials(_ coturn: Coturn, secret: String) async throws {
         try await TestPlatform.with(configure: { $0.turn = .init(secret: secret) }) { test in
             // The platform's clock runs ahead of the real one here, so its credentials are current
             // for coturn too.
             let issued = try #require(try await test.subscribe().subscriptionParams?.turnCredentials)
-            #expect(try coturn.allocate(username: issued.username, password: issued.password))
+            #expect(try await coturn.allocate(username: issued.username, password: issued.password))
 
             let tampered = String(issued.password.dropFirst()) + "A"
-            #expect(try !coturn.allocate(username: issued.username, password: tampered))
+            #expect(try await !coturn.allocate(username: issued.username, password: tampered))
 
             let expired = TurnCredentialIssuer(secret: secret, lifetime: 60)
                 .credentials(for: TestPlatform.alice, now: Date() - 3600)
-            #expect(try !coturn.allocate(username: expired.username, password: expired.password))
+            #expect(try await !coturn.allocate(username: expired.username, password: expired.password))
 
             let otherSecret = TurnCredentialIssuer(secret: "not the secret", lifetime: 3600)
                 .credentials(for: TestPlatform.alice, now: Date())
-            #expect(try !coturn.allocate(username: otherSecret.username, password: otherSecret.password))
+            #expect(try await !coturn.allocate(username: otherSecret.username, password: otherSecret.password))
         }
     }
 }
 
 /// A coturn `turnserver` on loopback with `--use-auth-secret`, and `turnutils_uclient` to try
-/// an allocation against it.
-struct Coturn {
+/// an allocation against it. Waiting for their output and exits blocks a thread, so it happens on
+/// NIO's thread pool, never on the tests' cooperative threads.
+struct Coturn: Sendable {
     static let server = "/usr/bin/turnserver"
     static let client = "/usr/bin/turnutils_uclient"
     /// CI sets KANDY_LINK_REQUIRE_COTURN=1, so a missing coturn fails there instead of skipping.
@@ -90,7 +101,11 @@ struct Coturn {
     let port: Int
     let directory: URL
 
-    static func start(secret: String) throws -> Coturn {
+    static func start(secret: String) async throws -> Coturn {
+        try await NIOThreadPool.singleton.runIfActive { try startBlocking(secret: secret) }
+    }
+
+    private static func startBlocking(secret: String) throws -> Coturn {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("coturn-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let config = directory.appendingPathComponent("turnserver.conf")
@@ -125,7 +140,11 @@ struct Coturn {
     }
 
     /// One allocation over UDP; true when the server granted it.
-    func allocate(username: String, password: String) throws -> Bool {
+    func allocate(username: String, password: String) async throws -> Bool {
+        try await NIOThreadPool.singleton.runIfActive { try allocateBlocking(username: username, password: password) }
+    }
+
+    private func allocateBlocking(username: String, password: String) throws -> Bool {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.client)
         process.arguments = [
@@ -138,10 +157,10 @@ struct Coturn {
         return process.terminationStatus == 0
     }
 
-    func stop() {
+    func stop() async {
         // turnserver lingers on SIGTERM; it holds nothing worth a clean shutdown here.
         kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        try? await NIOThreadPool.singleton.runIfActive { process.waitUntilExit() }
         try? FileManager.default.removeItem(at: directory)
     }
 }

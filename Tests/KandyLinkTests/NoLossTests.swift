@@ -22,7 +22,7 @@ import Testing
         for number in 0..<1000 {
             try await alice.kandy.messages.send(to: PlatformFixture.bob, text: "\(number)")
         }
-        let texts = await bobMessages.value.compactMap { event -> String? in
+        let texts = await bobMessages.value().compactMap { event -> String? in
             if case .messagesChange(let message) = event { message.text } else { nil }
         }
         #expect(texts == ["before"] + (0..<1000).map { "\($0)" })
@@ -36,8 +36,9 @@ import Testing
         let rig = try await Rig(configure: { $0.maxQueuedNotifications = 100 })
         let bob = try await Self.login(rig, PlatformFixture.bob)
         let port = rig.fixture.port
+        let arrivals = bob.recorder.collect(101) { [.messagesChange, .notificationsMissed].contains($0.name) }
 
-        // The platform stops; bob's reconnect fails and waits 5 s on the test clock.
+        // The platform stops; bob's reconnects fail and wait on the test clock.
         try await rig.fixture.stopPlatform()
         #expect(await eventually { !bob.kandy.getConnection().isConnected })
         // Meanwhile the platform runs elsewhere and alice sends bob 150 messages.
@@ -48,17 +49,16 @@ import Testing
             try await alice.messages.send(to: PlatformFixture.bob, text: "\(number)")
         }
         await alice.destroy()
-        // Back on bob's port; his retry comes due.
+        // Back on bob's port; his retries come due.
         try await rig.fixture.restart(on: port)
-        let arrivals = bob.recorder.collect(101) { [.messagesChange, .notificationsMissed].contains($0.name) }
-        rig.clock.advance(by: .seconds(5))
-        let events = await arrivals.value
+        let reconnected = await rig.advance(by: .seconds(5), until: { bob.kandy.getConnection().isConnected })
+        #expect(reconnected)
+        let events = await arrivals.value()
         #expect(events.first == .notificationsMissed(50))
         let texts = events.dropFirst().compactMap { event -> String? in
             if case .messagesChange(let message) = event { message.text } else { nil }
         }
         #expect(texts == (50..<150).map { "\($0)" })
-        #expect(bob.kandy.getConnection().isConnected)
         await bob.kandy.destroy()
         try await rig.fixture.stop()
     }
@@ -99,15 +99,43 @@ import Testing
 
 extension Recorder {
     /// Starts collecting the next `count` events matching `predicate`, from now.
-    func collect(_ count: Int, where predicate: @escaping @Sendable (KandyEvent) -> Bool) -> Task<[KandyEvent], Never> {
+    func collect(_ count: Int, where predicate: @escaping @Sendable (KandyEvent) -> Bool) -> Collection {
         let stream = events()
-        return Task {
-            var matched: [KandyEvent] = []
-            for await event in stream where predicate(event) {
-                matched.append(event)
-                if matched.count == count { break }
+        return Collection(
+            task: Task {
+                var matched: [KandyEvent] = []
+                for await event in stream where predicate(event) {
+                    matched.append(event)
+                    if matched.count == count { break }
+                }
+                return matched
+            })
+    }
+
+    /// Events being collected. Waiting for them ends when the waiting test is cancelled (its
+    /// time limit), with what came so far.
+    struct Collection: Sendable {
+        let task: Task<[KandyEvent], Never>
+
+        func value() async -> [KandyEvent] {
+            await withTaskCancellationHandler {
+                await task.value
+            } onCancel: {
+                task.cancel()
             }
-            return matched
         }
+    }
+}
+
+extension Rig {
+    /// Moves the clients' clock by `step` until `condition` holds, at most `steps` times: for a
+    /// retry whose alarm is armed only once a failure has come back from the network.
+    func advance(by step: Duration, until condition: () -> Bool, steps: Int = 12) async -> Bool {
+        for _ in 0..<steps {
+            if condition() { return true }
+            clock.advance(by: step)
+            if await eventually(condition) { return true }
+        }
+        return condition()
     }
 }

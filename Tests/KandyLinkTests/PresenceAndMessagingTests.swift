@@ -14,7 +14,7 @@ import Testing
         // The answer and the first notification race: which comes first is not defined.
         let watching = bob.recorder.collect(2) { [.presenceSubscribe, .presenceChange].contains($0.name) }
         try await bob.kandy.presence.subscribe([PlatformFixture.alice])
-        let first = await watching.value
+        let first = await watching.value()
         #expect(first.contains(.presenceSubscribe([PlatformFixture.alice])))
         // The current presence comes at once: alice has not published, so she is offline.
         #expect(first.contains(.presenceChange(UserPresence(userId: PlatformFixture.alice, state: .offline))))
@@ -26,7 +26,7 @@ import Testing
                 == .presenceSelfChange(PresenceState(status: .open, activity: .onThePhone, note: "café ☕️")))
         let expected = UserPresence(
             userId: PlatformFixture.alice, state: PresenceState(status: .open, activity: .onThePhone, note: "café ☕️"))
-        #expect(await change.value == [.presenceChange(expected)])
+        #expect(await change.value() == [.presenceChange(expected)])
         #expect(bob.kandy.presence.get(PlatformFixture.alice) == expected)
         #expect(bob.kandy.presence.getAll() == [expected])
 
@@ -36,7 +36,7 @@ import Testing
         try await alice.kandy.presence.update(.closed, activity: .away)
         try await alice.kandy.messages.send(to: PlatformFixture.bob, text: "marker")
         // What bob hears next is the message, not alice's presence.
-        let next = await after.value.first
+        let next = await after.value().first
         guard case .messagesChange(let message)? = next else {
             Issue.record("expected the message, got \(String(describing: next))")
             return
