@@ -287,17 +287,36 @@ actor KandySession {
             }
         }
         let websocket = self.websocket
+        // Frames reach the actor one after the other, in arrival order, and the close after them.
+        let (inbound, sink) = AsyncStream.makeStream(of: ChannelInput.self)
+        Task { [weak self] in
+            for await input in inbound {
+                switch input {
+                case .text(let text): await self?.received(text, generation: generation)
+                case .closed: await self?.closed(generation: generation)
+                }
+            }
+        }
         tasks[.connect] = Task { [self] in
             do {
                 let connection = try await websocket.connect(
                     url: url,
-                    onMessage: { text in Task { await self.received(text, generation: generation) } },
-                    onClose: { Task { await self.closed(generation: generation) } })
+                    onMessage: { text in sink.yield(.text(text)) },
+                    onClose: {
+                        sink.yield(.closed)
+                        sink.finish()
+                    })
                 await connected(connection, generation: generation)
             } catch {
+                sink.finish()
                 connectFailed(generation: generation)
             }
         }
+    }
+
+    private enum ChannelInput: Sendable {
+        case text(String)
+        case closed
     }
 
     private func connected(_ connection: any WebSocketConnection, generation: Int) async {
