@@ -37,7 +37,8 @@ public protocol HTTPTransport: Sendable {
 /// How the SDK opens its notification channel.
 public protocol WebSocketTransport: Sendable {
     /// Opens a socket; returns once it is open, throws if it cannot be. `onMessage` receives text
-    /// frames; `onClose` is called once when the socket closes for any reason.
+    /// frames in arrival order, one call at a time; `onClose` is called once, after the last
+    /// frame, when the socket closes for any reason.
     func connect(
         url: String,
         onMessage: @escaping @Sendable (String) -> Void,
