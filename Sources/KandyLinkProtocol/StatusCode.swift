@@ -24,6 +24,7 @@ public enum StatusCode: Int, Sendable, CaseIterable, Codable {
     case methodNotAllowed = 41
     case upgradeRequired = 42
     case userNotFound = 43
+    case recipientUnavailable = 44
     case sessionLimitReached = 49
 
     case internalError = 50
@@ -38,7 +39,7 @@ public enum StatusCode: Int, Sendable, CaseIterable, Codable {
         case .authenticationRequired, .invalidCredentials, .tokenExpired: 401
         case .forbiddenUser: 403
         case .throttled: 429
-        case .subscriptionNotFound, .notFound, .userNotFound: 404
+        case .subscriptionNotFound, .notFound, .userNotFound, .recipientUnavailable: 404
         case .methodNotAllowed: 405
         case .upgradeRequired: 426
         case .sessionLimitReached: 409
@@ -67,6 +68,7 @@ public enum StatusCode: Int, Sendable, CaseIterable, Codable {
         case .methodNotAllowed: "The resource does not support this method."
         case .upgradeRequired: "The notification channel is opened with a WebSocket upgrade."
         case .userNotFound: "A user named in the request does not exist."
+        case .recipientUnavailable: "The recipient has no session that receives instant messages."
         case .sessionLimitReached: "The user is at the session limit and forceLogOut was not requested."
         case .internalError: "The platform failed to handle the request."
         case .unavailable: "The platform is shutting down or overloaded."

@@ -83,6 +83,8 @@ final class NotificationHub: Sendable {
             var socket: Socket?
             var window: [Written] = []
             var windowBytes = 0
+            /// The highest eventId written or queued here: what follows must be higher.
+            var lastEventID: UInt64 = 0
         }
 
         let id: String
@@ -157,6 +159,7 @@ final class NotificationHub: Sendable {
             state.window = []
             state.windowBytes = 0
             for entry in replay { remember(entry, in: &state) }
+            state.lastEventID = max(state.lastEventID, replay.last?.eventID ?? 0, stored.last?.eventID ?? 0)
             defer { state.socket = socket }
             return state.socket
         }
@@ -183,8 +186,18 @@ final class NotificationHub: Sendable {
     // MARK: Notifications
 
     /// Writes a notification to the channel's socket, or queues it while there is none.
-    func deliver(_ text: String, eventID: UInt64, to channelID: String, now: Date) throws -> Delivery {
+    ///
+    /// A channel's eventIds must increase in the order it gets them (clients and the replay rely
+    /// on it). Ids are drawn before the channel is locked, so a notification can find a later
+    /// one already written; it is then given a fresh id by `restamp` (new id, its wire text).
+    func deliver(
+        _ text: String, eventID: UInt64, to channelID: String, now: Date,
+        restamp: () throws -> (eventID: UInt64, text: String)
+    ) throws -> Delivery {
         try channel(channelID).state.withLock { state in
+            var (eventID, text) = (eventID, text)
+            if eventID <= state.lastEventID { (eventID, text) = try restamp() }
+            state.lastEventID = eventID
             if let socket = state.socket {
                 socket.outbox.yield(.text(text))
                 remember(Written(eventID: eventID, text: text, at: now.milliseconds), in: &state)

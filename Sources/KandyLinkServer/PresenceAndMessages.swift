@@ -19,7 +19,9 @@ extension Platform {
         var queued = 0
         for user in users {
             for channelID in subscriptions.channels(of: user, granting: service, now: now) {
-                switch try hub.deliver(text, eventID: eventID, to: channelID, now: now) {
+                switch try hub.deliver(
+                    text, eventID: eventID, to: channelID, now: now, restamp: { try notification(make) })
+                {
                 case .sent: sockets += 1
                 case .queued: queued += 1
                 case .dropped: break
@@ -145,6 +147,11 @@ extension Platform {
         let now = clock.now()
         // A user with a live subscription exists; only otherwise ask the store.
         if !subscriptions.isOnline(recipient, now: now) { try requireUsers([recipient]) }
+        // Said now rather than accepted and never delivered: messages are kept only for sessions.
+        guard !subscriptions.channels(of: recipient, granting: .im, now: now).isEmpty else {
+            throw PlatformError(
+                .recipientUnavailable, "\(recipient) has no session subscribed to IM; the message was not sent.")
+        }
         let time = now.milliseconds
         let (eventID, _) = try storing("The message could not be delivered.") {
             try deliver(to: [recipient], service: .im) {

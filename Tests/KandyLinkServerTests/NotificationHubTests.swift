@@ -149,6 +149,23 @@ import Testing
         #expect(texts == expected)
     }
 
+    /// Ids are drawn before the channel is locked: one that finds a later id already written or
+    /// queued is given a fresh one, so a channel's ids always increase in the order it gets them.
+    @Test func aLateIdIsRestampedSoEachChannelsIdsIncrease() async throws {
+        let rig = try HubRig()
+        let hub = rig.hub
+        let fresh = { (UInt64(9), "n9") }
+        #expect(try hub.deliver("n6", eventID: 6, to: "c1", now: start) == .queued)
+        #expect(try hub.deliver("n5", eventID: 5, to: "c1", now: start, restamp: fresh) == .queued)
+        #expect(try rig.store.queued(channelID: "c1").map(\.text) == ["n6", "n9"])
+
+        let (_, outbox) = hub.attach(channelID: "c1", lastEventID: nil, now: start)
+        #expect(try hub.deliver("n8", eventID: 8, to: "c1", now: start, restamp: { (10, "n10") }) == .sent)
+        #expect(try hub.deliver("n11", eventID: 11, to: "c1", now: start) == .sent)
+        hub.close(channelID: "c1", code: .normalClosure, reason: "end")
+        #expect(Self.texts(await Self.drain(outbox)) == ["n6", "n9", "n10", "n11"])
+    }
+
     @Test func notificationsForAnEndedSubscriptionAreDropped() throws {
         let rig = try HubRig()
         try rig.store.deleteSubscriptions(["s1"])
@@ -163,6 +180,15 @@ import Testing
 
     static func texts(_ items: [NotificationHub.Outbound]) -> [String] {
         items.compactMap { if case .text(let text) = $0 { text } else { nil } }
+    }
+}
+
+extension NotificationHub {
+    /// Delivery where a restamp would be a test failure.
+    func deliver(_ text: String, eventID: UInt64, to channelID: String, now: Date) throws -> Delivery {
+        try deliver(text, eventID: eventID, to: channelID, now: now) {
+            throw TestFailure("\(eventID) was restamped")
+        }
     }
 }
 

@@ -108,8 +108,12 @@ import Testing
     @Test func onlySubscribedServicesReceiveTheirNotifications() async throws {
         try await TestPlatform.with { test in
             let alice = try await test.openSession(TestPlatform.alice, services: ["call", "Presence"])
-            _ = try await test.sendMessage(
+            let refused = try await test.sendMessage(
                 "not for a session without IM", from: TestPlatform.bob, to: TestPlatform.alice)
+            #expect(refused.status == 404)
+            #expect(
+                try refused.decode(InstantMessageResponseDocument.self).imResponse.statusCode
+                    == StatusCode.recipientUnavailable.rawValue)
             try await test.watch([TestPlatform.bob], by: TestPlatform.alice)
             let first = try await alice.nextNotification()
             #expect(first.eventType == .presenceWatcher)
@@ -235,6 +239,9 @@ import Testing
                 .init(
                     path: im, body: imBody("nobody@example.com", "hi"), status: 404, code: .userNotFound,
                     reasonContains: "nobody@example.com"),
+                .init(
+                    path: im, body: imBody(TestPlatform.bob, "bob has no session"), status: 404,
+                    code: .recipientUnavailable, reasonContains: "no session subscribed to IM"),
                 .init(
                     path: im, body: imBody(TestPlatform.bob, String(repeating: "é", count: 5001)), status: 413,
                     code: .messageTooLarge, reasonContains: "10000"),

@@ -85,7 +85,15 @@ import Testing
     @Test func aUserNotSubscribedToIMReceivesNoMessages() async throws {
         let pair = try await Pair(bobServices: ["call", "Presence"])
         let (alice, bob) = (pair.alice, pair.bob)
-        try await alice.kandy.messages.send(to: PlatformFixture.bob, text: "lost on purpose")
+        // Refused, not accepted and never delivered.
+        await #expect(throws: KandyError.self) {
+            try await alice.kandy.messages.send(to: PlatformFixture.bob, text: "bob takes no IM")
+        }
+        #expect(alice.kandy.getConnection().error == nil)
+        let refused = alice.recorder.all.compactMap { event -> KandyError? in
+            if case .messagesError(let error) = event { error } else { nil }
+        }
+        #expect(refused.map(\.statusCode) == [StatusCode.recipientUnavailable.rawValue])
         try await bob.kandy.presence.subscribe([PlatformFixture.alice])
         // The presence answer to the watch comes after the message would have: nothing came.
         _ = await bob.next(.presenceChange)
