@@ -114,9 +114,10 @@ enum DemoSession {
                 try await InteractiveTutorial(tutorial: tutorial).run(
                     kandy, username: EmbeddedPlatform.username, password: embedded.password)
             } else {
+                // bob only watches: a minute's grant, so a busy machine cannot make his expire.
                 let peer = Tutorial.Peer(
-                    kandy: try Kandy.create(configuration), username: EmbeddedPlatform.peerUsername,
-                    password: embedded.password)
+                    kandy: try Kandy.create(address.configuration(expires: 60, trust: [embedded.certificatePath])),
+                    username: EmbeddedPlatform.peerUsername, password: embedded.password)
                 try await tutorial.run(
                     kandy, username: EmbeddedPlatform.username, password: embedded.password,
                     resubscribeWithin: .seconds(10), peer: peer)

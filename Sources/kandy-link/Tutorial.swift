@@ -70,7 +70,7 @@ struct Tutorial: Sendable {
             let offline = peer.map { $0.kandy.events }
             try await kandy.services.unsubscribe(Self.services)
             if let peer, let offline {
-                try await peer.await(offline) {
+                try await peer.await(offline, "\(username) go offline") {
                     if case .presenceChange(let presence) = $0 {
                         presence.userId == username && presence.status == .closed
                     } else {
@@ -111,7 +111,7 @@ struct Tutorial: Sendable {
             tutorial.say("\(username) subscribed and watches \(user)'s presence")
             let current = kandy.events
             try await kandy.presence.subscribe([user])
-            try await self.await(current) { $0.name == .presenceChange }
+            try await self.await(current, "\(user)'s presence") { $0.name == .presenceChange }
         }
 
         /// `user` publishes a presence and sends a message; both are awaited at the peer.
@@ -119,7 +119,7 @@ struct Tutorial: Sendable {
             let seen = kandy.events
             tutorial.say("Publishing presence: open, active — “\(Self.note)”")
             try await user.presence.update(.open, activity: .active, note: Self.note)
-            try await self.await(seen) {
+            try await self.await(seen, "\(username)'s new presence") {
                 if case .presenceChange(let presence) = $0 {
                     presence.userId == username && presence.status == .open
                 } else {
@@ -129,7 +129,7 @@ struct Tutorial: Sendable {
             let received = kandy.events
             tutorial.say("Sending \(self.username) a message")
             try await user.messages.send(to: self.username, text: Self.message)
-            try await self.await(received) { $0.name == .messagesChange }
+            try await self.await(received, "the message") { $0.name == .messagesChange }
         }
 
         func leave() async {
@@ -139,11 +139,11 @@ struct Tutorial: Sendable {
 
         /// Waits for the first event in `events` that matches. It normally comes within
         /// milliseconds; the bound only turns a platform that never sends it into an error.
-        func await(_ events: AsyncStream<KandyEvent>, _ matches: @escaping @Sendable (KandyEvent) -> Bool)
-            async throws
-        {
+        func await(
+            _ events: AsyncStream<KandyEvent>, _ what: String, _ matches: @escaping @Sendable (KandyEvent) -> Bool
+        ) async throws {
             guard try await Tutorial.first(in: events, within: .seconds(30), where: matches) else {
-                throw CommandFailure("\(username) did not see it within 30 s")
+                throw CommandFailure("\(username) did not see \(what) within 30 s")
             }
         }
     }
