@@ -63,15 +63,15 @@ extension Platform {
     func presenceWatcher(_ request: PresenceWatcherRequest, by watcher: String) throws(PlatformError)
         -> [PresenceContact]?
     {
-        var users: [String] = []
-        for user in request.userList where !users.contains(user) { users.append(user) }
-        guard !users.isEmpty else {
+        guard !request.userList.isEmpty else {
             throw PlatformError(.invalidField, "presenceWatcherRequest.userList is empty.")
         }
-        guard users.count <= configuration.maxUserListCount else {
+        guard request.userList.count <= configuration.maxUserListCount else {
             throw PlatformError(
                 .invalidField, "presenceWatcherRequest.userList names at most \(configuration.maxUserListCount) users.")
         }
+        var users: [String] = []
+        for user in request.userList where !users.contains(user) { users.append(user) }
         guard users.allSatisfy(LinkRoute.isAcceptableUsername) else {
             throw PlatformError(.invalidField, "presenceWatcherRequest.userList holds a malformed username.")
         }
