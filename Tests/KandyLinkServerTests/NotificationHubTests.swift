@@ -11,7 +11,9 @@ import Testing
     let start = Date(timeIntervalSince1970: 1_800_000_000)
 
     @Test func keepaliveMovesTheIdleDeadline() async throws {
-        let hub = try HubRig().hub
+        let rig = try HubRig()
+        defer { withExtendedLifetime(rig) {} }
+        let hub = rig.hub
         let (socket, outbox) = hub.attach(channelID: "c1", lastEventID: nil, now: start)
         // (seconds since start when touched, seconds when swept, closed?)
         let table: [(touch: Double?, sweep: Double, closed: Bool)] = [
@@ -35,7 +37,9 @@ import Testing
     }
 
     @Test func aNewSocketReplacesTheOldOneAndDetachOfTheOldIsHarmless() async throws {
-        let hub = try HubRig().hub
+        let rig = try HubRig()
+        defer { withExtendedLifetime(rig) {} }
+        let hub = rig.hub
         let (old, oldOutbox) = hub.attach(channelID: "c1", lastEventID: nil, now: start)
         let (new, _) = hub.attach(channelID: "c1", lastEventID: nil, now: start)
         hub.detach(old)
@@ -48,7 +52,9 @@ import Testing
     }
 
     @Test func closeSendsTheLastWordFirst() async throws {
-        let hub = try HubRig().hub
+        let rig = try HubRig()
+        defer { withExtendedLifetime(rig) {} }
+        let hub = rig.hub
         let (_, outbox) = hub.attach(channelID: "c1", lastEventID: nil, now: start)
         _ = try hub.deliver("one", eventID: 1, to: "c1", now: start)
         hub.close(channelID: "c1", sending: "gone", code: .normalClosure, reason: "bye")
@@ -61,7 +67,9 @@ import Testing
     }
 
     @Test func scheduledCloseHappensAtItsDeadline() throws {
-        let hub = try HubRig().hub
+        let rig = try HubRig()
+        defer { withExtendedLifetime(rig) {} }
+        let hub = rig.hub
         _ = hub.attach(channelID: "c1", lastEventID: nil, now: start)
         hub.scheduleClose(channelID: "c1", at: start + 1)
         #expect(hub.sweep(now: start + 0.5, silentSince: start - 100) == 0)
@@ -70,6 +78,7 @@ import Testing
 
     @Test func whatArrivesWhileDownIsQueuedThenWrittenFirstAndForgotten() async throws {
         let rig = try HubRig()
+        defer { withExtendedLifetime(rig) {} }
         let hub = rig.hub
         for id in UInt64(1)...3 {
             #expect(try hub.deliver("n\(id)", eventID: id, to: "c1", now: start) == .queued)
@@ -93,7 +102,9 @@ import Testing
             (5, []),
         ] as [(UInt64?, [String])])
     func aReconnectReplaysWhatTheClientMayNotHave(lastEventID: UInt64?, expected: [String]) async throws {
-        let hub = try HubRig().hub
+        let rig = try HubRig()
+        defer { withExtendedLifetime(rig) {} }
+        let hub = rig.hub
         let (first, firstOutbox) = hub.attach(channelID: "c1", lastEventID: nil, now: start)
         for id in UInt64(1)...3 { _ = try hub.deliver("n\(id)", eventID: id, to: "c1", now: start) }
         hub.detach(first)
@@ -106,7 +117,9 @@ import Testing
     }
 
     @Test func theReplayWindowKeepsTheLast100AndForgetsWhatTheClientOutlived() async throws {
-        let hub = try HubRig().hub
+        let rig = try HubRig()
+        defer { withExtendedLifetime(rig) {} }
+        let hub = rig.hub
         let (socket, _) = hub.attach(channelID: "c1", lastEventID: nil, now: start)
         for id in UInt64(1)...150 { _ = try hub.deliver("n\(id)", eventID: id, to: "c1", now: start) }
         let (second, secondOutbox) = hub.attach(channelID: "c1", lastEventID: nil, now: start)
@@ -133,7 +146,9 @@ import Testing
     func aFullQueueDropsTheOldestBehindOneMarker(count: Int, bytes: Int, queued: [String], expected: [String])
         async throws
     {
-        let hub = try HubRig(bound: QueueBound(count: count, bytes: bytes)).hub
+        let rig = try HubRig(bound: QueueBound(count: count, bytes: bytes))
+        defer { withExtendedLifetime(rig) {} }
+        let hub = rig.hub
         for (index, text) in queued.enumerated() {
             _ = try hub.deliver(text, eventID: UInt64(index + 1), to: "c1", now: start)
         }
@@ -153,6 +168,7 @@ import Testing
     /// queued is given a fresh one, so a channel's ids always increase in the order it gets them.
     @Test func aLateIdIsRestampedSoEachChannelsIdsIncrease() async throws {
         let rig = try HubRig()
+        defer { withExtendedLifetime(rig) {} }
         let hub = rig.hub
         let fresh = { (UInt64(9), "n9") }
         #expect(try hub.deliver("n6", eventID: 6, to: "c1", now: start) == .queued)
@@ -168,6 +184,7 @@ import Testing
 
     @Test func notificationsForAnEndedSubscriptionAreDropped() throws {
         let rig = try HubRig()
+        defer { withExtendedLifetime(rig) {} }
         try rig.store.deleteSubscriptions(["s1"])
         #expect(try rig.hub.deliver("late", eventID: 1, to: "c1", now: start) == .dropped)
     }
@@ -192,14 +209,15 @@ extension NotificationHub {
     }
 }
 
-/// A hub on a fresh SQLite store holding one subscription, `s1` with channel `c1`.
-struct HubRig {
+/// A hub on a fresh SQLite store holding one subscription, `s1` with channel `c1`. The database
+/// files go with the rig.
+final class HubRig: Sendable {
     let store: SQLiteStore
     let hub: NotificationHub
+    private let directory = FileManager.default.temporaryDirectory.appendingPathComponent("hub-\(UUID().uuidString)")
 
     init(bound: QueueBound = QueueBound(count: 10_000, bytes: 4 << 20)) throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("hub-\(UUID().uuidString).sqlite").path
-        store = try SQLiteStore(path: path)
+        store = try SQLiteStore(path: directory.appendingPathComponent("hub.sqlite").path)
         let now = Date()
         try store.addUser(UserRecord(username: "u", passwordHash: "x", createdAt: now))
         try store.insertSubscription(
@@ -209,4 +227,6 @@ struct HubRig {
             evicting: [])
         hub = NotificationHub(store: store, policy: .init(queue: bound), logger: Logger(label: "hub-test"))
     }
+
+    deinit { try? FileManager.default.removeItem(at: directory) }
 }

@@ -10,25 +10,26 @@ import Testing
     enum StoreKind: String, CaseIterable, Sendable {
         case sqlite
 
-        func make() throws -> any PlatformStore {
+        func make() throws -> StoreFixture {
             switch self {
             case .sqlite:
-                try SQLiteStore(
-                    path: FileManager.default.temporaryDirectory.appendingPathComponent(
-                        "store-\(UUID().uuidString).sqlite"
-                    ).path)
+                let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+                    "store-\(UUID().uuidString)")
+                return StoreFixture(
+                    store: try SQLiteStore(path: directory.appendingPathComponent("store.sqlite").path),
+                    cleanUp: { try? FileManager.default.removeItem(at: directory) })
             }
         }
     }
 
     static let now = Date(timeIntervalSince1970: 1_800_000_000)
 
-    static func seeded(_ kind: StoreKind) throws -> any PlatformStore {
-        let store = try kind.make()
+    static func seeded(_ kind: StoreKind) throws -> StoreFixture {
+        let fixture = try kind.make()
         for name in ["alice", "bob", "carol"] {
-            try store.addUser(UserRecord(username: name, passwordHash: "hash-\(name)", createdAt: now))
+            try fixture.store.addUser(UserRecord(username: name, passwordHash: "hash-\(name)", createdAt: now))
         }
-        return store
+        return fixture
     }
 
     static func subscription(_ id: String, user: String, channel: String) -> SubscriptionRecord {
@@ -38,7 +39,9 @@ import Testing
     }
 
     @Test(arguments: StoreKind.allCases) func users(kind: StoreKind) throws {
-        let store = try Self.seeded(kind)
+        let fixture = try Self.seeded(kind)
+        defer { withExtendedLifetime(fixture) {} }
+        let store = fixture.store
         #expect(throws: StoreError.userExists("alice")) {
             try store.addUser(UserRecord(username: "alice", passwordHash: "x", createdAt: Self.now))
         }
@@ -56,7 +59,9 @@ import Testing
     }
 
     @Test(arguments: StoreKind.allCases) func subscriptionsWithEviction(kind: StoreKind) throws {
-        let store = try Self.seeded(kind)
+        let fixture = try Self.seeded(kind)
+        defer { withExtendedLifetime(fixture) {} }
+        let store = fixture.store
         try store.insertSubscription(Self.subscription("s1", user: "alice", channel: "c1"), evicting: [])
         try store.insertSubscription(Self.subscription("s2", user: "alice", channel: "c2"), evicting: ["s1"])
         var updated = Self.subscription("s2", user: "alice", channel: "c2")
@@ -69,7 +74,9 @@ import Testing
     }
 
     @Test(arguments: StoreKind.allCases) func presenceAndWatchLists(kind: StoreKind) throws {
-        let store = try Self.seeded(kind)
+        let fixture = try Self.seeded(kind)
+        defer { withExtendedLifetime(fixture) {} }
+        let store = fixture.store
         let busy = PresenceState(status: .open, activity: .busy, note: "n")
         try store.setPresence(busy, for: "alice", at: Self.now)
         try store.setPresence(.offline, for: "bob", at: Self.now)
@@ -91,7 +98,9 @@ import Testing
 
     @Test(arguments: StoreKind.allCases) func queuesAreBoundedOrderedAndEndWithTheirSubscription(kind: StoreKind) throws
     {
-        let store = try Self.seeded(kind)
+        let fixture = try Self.seeded(kind)
+        defer { withExtendedLifetime(fixture) {} }
+        let store = fixture.store
         try store.insertSubscription(Self.subscription("s1", user: "alice", channel: "c1"), evicting: [])
         try store.insertSubscription(Self.subscription("s2", user: "bob", channel: "c2"), evicting: [])
         let bound = QueueBound(count: 3, bytes: 1 << 20)
@@ -122,7 +131,9 @@ import Testing
     }
 
     @Test(arguments: StoreKind.allCases) func secretsAndEventIDsAreKept(kind: StoreKind) throws {
-        let store = try kind.make()
+        let fixture = try kind.make()
+        defer { withExtendedLifetime(fixture) {} }
+        let store = fixture.store
         let first = try store.secret("k") { [1, 2, 3] }
         let again = try store.secret("k") { [9] }
         #expect(first == [1, 2, 3] && again == first)
@@ -130,4 +141,17 @@ import Testing
         let b = try store.reserveEventIDs(100)
         #expect(b == a + 100)
     }
+}
+
+/// A store for one test, and what removes it afterwards (files, a schema).
+final class StoreFixture: Sendable {
+    let store: any PlatformStore
+    private let cleanUp: @Sendable () -> Void
+
+    init(store: any PlatformStore, cleanUp: @escaping @Sendable () -> Void) {
+        self.store = store
+        self.cleanUp = cleanUp
+    }
+
+    deinit { cleanUp() }
 }
