@@ -696,7 +696,7 @@ extension KandySession {
 }
 
 /// An answer document whose envelope carries the statusCode.
-protocol StatusEnvelope: Decodable {
+protocol StatusEnvelope: Decodable, Sendable {
     var status: ResponseStatus { get }
 }
 
