@@ -13,19 +13,26 @@ extension Platform {
     func deliver(to users: [String], service: ServiceName, _ make: (String) -> NotificationMessage) throws -> (
         eventID: UInt64, sockets: Int
     ) {
+        let now = clock.now()
+        return try deliver(
+            toChannels: users.flatMap { subscriptions.channels(of: $0, granting: service, now: now) }, make)
+    }
+
+    /// Sends one notification, encoded once, to these channels.
+    @discardableResult
+    func deliver(toChannels channelIDs: [String], _ make: (String) -> NotificationMessage) throws -> (
+        eventID: UInt64, sockets: Int
+    ) {
         let (eventID, text) = try notification(make)
         let now = clock.now()
         var sockets = 0
         var queued = 0
-        for user in users {
-            for channelID in subscriptions.channels(of: user, granting: service, now: now) {
-                switch try hub.deliver(
-                    text, eventID: eventID, to: channelID, now: now, restamp: { try notification(make) })
-                {
-                case .sent: sockets += 1
-                case .queued: queued += 1
-                case .dropped: break
-                }
+        for channelID in channelIDs {
+            switch try hub.deliver(text, eventID: eventID, to: channelID, now: now, restamp: { try notification(make) })
+            {
+            case .sent: sockets += 1
+            case .queued: queued += 1
+            case .dropped: break
             }
         }
         metrics.notificationsSent.increment(by: Int64(sockets))
@@ -93,8 +100,9 @@ extension Platform {
                     .invalidField, "A user may watch at most \(configuration.maxWatchedUsers) users.")
             }
             // As a SIP SUBSCRIBE is answered with a NOTIFY: the watcher learns the current state.
-            for user in users {
-                _ = try? deliver(to: [watcher], service: .presence) {
+            let channels = subscriptions.channels(of: watcher, granting: .presence, now: clock.now())
+            for user in users where !channels.isEmpty {
+                _ = try? deliver(toChannels: channels) {
                     .presence(eventId: $0, user: user, state: known[user] ?? .offline)
                 }
             }
@@ -145,16 +153,17 @@ extension Platform {
             )
         }
         let now = clock.now()
-        // A user with a live subscription exists; only otherwise ask the store.
-        if !subscriptions.isOnline(recipient, now: now) { try requireUsers([recipient]) }
-        // Said now rather than accepted and never delivered: messages are kept only for sessions.
-        guard !subscriptions.channels(of: recipient, granting: .im, now: now).isEmpty else {
+        let channels = subscriptions.channels(of: recipient, granting: .im, now: now)
+        if channels.isEmpty {
+            // A user with a live subscription exists; only otherwise ask the store.
+            if !subscriptions.isOnline(recipient, now: now) { try requireUsers([recipient]) }
+            // Said now rather than accepted and never delivered: messages are kept only for sessions.
             throw PlatformError(
                 .recipientUnavailable, "\(recipient) has no session subscribed to IM; the message was not sent.")
         }
         let time = now.milliseconds
         let (eventID, _) = try storing("The message could not be delivered.") {
-            try deliver(to: [recipient], service: .im) {
+            try deliver(toChannels: channels) {
                 .instantMessage(eventId: $0, from: sender, text: request.message, time: time)
             }
         }
