@@ -30,33 +30,41 @@ struct Bench: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let embedded = try await EmbeddedPlatform.start(minExpires: 60)
-            defer { Task { await embedded.stop() } }
+            try await EmbeddedPlatform.with(minExpires: 60) { embedded in try await measure(on: embedded) }
+        }
+
+        private func measure(on embedded: EmbeddedPlatform) async throws {
             let address = try PlatformAddress("https://127.0.0.1:\(embedded.port)")
             let configuration = address.configuration(expires: 3600, trust: [embedded.certificatePath])
             let clock = ContinuousClock()
             var samples: [Duration] = []
             for run in 0...runs {
-                let kandy = try Kandy.create(configuration)
-                let started = clock.now
-                try await kandy.setCredentials(username: EmbeddedPlatform.username, password: embedded.password)
-                try await kandy.services.subscribe(["call", "Presence", "IM"], forceLogOut: true)
-                let elapsed = started.duration(to: clock.now)
-                if run > 0 { samples.append(elapsed) }  // the first pays for bcrypt and TLS set-up
-                try await kandy.services.unsubscribe(["call", "Presence", "IM"])
-                await kandy.destroy()
+                try await Kandy.using(configuration) { kandy in
+                    let started = clock.now
+                    try await kandy.setCredentials(username: EmbeddedPlatform.username, password: embedded.password)
+                    try await kandy.services.subscribe(["call", "Presence", "IM"], forceLogOut: true)
+                    let elapsed = started.duration(to: clock.now)
+                    if run > 0 { samples.append(elapsed) }  // the first pays for bcrypt and TLS set-up
+                    try await kandy.services.unsubscribe(["call", "Presence", "IM"])
+                }
             }
             samples.sort()
             func percentile(_ p: Double) -> String { Bench.milliseconds(Bench.percentile(samples, p)) }
 
             let before = Self.residentBytes()
             var instances: [Kandy] = []
-            for _ in 0..<clients {
-                let kandy = try Kandy.create(configuration)
-                try await kandy.setCredentials(username: EmbeddedPlatform.username, password: embedded.password)
-                instances.append(kandy)
+            let after: Int
+            do {
+                for _ in 0..<clients {
+                    let kandy = try Kandy.create(configuration)
+                    instances.append(kandy)
+                    try await kandy.setCredentials(username: EmbeddedPlatform.username, password: embedded.password)
+                }
+                after = Self.residentBytes()
+            } catch {
+                for kandy in instances { await kandy.destroy() }
+                throw error
             }
-            let after = Self.residentBytes()
             for kandy in instances { await kandy.destroy() }
 
             print("connect (setCredentials → subscribed, channel open), \(samples.count) runs:")
@@ -129,20 +137,20 @@ struct Bench: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let embedded = try await EmbeddedPlatform.start(minExpires: 60)
-            let address = try PlatformAddress("https://127.0.0.1:\(embedded.port)")
-            let configuration = address.configuration(expires: 3600, trust: [embedded.certificatePath])
-            let alice = try Kandy.create(configuration)
-            let bob = try Kandy.create(configuration)
-            defer {
-                Task {
-                    await alice.destroy()
-                    await bob.destroy()
-                    await embedded.stop()
+            try await EmbeddedPlatform.with(minExpires: 60) { embedded in
+                let address = try PlatformAddress("https://127.0.0.1:\(embedded.port)")
+                let configuration = address.configuration(expires: 3600, trust: [embedded.certificatePath])
+                try await Kandy.using(configuration) { alice in
+                    try await Kandy.using(configuration) { bob in
+                        try await measure(alice: alice, bob: bob, password: embedded.password)
+                    }
                 }
             }
+        }
+
+        private func measure(alice: Kandy, bob: Kandy, password: String) async throws {
             for (kandy, user) in [(alice, EmbeddedPlatform.username), (bob, EmbeddedPlatform.peerUsername)] {
-                try await kandy.setCredentials(username: user, password: embedded.password)
+                try await kandy.setCredentials(username: user, password: password)
                 try await kandy.services.subscribe(["IM"], forceLogOut: true)
             }
             let timeline = Timeline(count: messages)
@@ -185,7 +193,7 @@ struct Bench: AsyncParsableCommand {
                 sent.flatMap { start in arrived.map { start.duration(to: $0) } }
             }.sorted()
             let elapsed = started.duration(to: ended)
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            let seconds = Bench.seconds(elapsed)
             print("instant messages alice → bob, \(messages) × \(size) B, window \(window):")
             print(
                 String(
@@ -222,33 +230,41 @@ struct Bench: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let embedded = try await EmbeddedPlatform.start(minExpires: 60, maxQueuedNotifications: messages)
-            defer { Task { await embedded.stop() } }
+            try await EmbeddedPlatform.with(minExpires: 60, maxQueuedNotifications: messages) { embedded in
+                try await measure(on: embedded)
+            }
+        }
+
+        private func measure(on embedded: EmbeddedPlatform) async throws {
             let address = try PlatformAddress("https://127.0.0.1:\(embedded.port)")
             let configuration = address.configuration(expires: 3600, trust: [embedded.certificatePath])
 
-            let bob = try Kandy.create(configuration)
-            try await bob.setCredentials(username: EmbeddedPlatform.peerUsername, password: embedded.password)
-            try await bob.services.subscribe(["IM"], forceLogOut: true)
-            guard let channel = bob.connection.getSocketState()?.url else { throw CommandFailure("bob has no channel") }
-            await bob.destroy()  // the socket closes; the subscription stays
+            // bob goes away without unsubscribing: the socket closes, the subscription stays.
+            let channel = try await Kandy.using(configuration) { bob in
+                try await bob.setCredentials(username: EmbeddedPlatform.peerUsername, password: embedded.password)
+                try await bob.services.subscribe(["IM"], forceLogOut: true)
+                guard let channel = bob.connection.getSocketState()?.url else {
+                    throw CommandFailure("bob has no channel")
+                }
+                return channel
+            }
 
-            let alice = try Kandy.create(configuration)
-            try await alice.setCredentials(username: EmbeddedPlatform.username, password: embedded.password)
             let (messages, window) = (self.messages, self.window)
             let queuing = ContinuousClock().now
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for lane in 0..<min(window, messages) {
-                    group.addTask {
-                        for index in stride(from: lane, to: messages, by: window) {
-                            try await alice.messages.send(to: EmbeddedPlatform.peerUsername, text: "\(index)")
+            try await Kandy.using(configuration) { alice in
+                try await alice.setCredentials(username: EmbeddedPlatform.username, password: embedded.password)
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for lane in 0..<min(window, messages) {
+                        group.addTask {
+                            for index in stride(from: lane, to: messages, by: window) {
+                                try await alice.messages.send(to: EmbeddedPlatform.peerUsername, text: "\(index)")
+                            }
                         }
                     }
+                    try await group.waitForAll()
                 }
-                try await group.waitForAll()
             }
             let queued = queuing.duration(to: ContinuousClock().now)
-            await alice.destroy()
 
             var tls = TLSConfiguration.makeClientConfiguration()
             tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(embedded.certificatePath))
@@ -274,7 +290,7 @@ struct Bench: AsyncParsableCommand {
             }
             let (received, firstFrame) = tally.withLock { $0 }
             let elapsed = started.duration(to: clock.now)
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            let seconds = Bench.seconds(elapsed)
             print("reconnect catch-up, \(messages) instant messages queued while the socket was down:")
             print(
                 "  queued in \(Bench.milliseconds(queued)); first frame after \(Bench.milliseconds(firstFrame ?? .zero))"
@@ -292,8 +308,10 @@ struct Bench: AsyncParsableCommand {
     }
 
     static func milliseconds(_ duration: Duration) -> String {
-        String(
-            format: "%.2f ms",
-            Double(duration.components.attoseconds) / 1e15 + Double(duration.components.seconds) * 1000)
+        String(format: "%.2f ms", seconds(duration) * 1000)
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 }

@@ -100,11 +100,10 @@ enum DemoSession {
             }
             return
         }
-        let embedded = try await EmbeddedPlatform.start()
-        tutorial.say(
-            "Embedded platform on https://127.0.0.1:\(embedded.port), users \(EmbeddedPlatform.username) and "
-                + EmbeddedPlatform.peerUsername)
-        do {
+        try await EmbeddedPlatform.with { embedded in
+            tutorial.say(
+                "Embedded platform on https://127.0.0.1:\(embedded.port), users \(EmbeddedPlatform.username) and "
+                    + EmbeddedPlatform.peerUsername)
             let address = try PlatformAddress("https://127.0.0.1:\(embedded.port)")
             // A 2 s grant and a 1 s refresh floor: the refresh shows within seconds.
             let configuration = address.configuration(
@@ -122,11 +121,7 @@ enum DemoSession {
                     kandy, username: EmbeddedPlatform.username, password: embedded.password,
                     resubscribeWithin: .seconds(10), peer: peer)
             }
-        } catch {
-            await embedded.stop()
-            throw error
         }
-        await embedded.stop()
     }
 
     /// `serve --dev-tls` keeps its certificate next to the default database, in the current

@@ -237,6 +237,37 @@ struct EmbeddedPlatform: Sendable {
         _ = try? await running.value
         try? FileManager.default.removeItem(at: directory)
     }
+
+    /// Starts a platform for `body` and stops it afterwards (its files go too), whether `body`
+    /// returns or throws.
+    static func with<T>(
+        minExpires: Int = 2, maxQueuedNotifications: Int? = nil, _ body: (EmbeddedPlatform) async throws -> T
+    ) async throws -> T {
+        let embedded = try await start(minExpires: minExpires, maxQueuedNotifications: maxQueuedNotifications)
+        do {
+            let result = try await body(embedded)
+            await embedded.stop()
+            return result
+        } catch {
+            await embedded.stop()
+            throw error
+        }
+    }
+}
+
+extension Kandy {
+    /// Makes an instance for `body` and destroys it afterwards, whether `body` returns or throws.
+    static func using<T>(_ configuration: KandyConfiguration, _ body: (Kandy) async throws -> T) async throws -> T {
+        let kandy = try Kandy.create(configuration)
+        do {
+            let result = try await body(kandy)
+            await kandy.destroy()
+            return result
+        } catch {
+            await kandy.destroy()
+            throw error
+        }
+    }
 }
 
 /// Where the demo connects: a URL of a platform, parsed.
