@@ -72,7 +72,10 @@ public struct PlatformConfiguration: Sendable {
         /// Seconds a credential stays valid, within ``TurnCredentialIssuer/lifetimeRange``.
         public var lifetime: TimeInterval
 
-        public init(secret: String, uris: [String] = [], lifetime: TimeInterval = 86400) {
+        /// A day: long enough for any call, short enough to be worth renewing.
+        public static let defaultLifetime: TimeInterval = 86400
+
+        public init(secret: String, uris: [String] = [], lifetime: TimeInterval = defaultLifetime) {
             self.secret = secret
             self.uris = uris
             self.lifetime = lifetime

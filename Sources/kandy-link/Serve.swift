@@ -3,6 +3,9 @@ import Foundation
 import KandyLinkServer
 import Logging
 
+/// The platform's own defaults, which the options fall back to.
+private let defaults = PlatformConfiguration()
+
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a platform node: HTTPS and WSS on one port.",
@@ -16,10 +19,10 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup var database: DatabaseOption
 
     @Option(help: "Address to listen on.")
-    var host: String = env("HOST") ?? "127.0.0.1"
+    var host: String = env("HOST") ?? defaults.host
 
     @Option(help: "Port to listen on (0: any free port).")
-    var port: Int = env("PORT").flatMap(Int.init) ?? 8443
+    var port: Int = env("PORT").flatMap(Int.init) ?? defaults.port
 
     @Flag(help: "Serve TLS with a self-signed development certificate.")
     var devTLS = env("DEV_TLS") == "1"
@@ -37,19 +40,19 @@ struct Serve: AsyncParsableCommand {
     var plaintext = env("PLAINTEXT") == "1"
 
     @Option(help: "Sessions one user may hold at once; forceLogOut evicts the oldest beyond it.")
-    var maxSessionsPerUser: Int = env("MAX_SESSIONS_PER_USER").flatMap(Int.init) ?? 1
+    var maxSessionsPerUser: Int = env("MAX_SESSIONS_PER_USER").flatMap(Int.init) ?? defaults.maxSessionsPerUser
 
     @Option(help: "Shortest subscription lifetime granted, in seconds.")
-    var minExpires: Int = env("MIN_EXPIRES").flatMap(Int.init) ?? 60
+    var minExpires: Int = env("MIN_EXPIRES").flatMap(Int.init) ?? defaults.minExpires
 
     @Option(help: "Longest subscription lifetime granted, in seconds.")
-    var maxExpires: Int = env("MAX_EXPIRES").flatMap(Int.init) ?? 3600
+    var maxExpires: Int = env("MAX_EXPIRES").flatMap(Int.init) ?? defaults.maxExpires
 
     @Option(help: "Notifications kept per subscription while its socket is down; beyond it the oldest are dropped.")
-    var queueMaxNotifications: Int = env("QUEUE_MAX_NOTIFICATIONS").flatMap(Int.init) ?? 10_000
+    var queueMaxNotifications: Int = env("QUEUE_MAX_NOTIFICATIONS").flatMap(Int.init) ?? defaults.maxQueuedNotifications
 
     @Option(help: "Bytes of notifications kept per subscription while its socket is down.")
-    var queueMaxBytes: Int = env("QUEUE_MAX_BYTES").flatMap(Int.init) ?? 4 << 20
+    var queueMaxBytes: Int = env("QUEUE_MAX_BYTES").flatMap(Int.init) ?? defaults.maxQueuedBytes
 
     @Option(
         help: ArgumentHelp(
@@ -66,7 +69,7 @@ struct Serve: AsyncParsableCommand {
     var turnURI: [String] = []
 
     @Option(help: ArgumentHelp("Seconds a TURN credential stays valid (60–604800).", valueName: "seconds"))
-    var turnTTL: Int = env("TURN_TTL").flatMap(Int.init) ?? 86400
+    var turnTTL: Int = env("TURN_TTL").flatMap(Int.init) ?? Int(PlatformConfiguration.Turn.defaultLifetime)
 
     @Option(
         help: ArgumentHelp(
