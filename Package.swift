@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/swift-websocket", from: "1.6.2"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
@@ -51,6 +52,7 @@ let package = Package(
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
@@ -76,7 +78,13 @@ let package = Package(
         ),
         .target(
             name: "KandyLinkTesting",
-            dependencies: ["KandyLinkServer", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "KandyLinkServer",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             path: "Tests/KandyLinkTesting"
         ),
         .testTarget(name: "KandyLinkProtocolTests", dependencies: ["KandyLinkProtocol"]),
@@ -87,6 +95,8 @@ let package = Package(
                 "KandyLink",
                 "KandyLinkServer",
                 "KandyLinkTesting",
+                // Built for the tests that run platform nodes as processes.
+                "kandy-link",
             ]
         ),
         .testTarget(

@@ -14,14 +14,12 @@ public struct Accounts: Sendable {
 
     public init(
         store: any PlatformStore, configuration: PlatformConfiguration, clock: any PlatformClock = SystemPlatformClock()
-    )
-        throws
-    {
+    ) async throws {
         self.store = store
         self.clock = clock
         self.passwordCost = configuration.passwordCost
         self.tokenLifetime = configuration.tokenLifetime
-        let secret = try store.secret("token-signing-key") {
+        let secret = try await store.secret("token-signing-key") {
             var generator = SystemRandomNumberGenerator()
             return (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
         }
@@ -48,26 +46,28 @@ public struct Accounts: Sendable {
         if let authname, !LinkRoute.isAcceptableUsername(authname) { throw AccountError.invalidUsername(authname) }
         guard !password.isEmpty else { throw AccountError.emptyPassword }
         let hash = try await hash(password)
-        try store.addUser(
+        try await store.addUser(
             UserRecord(username: username, authname: authname, passwordHash: hash, createdAt: clock.now()))
     }
 
-    public func list() throws -> [UserRecord] { try store.users() }
+    public func list() async throws -> [UserRecord] { try await store.users() }
 
-    public func remove(username: String) throws {
-        guard try store.removeUser(username) else { throw AccountError.unknownUser(username) }
+    public func remove(username: String) async throws {
+        guard try await store.removeUser(username) else { throw AccountError.unknownUser(username) }
     }
 
     public func setPassword(username: String, password: String) async throws {
         guard !password.isEmpty else { throw AccountError.emptyPassword }
-        guard try store.setPasswordHash(try await hash(password), for: username) else {
+        guard try await store.setPasswordHash(try await hash(password), for: username) else {
             throw AccountError.unknownUser(username)
         }
     }
 
     /// A bearer / x-token token for `username`, valid for the configured lifetime.
-    public func token(for username: String) throws -> (token: String, expiresAt: Date) {
-        guard try store.user(login: username)?.username == username else { throw AccountError.unknownUser(username) }
+    public func token(for username: String) async throws -> (token: String, expiresAt: Date) {
+        guard try await store.user(login: username)?.username == username else {
+            throw AccountError.unknownUser(username)
+        }
         let expiresAt = clock.now() + tokenLifetime
         return (tokens.issue(for: username, expiresAt: expiresAt), expiresAt)
     }

@@ -65,20 +65,20 @@ final class Authenticator: Sendable {
         case nil:
             throw PlatformError(.authenticationRequired, "Send Authorization: Basic, Bearer, or an x-token header.")
         case .bearer(let token), .token(let token):
-            return try verify(token: token)
+            return try await verify(token: token)
         case .basic(let login, let password):
             return try await verify(login: login, password: password, header: authorization ?? "", address: address)
         }
     }
 
-    private func verify(token: String) throws(PlatformError) -> AuthenticatedUser {
+    private func verify(token: String) async throws(PlatformError) -> AuthenticatedUser {
         let username: String
         switch tokens.verify(token, now: clock.now()) {
         case .valid(let name): username = name
         case .expired: throw PlatformError(.tokenExpired, "The token has expired; ask for a new one.")
         case .invalid: throw PlatformError(.invalidCredentials, "The token is not valid.")
         }
-        guard (try? store.user(login: username))??.username == username else {
+        guard (try? await store.user(login: username))??.username == username else {
             throw PlatformError(.invalidCredentials, "The token's user no longer exists.")
         }
         return AuthenticatedUser(username: username)
@@ -90,7 +90,7 @@ final class Authenticator: Sendable {
         let now = clock.now()
         let user: UserRecord?
         do {
-            user = try store.user(login: login)
+            user = try await store.user(login: login)
         } catch {
             throw PlatformError(.internalError, "The user store is unavailable.")
         }

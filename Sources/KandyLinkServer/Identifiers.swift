@@ -13,7 +13,8 @@ enum RandomIdentifier {
 }
 
 /// Unique, increasing notification ids that stay so across restarts: ids are taken from blocks
-/// reserved in the store, one store write per block rather than per notification.
+/// reserved in the store, one store write per block rather than per notification. With a store
+/// shared by several nodes the block is one id, so ids follow time across nodes too.
 final class EventSequence: Sendable {
     private struct Block {
         var next: UInt64
@@ -26,18 +27,22 @@ final class EventSequence: Sendable {
 
     init(store: any PlatformStore, blockSize: UInt64 = 100_000) {
         self.store = store
-        self.blockSize = blockSize
+        self.blockSize = store.isShared ? 1 : blockSize
         self.block = Mutex(Block(next: 0, end: 0))
     }
 
-    func next() throws -> UInt64 {
-        try block.withLock { block in
-            if block.next == block.end {
-                let first = try store.reserveEventIDs(blockSize)
-                block = Block(next: first, end: first + blockSize)
-            }
+    func next() async throws -> UInt64 {
+        let taken = block.withLock { block -> UInt64? in
+            guard block.next < block.end else { return nil }
             defer { block.next += 1 }
             return block.next
         }
+        if let taken { return taken }
+        let first = try await store.reserveEventIDs(blockSize)
+        block.withLock { block in
+            // Two callers may refill at once: keep the newer block, so ids keep increasing.
+            if first >= block.end { block = Block(next: first + 1, end: first + blockSize) }
+        }
+        return first
     }
 }

@@ -74,7 +74,8 @@ struct LinkResponder: HTTPResponder {
         case "/metrics":
             guard request.method == .get else { throw Self.methodNotAllowed(request, allowed: "GET") }
             let text = platform.metrics.render(
-                subscriptionCount: platform.subscriptions.count, channelCount: platform.hub.count)
+                subscriptionCount: try await platform.subscriptions.count(now: platform.clock.now()),
+                channelCount: platform.hub.count)
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                 body: .init(byteBuffer: ByteBuffer(string: text)))
@@ -104,17 +105,17 @@ struct LinkResponder: HTTPResponder {
             return try await refresh(request, user: user, id: id)
         case (.subscription(let user, let id), .delete):
             try await authorize(request, user: user, context: context)
-            return try unsubscribe(user: user, id: id)
+            return try await unsubscribe(user: user, id: id)
         case (.presence(let user), .post):
             try await authorize(request, user: user, context: context)
             let body = try await decode(request, as: PresenceRequestDocument.self)
-            try platform.updatePresence(of: user, to: body.presenceRequest)
+            try await platform.updatePresence(of: user, to: body.presenceRequest)
             return try Self.json(PresenceResponseDocument(presenceResponse: .success), status: .ok)
         case (.presenceWatcher(let user), .post):
             try await authorize(request, user: user, context: context)
             let body = try await decode(request, as: PresenceWatcherRequestDocument.self)
             let request = body.presenceWatcherRequest
-            let contacts = try platform.presenceWatcher(request, by: user)
+            let contacts = try await platform.presenceWatcher(request, by: user)
             return try Self.json(
                 PresenceWatcherResponseDocument(
                     presenceWatcherResponse: .success, presenceContact: contacts,
@@ -123,7 +124,7 @@ struct LinkResponder: HTTPResponder {
         case (.instantMessage(let user), .post):
             try await authorize(request, user: user, context: context)
             let body = try await decode(request, as: InstantMessageRequestDocument.self)
-            let messageID = try platform.sendInstantMessage(body.imRequest, from: user)
+            let messageID = try await platform.sendInstantMessage(body.imRequest, from: user)
             return try Self.json(
                 InstantMessageResponseDocument(imResponse: .init(statusCode: 0, messageId: messageID)), status: .ok)
         case (.subscriptions, _), (.presence, _), (.presenceWatcher, _), (.instantMessage, _):
@@ -141,12 +142,10 @@ struct LinkResponder: HTTPResponder {
         let body = try await decode(request, as: SubscribeRequestDocument.self)
         let subscribe = try Self.validate(body.subscribeRequest)
         let now = platform.clock.now()
-        let (record, evicted) = try platform.subscriptions.subscribe(
+        let (record, evicted) = try await platform.subscriptions.subscribe(
             user: user, services: subscribe.service, expires: subscribe.expires,
             forceLogOut: subscribe.forceLogOut?.isForced ?? false, now: now)
-        for old in evicted {
-            platform.endChannel(old.channelID, reason: "Logged out by a newer session")
-        }
+        await platform.endChannels(evicted.map(\.channelID), reason: "Logged out by a newer session")
         platform.metrics.evictions.increment(by: Int64(evicted.count))
         platform.logger.info(
             "Subscribed",
@@ -160,18 +159,16 @@ struct LinkResponder: HTTPResponder {
     private func refresh(_ request: Request, user: String, id: String) async throws -> Response {
         let body = try await decode(request, as: SubscribeRequestDocument.self)
         let update = try Self.validate(body.subscribeRequest)
-        let record = try platform.subscriptions.refresh(
+        let record = try await platform.subscriptions.refresh(
             user: user, id: id, services: update.service, expires: update.expires, now: platform.clock.now())
         return try Self.json(document(record, request: update), status: .ok)
     }
 
-    private func unsubscribe(user: String, id: String) throws -> Response {
-        let record = try platform.subscriptions.unsubscribe(user: user, id: id, now: platform.clock.now())
-        // The client closes its socket right after this answer; if it does not, the sweeper does.
-        platform.hub.scheduleClose(
-            channelID: record.channelID, at: platform.clock.now() + platform.configuration.unsubscribeCloseDelay)
+    private func unsubscribe(user: String, id: String) async throws -> Response {
+        let record = try await platform.subscriptions.unsubscribe(user: user, id: id, now: platform.clock.now())
+        await platform.unsubscribed([record.channelID])
         platform.logger.info("Unsubscribed", metadata: ["user": .string(user)])
-        platform.sessionsEnded(for: user)
+        await platform.sessionsEnded(for: user)
         return try Self.json(SubscribeResponseDocument(subscribeResponse: .init(statusCode: 0)), status: .ok)
     }
 

@@ -15,10 +15,14 @@ import Synchronization
 ///   written first, in eventId order, then new ones. A Kandy.js client sends no `lastEventId`;
 ///   it drops ids it saw among its last 100, which is why the window holds at most 100.
 ///
-/// Each channel has its own lock, held while a notification is written or queued and while a
-/// socket attaches, so a notification is never both replayed and queued, nor lost between them.
+/// Each channel takes turns: a notification is queued, a socket attaches, a queue is drained or
+/// the channel ends one at a time, so a notification is never both replayed and queued, nor lost
+/// between them. Writing to an open socket needs no turn when none is in progress, and no await.
 /// Liveness is a timestamp per socket checked by the platform's single sweeper: no timer per
 /// socket.
+///
+/// With several nodes the stored queue is also how a notification reaches a socket held by
+/// another node: it is queued, the store signals the nodes, and the holder drains the queue.
 final class NotificationHub: Sendable {
     enum Outbound: Sendable {
         case text(String)
@@ -85,24 +89,74 @@ final class NotificationHub: Sendable {
             var windowBytes = 0
             /// The highest eventId written or queued here: what follows must be higher.
             var lastEventID: UInt64 = 0
+            /// The subscription ended: a socket attaching late is closed at once.
+            var ended = false
+            /// Someone's turn is in progress; the others wait in order.
+            var busy = false
+            var waiting: [CheckedContinuation<Void, Never>] = []
+
+            var isForgettable: Bool { socket == nil && !busy && waiting.isEmpty && window.isEmpty }
         }
 
         let id: String
         let state = Mutex(State())
 
         init(id: String) { self.id = id }
+
+        /// Runs `body` as the channel's only turn in progress.
+        func turn<T>(_ body: () async throws -> T) async rethrows -> T {
+            await begin()
+            defer { end() }
+            return try await body()
+        }
+
+        private func begin() async {
+            let free = state.withLock { state in
+                guard !state.busy else { return false }
+                state.busy = true
+                return true
+            }
+            guard !free else { return }
+            await withCheckedContinuation { continuation in
+                let free = state.withLock { state in
+                    guard !state.busy else {
+                        state.waiting.append(continuation)
+                        return false
+                    }
+                    state.busy = true
+                    return true
+                }
+                if free { continuation.resume() }
+            }
+        }
+
+        private func end() {
+            let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+                guard !state.waiting.isEmpty else {
+                    state.busy = false
+                    return nil
+                }
+                return state.waiting.removeFirst()  // the turn passes on; busy stays set
+            }
+            next?.resume()
+        }
     }
+
+    /// Gives a notification's text a fresh eventId: (new id, new text).
+    typealias Restamp = @Sendable (String) async throws -> (eventID: UInt64, text: String)
 
     let policy: Policy
     private let store: any PlatformStore
+    private let restamp: Restamp
     private let logger: Logger
     private let channels = Mutex<[String: Channel]>([:])
     private let serials = Atomic<UInt64>(1)
     private let openSockets = Atomic(0)
 
-    init(store: any PlatformStore, policy: Policy = Policy(), logger: Logger) {
+    init(store: any PlatformStore, policy: Policy = Policy(), restamp: @escaping Restamp, logger: Logger) {
         self.store = store
         self.policy = policy
+        self.restamp = restamp
         self.logger = logger
     }
 
@@ -124,49 +178,67 @@ final class NotificationHub: Sendable {
         }
     }
 
+    /// Drops a channel that holds nothing worth keeping (no socket, nothing to replay).
+    private func forgetIfIdle(_ channel: Channel) {
+        channels.withLock { channels in
+            if channels[channel.id] === channel, channel.state.withLock({ $0.isForgettable }) {
+                channels[channel.id] = nil
+            }
+        }
+    }
+
     // MARK: Sockets
 
     /// Makes a new socket the live one of its channel (an older socket there is closed) and
     /// writes to it, in order, what the client has not had: remembered notifications after
     /// `lastEventID` (all of them when nil) and the stored queue.
-    func attach(channelID: String, lastEventID: UInt64?, now: Date) -> (Socket, AsyncStream<Outbound>) {
+    func attach(channelID: String, lastEventID: UInt64?, now: Date) async -> (Socket, AsyncStream<Outbound>) {
         let (stream, continuation) = AsyncStream.makeStream(of: Outbound.self, bufferingPolicy: .unbounded)
         let socket = Socket(
             serial: serials.add(1, ordering: .relaxed).oldValue, channelID: channelID, outbox: continuation, now: now)
         let nowMs = now.milliseconds
-        let replaced = channel(channelID).state.withLock { state in
-            var replay = state.window.filter { lastEventID == nil || $0.eventID > lastEventID! }
+        let channel = channel(channelID)
+        await channel.turn {
             var stored: [QueuedNotification] = []
             do {
-                stored = try store.queued(channelID: channelID)
+                stored = try await store.queued(channelID: channelID)
             } catch {
                 logger.error("Queued notifications could not be read", metadata: ["error": "\(error)"])
             }
-            for entry in stored where lastEventID.map({ entry.eventID > $0 }) ?? true {
-                guard let text = entry.text ?? Self.missedText(entry) else { continue }
-                replay.append(Written(eventID: entry.eventID, text: text, at: nowMs))
+            let outcome = channel.state.withLock { state -> (replaced: Socket?, attached: Bool) in
+                guard !state.ended else { return (nil, false) }
+                var replay = state.window.filter { lastEventID == nil || $0.eventID > lastEventID! }
+                for entry in stored where lastEventID.map({ entry.eventID > $0 }) ?? true {
+                    guard let text = entry.text ?? Self.missedText(entry) else { continue }
+                    replay.append(Written(eventID: entry.eventID, text: text, at: nowMs))
+                }
+                replay.sort { $0.eventID < $1.eventID }
+                for entry in replay { continuation.yield(.text(entry.text)) }
+                state.window = []
+                state.windowBytes = 0
+                for entry in replay { remember(entry, in: &state) }
+                state.lastEventID = max(
+                    state.lastEventID, lastEventID ?? 0, replay.last?.eventID ?? 0, stored.last?.eventID ?? 0)
+                defer { state.socket = socket }
+                return (state.socket, true)
             }
-            replay.sort { $0.eventID < $1.eventID }
-            for entry in replay { continuation.yield(.text(entry.text)) }
+            guard outcome.attached else {
+                socket.close(.normalClosure, "Subscription ended")
+                return
+            }
+            if let replaced = outcome.replaced {
+                replaced.close(.policyViolation, "Replaced by a newer connection to this channel")
+            } else {
+                openSockets.add(1, ordering: .relaxed)
+            }
             if let newest = stored.last?.eventID {
                 do {
-                    try store.dequeue(channelID: channelID, through: newest)
+                    try await store.dequeue(channelID: channelID, through: newest)
                 } catch {
                     // They stay queued and come again next time; the client drops them by eventId.
                     logger.error("Delivered notifications could not be dequeued", metadata: ["error": "\(error)"])
                 }
             }
-            state.window = []
-            state.windowBytes = 0
-            for entry in replay { remember(entry, in: &state) }
-            state.lastEventID = max(state.lastEventID, replay.last?.eventID ?? 0, stored.last?.eventID ?? 0)
-            defer { state.socket = socket }
-            return state.socket
-        }
-        if let replaced {
-            replaced.close(.policyViolation, "Replaced by a newer connection to this channel")
-        } else {
-            openSockets.add(1, ordering: .relaxed)
         }
         return (socket, stream)
     }
@@ -185,27 +257,73 @@ final class NotificationHub: Sendable {
 
     // MARK: Notifications
 
-    /// Writes a notification to the channel's socket, or queues it while there is none.
+    /// Writes a notification to the channel's socket, or queues it while there is none here.
     ///
     /// A channel's eventIds must increase in the order it gets them (clients and the replay rely
-    /// on it). Ids are drawn before the channel is locked, so a notification can find a later
-    /// one already written; it is then given a fresh id by `restamp` (new id, its wire text).
-    func deliver(
-        _ text: String, eventID: UInt64, to channelID: String, now: Date,
-        restamp: () throws -> (eventID: UInt64, text: String)
-    ) throws -> Delivery {
-        try channel(channelID).state.withLock { state in
+    /// on it). Ids are drawn before the channel is reached, so a notification can find a later
+    /// one already written; it is then given a fresh id.
+    func deliver(_ text: String, eventID: UInt64, to channelID: String, now: Date) async throws -> Delivery {
+        let channel = channel(channelID)
+        let written = channel.state.withLock { state in
+            guard !state.busy, let socket = state.socket, eventID > state.lastEventID else { return false }
+            write(Written(eventID: eventID, text: text, at: now.milliseconds), to: socket, in: &state)
+            return true
+        }
+        if written { return .sent }
+        let delivery = try await channel.turn { () async throws -> Delivery in
             var (eventID, text) = (eventID, text)
-            if eventID <= state.lastEventID { (eventID, text) = try restamp() }
-            state.lastEventID = eventID
-            if let socket = state.socket {
-                socket.outbox.yield(.text(text))
-                remember(Written(eventID: eventID, text: text, at: now.milliseconds), in: &state)
-                return .sent
+            while eventID <= channel.state.withLock({ $0.lastEventID }) { (eventID, text) = try await restamp(text) }
+            let written = channel.state.withLock { state in
+                state.lastEventID = eventID
+                guard let socket = state.socket else { return false }
+                write(Written(eventID: eventID, text: text, at: now.milliseconds), to: socket, in: &state)
+                return true
             }
-            let queued = try store.enqueue(channelID: channelID, eventID: eventID, text: text, bound: policy.queue)
+            if written { return .sent }
+            let queued = try await store.enqueue(
+                channelID: channelID, eventID: eventID, text: text, bound: policy.queue)
             return queued ? .queued : .dropped
         }
+        // The subscription is gone: nothing here is worth keeping. A channel that queued keeps its
+        // last id, which later notifications must exceed.
+        if delivery == .dropped { forgetIfIdle(channel) }
+        return delivery
+    }
+
+    /// Writes what is queued for the channel to its socket here, if it has one: notifications
+    /// another node queued for it.
+    func drain(channelID: String, now: Date) async {
+        guard let channel = existing(channelID), channel.state.withLock({ $0.socket != nil }) else { return }
+        await channel.turn {
+            guard channel.state.withLock({ $0.socket != nil }) else { return }
+            do {
+                let stored = try await store.queued(channelID: channelID)
+                guard let newest = stored.last?.eventID else { return }
+                var last = channel.state.withLock { $0.lastEventID }
+                var batch: [Written] = []
+                for entry in stored {
+                    guard var text = entry.text ?? Self.missedText(entry) else { continue }
+                    var eventID = entry.eventID
+                    while eventID <= last { (eventID, text) = try await restamp(text) }
+                    last = eventID
+                    batch.append(Written(eventID: eventID, text: text, at: now.milliseconds))
+                }
+                let written = channel.state.withLock { state in
+                    guard let socket = state.socket else { return false }
+                    for entry in batch { write(entry, to: socket, in: &state) }
+                    return true
+                }
+                if written { try await store.dequeue(channelID: channelID, through: newest) }
+            } catch {
+                logger.error("Queued notifications could not be drained", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    private func write(_ entry: Written, to socket: Socket, in state: inout Channel.State) {
+        state.lastEventID = entry.eventID
+        socket.outbox.yield(.text(entry.text))
+        remember(entry, in: &state)
     }
 
     private func remember(_ entry: Written, in state: inout Channel.State) {
@@ -234,11 +352,17 @@ final class NotificationHub: Sendable {
     // MARK: Closing
 
     /// The subscription ended: sends `text` (if any), closes the socket, forgets the channel.
-    func close(channelID: String, sending text: String? = nil, code: WebSocketErrorCode, reason: String) {
-        guard let channel = channels.withLock({ $0.removeValue(forKey: channelID) }) else { return }
-        let socket = channel.state.withLock { state in
-            defer { state.socket = nil }
-            return state.socket
+    func close(channelID: String, sending text: String? = nil, code: WebSocketErrorCode, reason: String) async {
+        guard let channel = existing(channelID) else { return }
+        let socket = await channel.turn {
+            channels.withLock { channels in
+                if channels[channelID] === channel { channels[channelID] = nil }
+            }
+            return channel.state.withLock { state in
+                state.ended = true
+                defer { state.socket = nil }
+                return state.socket
+            }
         }
         guard let socket else { return }
         openSockets.subtract(1, ordering: .relaxed)
@@ -248,14 +372,39 @@ final class NotificationHub: Sendable {
 
     /// The subscription ended at the client's request: its socket is closed at `deadline` unless
     /// the client closes it first; without a socket the channel is forgotten now.
-    func scheduleClose(channelID: String, at deadline: Date) {
+    func scheduleClose(channelID: String, at deadline: Date) async {
         guard let channel = existing(channelID) else { return }
-        let socket = channel.state.withLock { $0.socket }
-        if let socket {
-            socket.closeAt.store(deadline.milliseconds, ordering: .relaxed)
-        } else {
-            channels.withLock { _ = $0.removeValue(forKey: channelID) }
+        await channel.turn {
+            let socket = channel.state.withLock { state in
+                if state.socket == nil { state.ended = true }
+                return state.socket
+            }
+            if let socket {
+                socket.closeAt.store(deadline.milliseconds, ordering: .relaxed)
+            } else {
+                channels.withLock { channels in
+                    if channels[channelID] === channel { channels[channelID] = nil }
+                }
+            }
         }
+    }
+
+    /// Closes the socket held here for a channel whose client attached on another node.
+    func release(channelID: String) {
+        guard let channel = existing(channelID) else { return }
+        // The client is served elsewhere now: nothing here is for it any more.
+        let socket = channel.state.withLock { state in
+            defer {
+                state.socket = nil
+                state.window = []
+                state.windowBytes = 0
+            }
+            return state.socket
+        }
+        forgetIfIdle(channel)
+        guard let socket else { return }
+        openSockets.subtract(1, ordering: .relaxed)
+        socket.close(.policyViolation, "Replaced by a newer connection to this channel")
     }
 
     /// Closes sockets silent since before `silentSince` (their channel stays, for a reconnect)

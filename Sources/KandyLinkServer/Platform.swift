@@ -12,12 +12,13 @@ import Synchronization
 import UnixSignals
 
 /// One Kandy Link platform node: REST subscriptions and WebSocket notification channels on one
-/// port (HTTPS and WSS unless `plaintext`), users and subscriptions in a SQLite file.
+/// port (HTTPS and WSS unless `plaintext`), users and subscriptions in a SQLite file, or in a
+/// PostgreSQL database that several nodes share.
 ///
 /// ```swift
 /// var configuration = PlatformConfiguration()
 /// configuration.port = 0                       // any free port
-/// let platform = try Platform(configuration: configuration)
+/// let platform = try await Platform(configuration: configuration)
 /// async let running: Void = platform.run()
 /// let port = try await platform.listeningPort()
 /// ```
@@ -26,6 +27,7 @@ public final class Platform: Sendable {
     public let accounts: Accounts
     let clock: any PlatformClock
     let store: any PlatformStore
+    private let ownsStore: Bool
     let subscriptions: Subscriptions
     let hub: NotificationHub
     let authenticator: Authenticator
@@ -42,31 +44,41 @@ public final class Platform: Sendable {
         var stopped = false
     }
 
-    /// Opens (or creates) the database and loads the subscriptions it holds.
+    /// Opens (or creates and migrates) the database.
     public init(
         configuration: PlatformConfiguration,
         store: (any PlatformStore)? = nil,
         clock: any PlatformClock = SystemPlatformClock(),
         logger: Logger = Logger(label: "kandy-link")
-    ) throws {
+    ) async throws {
         self.configuration = configuration
         self.clock = clock
         self.logger = logger
-        let store = try store ?? SQLiteStore(path: configuration.databasePath)
+        // A store the platform opened itself is closed when it stops; a given one is the caller's.
+        self.ownsStore = store == nil
+        let opened: any PlatformStore
+        if let store {
+            opened = store
+        } else {
+            opened = try await openStore(configuration.database, logger: logger)
+        }
+        let store = opened
         self.store = store
-        self.accounts = try Accounts(store: store, configuration: configuration, clock: clock)
-        self.subscriptions = try Subscriptions(
+        self.accounts = try await Accounts(store: store, configuration: configuration, clock: clock)
+        self.subscriptions = Subscriptions(
             store: store,
             policy: .init(
                 maxSessionsPerUser: configuration.maxSessionsPerUser, minExpires: configuration.minExpires,
                 maxExpires: configuration.maxExpires))
         self.authenticator = Authenticator(
             store: store, clock: clock, tokens: accounts.tokens, configuration: configuration)
-        self.events = EventSequence(store: store)
+        let events = EventSequence(store: store)
+        self.events = events
         self.hub = NotificationHub(
             store: store,
             policy: .init(
                 queue: QueueBound(count: configuration.maxQueuedNotifications, bytes: configuration.maxQueuedBytes)),
+            restamp: { text in try await Self.restamp(text, events: events) },
             logger: logger)
         self.turn = configuration.turn.map { TurnCredentialIssuer(secret: $0.secret, lifetime: $0.lifetime) }
     }
@@ -85,7 +97,7 @@ public final class Platform: Sendable {
             configuration: .init(
                 http1: .init(idleTimeout: .seconds(120)),
                 ws: .init(maxFrameSize: configuration.maxFrameBytes, autoPing: .disabled, closeTimeout: .seconds(5))),
-            shouldUpgrade: { [self] head, channel, _ in try self.channelUpgrade(head, channel: channel) })
+            shouldUpgrade: { [self] head, channel, _ in try await self.channelUpgrade(head, channel: channel) })
         let app = Application(
             responder: LinkResponder(platform: self),
             server: server,
@@ -97,6 +109,7 @@ public final class Platform: Sendable {
                 services: [
                     .init(service: app),
                     .init(service: Sweeper(platform: self)),
+                    .init(service: SignalListener(platform: self)),
                 ],
                 gracefulShutdownSignals: gracefulShutdownSignals,
                 cancellationSignals: [],
@@ -105,7 +118,13 @@ public final class Platform: Sendable {
             if state.stopped { throw CancellationError() }
             state.group = group
         }
-        try await group.run()
+        do {
+            try await group.run()
+        } catch {
+            if ownsStore { await store.close() }
+            throw error
+        }
+        if ownsStore { await store.close() }
     }
 
     /// The port the platform listens on, once it does.
@@ -155,7 +174,7 @@ public final class Platform: Sendable {
         tls: TLSConfiguration?,
         configuration: HTTP1WebSocketUpgradeChannel.Configuration,
         shouldUpgrade:
-            @escaping @Sendable (HTTPRequest, any Channel, Logger) throws -> ShouldUpgradeResult<
+            @escaping @Sendable (HTTPRequest, any Channel, Logger) async throws -> ShouldUpgradeResult<
                 WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>
             >
     ) throws -> HTTPServerBuilder {
@@ -176,8 +195,8 @@ public final class Platform: Sendable {
         }
     }
 
-    /// Live subscriptions, for operators and tests.
-    public var subscriptionCount: Int { subscriptions.count }
+    /// Live subscriptions (on every node sharing the store), for operators and tests.
+    public func subscriptionCount() async throws -> Int { try await subscriptions.count(now: clock.now()) }
     /// Open channel sockets.
     public var openChannelCount: Int { hub.count }
 
@@ -186,16 +205,16 @@ public final class Platform: Sendable {
     /// Ends subscriptions that were not refreshed in time (`gone`, then close) and closes sockets
     /// that went silent or outlived their unsubscribe. Runs every `sweepInterval`; tests with a
     /// manual clock call it directly.
-    public func sweep() {
+    public func sweep() async {
         let now = clock.now()
         do {
-            let expired = try subscriptions.expire(now: now)
+            let expired = try await subscriptions.expire(now: now)
             for record in expired {
                 logger.info("Subscription expired", metadata: ["user": .string(record.username)])
-                endChannel(record.channelID, reason: "Subscription expired")
             }
+            await endChannels(expired.map(\.channelID), reason: "Subscription expired")
             metrics.expirations.increment(by: Int64(expired.count))
-            for user in Set(expired.map(\.username)) { sessionsEnded(for: user) }
+            for user in Set(expired.map(\.username)) { await sessionsEnded(for: user) }
         } catch {
             logger.error("Expiring subscriptions failed", metadata: ["error": "\(error)"])
         }
@@ -203,26 +222,81 @@ public final class Platform: Sendable {
         metrics.idleChannelsClosed.increment(by: Int64(idle))
     }
 
-    /// Sends `gone` on the channel (if a socket is open) and closes it.
-    func endChannel(_ channelID: String, reason: String) {
-        let gone = try? notification { .gone(eventId: $0) }.text
-        hub.close(channelID: channelID, sending: gone, code: gone == nil ? .goingAway : .normalClosure, reason: reason)
+    /// The subscriptions of these channels ended: wherever a socket of theirs is open (here or
+    /// on another node), it gets `gone` and is closed.
+    func endChannels(_ channelIDs: [String], reason: String) async {
+        guard !channelIDs.isEmpty else { return }
+        for channelID in channelIDs { await endChannel(channelID, reason: reason) }
+        await signal(.ended(channelIDs))
+    }
+
+    /// Sends `gone` on the channel's socket here (if one is open) and closes it.
+    private func endChannel(_ channelID: String, reason: String) async {
+        guard hub.hasSocket(channelID) else {
+            await hub.close(channelID: channelID, code: .goingAway, reason: reason)
+            return
+        }
+        let gone = try? await notification { .gone(eventId: $0) }.text
+        await hub.close(
+            channelID: channelID, sending: gone, code: gone == nil ? .goingAway : .normalClosure, reason: reason)
+    }
+
+    /// These subscriptions ended at the client's request: their sockets, wherever they are, are
+    /// closed unless the client closes them first.
+    func unsubscribed(_ channelIDs: [String]) async {
+        let deadline = clock.now() + configuration.unsubscribeCloseDelay
+        for channelID in channelIDs { await hub.scheduleClose(channelID: channelID, at: deadline) }
+        await signal(.unsubscribed(channelIDs))
+    }
+
+    /// Tells the other nodes, if any.
+    func signal(_ signal: NodeSignal) async {
+        guard store.isShared, !signal.channels.isEmpty else { return }
+        do {
+            try await store.signal(signal)
+        } catch {
+            logger.error("Other nodes could not be signalled", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Acts on what another node signalled.
+    func apply(_ signal: NodeSignal) async {
+        switch signal {
+        case .queued(let channelIDs):
+            for channelID in channelIDs { await hub.drain(channelID: channelID, now: clock.now()) }
+        case .ended(let channelIDs):
+            for channelID in channelIDs { await endChannel(channelID, reason: "Subscription ended") }
+        case .unsubscribed(let channelIDs):
+            let deadline = clock.now() + configuration.unsubscribeCloseDelay
+            for channelID in channelIDs { await hub.scheduleClose(channelID: channelID, at: deadline) }
+        case .attached(let channelIDs):
+            for channelID in channelIDs { hub.release(channelID: channelID) }
+        }
     }
 
     /// A notification's fresh eventId and its wire text.
-    func notification(_ make: (String) -> NotificationMessage) throws -> (eventID: UInt64, text: String) {
-        let eventID = try events.next()
+    func notification(_ make: (String) -> NotificationMessage) async throws -> (eventID: UInt64, text: String) {
+        let eventID = try await events.next()
         let document = NotificationDocument(notificationMessage: make(String(eventID)))
+        return (eventID, String(decoding: try WireJSON.encode(document), as: UTF8.self))
+    }
+
+    /// The same notification under a fresh eventId.
+    static func restamp(_ text: String, events: EventSequence) async throws -> (eventID: UInt64, text: String) {
+        var document = try WireJSON.decode(NotificationDocument.self, from: Data(text.utf8))
+        let eventID = try await events.next()
+        document.notificationMessage.eventId = String(eventID)
         return (eventID, String(decoding: try WireJSON.encode(document), as: UTF8.self))
     }
 
     // MARK: Channel
 
-    private func channelUpgrade(_ head: HTTPRequest, channel: any Channel) throws -> ShouldUpgradeResult<
+    private func channelUpgrade(_ head: HTTPRequest, channel: any Channel) async throws -> ShouldUpgradeResult<
         WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>
     > {
         guard case .channel(let user, let channelID)? = try? LinkRoute.parse(head.path ?? ""),
-            let record = subscriptions.subscription(channelID: channelID, now: clock.now()), record.username == user
+            let record = try await subscriptions.subscription(channelID: channelID, now: clock.now()),
+            record.username == user
         else {
             logger.debug("Channel refused: unknown or ended")
             return .dontUpgrade
@@ -259,8 +333,9 @@ public final class Platform: Sendable {
     private func serveChannel(
         channelID: String, lastEventID: UInt64?, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter
     ) async throws {
-        let (socket, outbox) = hub.attach(channelID: channelID, lastEventID: lastEventID, now: clock.now())
+        let (socket, outbox) = await hub.attach(channelID: channelID, lastEventID: lastEventID, now: clock.now())
         defer { hub.detach(socket) }
+        await signal(.attached([channelID]))
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 for await item in outbox {
@@ -294,7 +369,7 @@ private struct Sweeper: Service {
             }
             while !Task.isCancelled && !Task.isShuttingDownGracefully {
                 try? await Task.sleep(for: interval)
-                platform.sweep()
+                await platform.sweep()
             }
         } onGracefulShutdown: {
             platform.hub.closeAll(reason: "Platform shutting down")
@@ -302,6 +377,24 @@ private struct Sweeper: Service {
         // Give the sockets a moment to finish their close handshakes.
         for _ in 0..<50 where platform.hub.count > 0 {
             try? await Task.sleep(for: .milliseconds(20))
+        }
+    }
+}
+
+/// Applies what other nodes sharing the store signal, for as long as the platform runs.
+private struct SignalListener: Service {
+    let platform: Platform
+
+    func run() async throws {
+        guard platform.store.isShared else {
+            // Nothing will come; stay until the group stops, as a service must.
+            try? await gracefulShutdown()
+            return
+        }
+        await cancelWhenGracefulShutdown {
+            for await signal in platform.store.signals() {
+                await platform.apply(signal)
+            }
         }
     }
 }

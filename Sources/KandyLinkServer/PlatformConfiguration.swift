@@ -17,8 +17,9 @@ public struct PlatformConfiguration: Sendable {
     /// 0 picks a free port (tests, the embedded demo).
     public var port: Int = 8443
     public var transportSecurity: TransportSecurity = .developmentCertificate
-    /// The SQLite file holding users and subscriptions.
-    public var databasePath: String = "kandy-link.sqlite"
+    /// Where users, subscriptions, presence and queued notifications are kept: a SQLite file, or
+    /// a `postgres://user:password@host:port/database` URL that several nodes share.
+    public var database: String = "kandy-link.sqlite"
 
     /// Sessions one user may hold at once; `forceLogOut` evicts the oldest beyond it.
     public var maxSessionsPerUser: Int = 1
@@ -84,8 +85,11 @@ public struct PlatformConfiguration: Sendable {
 
     public init() {}
 
-    /// Directory of the database file: where the development certificate is kept.
+    /// Directory of the database file, or the working directory with PostgreSQL: where the
+    /// development certificate is kept.
     public var dataDirectory: URL {
-        URL(fileURLWithPath: databasePath).deletingLastPathComponent()
+        PostgresStore.isURL(database)
+            ? URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+            : URL(fileURLWithPath: database).deletingLastPathComponent()
     }
 }

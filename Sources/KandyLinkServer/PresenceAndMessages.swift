@@ -8,42 +8,42 @@ extension Platform {
     // MARK: Delivery
 
     /// Sends one notification, encoded once, to every live channel of `users` granted `service`;
-    /// a channel without a socket queues it. Returns its eventId and how many sockets took it.
+    /// a channel without a socket here queues it. Returns its eventId and how many sockets here took it.
     @discardableResult
-    func deliver(to users: [String], service: ServiceName, _ make: (String) -> NotificationMessage) throws -> (
-        eventID: UInt64, sockets: Int
-    ) {
-        let now = clock.now()
-        return try deliver(
-            toChannels: users.flatMap { subscriptions.channels(of: $0, granting: service, now: now) }, make)
+    func deliver(to users: [String], service: ServiceName, _ make: (String) -> NotificationMessage) async throws
+        -> (eventID: UInt64, sockets: Int)
+    {
+        try await deliver(
+            toChannels: subscriptions.channels(of: users, granting: service, now: clock.now()), make)
     }
 
-    /// Sends one notification, encoded once, to these channels.
+    /// Sends one notification, encoded once, to these channels. Those whose socket is not here
+    /// queue it, and the other nodes are told: the one holding the socket writes it.
     @discardableResult
-    func deliver(toChannels channelIDs: [String], _ make: (String) -> NotificationMessage) throws -> (
+    func deliver(toChannels channelIDs: [String], _ make: (String) -> NotificationMessage) async throws -> (
         eventID: UInt64, sockets: Int
     ) {
-        let (eventID, text) = try notification(make)
+        let (eventID, text) = try await notification(make)
         let now = clock.now()
         var sockets = 0
-        var queued = 0
+        var queued: [String] = []
         for channelID in channelIDs {
-            switch try hub.deliver(text, eventID: eventID, to: channelID, now: now, restamp: { try notification(make) })
-            {
+            switch try await hub.deliver(text, eventID: eventID, to: channelID, now: now) {
             case .sent: sockets += 1
-            case .queued: queued += 1
+            case .queued: queued.append(channelID)
             case .dropped: break
             }
         }
         metrics.notificationsSent.increment(by: Int64(sockets))
-        metrics.notificationsQueued.increment(by: Int64(queued))
+        metrics.notificationsQueued.increment(by: Int64(queued.count))
+        await signal(.queued(queued))
         return (eventID, sockets)
     }
 
     // MARK: Presence
 
     /// Publishes `user`'s presence and tells every watcher.
-    func updatePresence(of user: String, to state: PresenceState) throws(PlatformError) {
+    func updatePresence(of user: String, to state: PresenceState) async throws(PlatformError) {
         var state = state
         guard state.status.isKnown else {
             throw PlatformError(
@@ -60,14 +60,14 @@ extension Platform {
         if let note = state.note, note.utf8.count > configuration.maxNoteBytes {
             throw PlatformError(.invalidField, "presenceRequest.note is at most \(configuration.maxNoteBytes) bytes.")
         }
-        try storing("The presence could not be stored.") {
-            try store.setPresence(state, for: user, at: clock.now())
+        try await storing("The presence could not be stored.") {
+            try await store.setPresence(state, for: user, at: clock.now())
         }
-        try publish(state, of: user)
+        try await publish(state, of: user)
     }
 
     /// Acts on a watcher request; for `get`, returns the presences asked for.
-    func presenceWatcher(_ request: PresenceWatcherRequest, by watcher: String) throws(PlatformError)
+    func presenceWatcher(_ request: PresenceWatcherRequest, by watcher: String) async throws(PlatformError)
         -> [PresenceContact]?
     {
         guard !request.userList.isEmpty else {
@@ -83,26 +83,27 @@ extension Platform {
             throw PlatformError(.invalidField, "presenceWatcherRequest.userList holds a malformed username.")
         }
         if request.action == .stopwatch {
-            try storing("The watch list could not be stored.") { try store.unwatch(users, by: watcher) }
+            try await storing("The watch list could not be stored.") { try await store.unwatch(users, by: watcher) }
             return nil
         }
-        try requireUsers(users)
-        let known = try storing("Presence could not be read.") { try store.presence(of: users) }
+        try await requireUsers(users)
+        let known = try await storing("Presence could not be read.") { try await store.presence(of: users) }
         switch request.action {
         case .get:
             return users.map { PresenceContact(user: $0, state: known[$0] ?? .offline) }
         case .watch:
-            let added = try storing("The watch list could not be stored.") {
-                try store.watch(users, by: watcher, limit: configuration.maxWatchedUsers)
+            let added = try await storing("The watch list could not be stored.") {
+                try await store.watch(users, by: watcher, limit: configuration.maxWatchedUsers)
             }
             guard added else {
                 throw PlatformError(
                     .invalidField, "A user may watch at most \(configuration.maxWatchedUsers) users.")
             }
             // As a SIP SUBSCRIBE is answered with a NOTIFY: the watcher learns the current state.
-            let channels = subscriptions.channels(of: watcher, granting: .presence, now: clock.now())
+            let channels =
+                (try? await subscriptions.channels(of: [watcher], granting: .presence, now: clock.now())) ?? []
             for user in users where !channels.isEmpty {
-                _ = try? deliver(toChannels: channels) {
+                _ = try? await deliver(toChannels: channels) {
                     .presence(eventId: $0, user: user, state: known[user] ?? .offline)
                 }
             }
@@ -112,30 +113,30 @@ extension Platform {
         }
     }
 
-    /// A user's last session ended: watchers see them go offline.
-    func sessionsEnded(for user: String) {
-        guard !subscriptions.isOnline(user, now: clock.now()) else { return }
+    /// A user's last session ended: watchers see them go offline (told once, by one node, if
+    /// several end sessions of the user at once).
+    func sessionsEnded(for user: String) async {
         do {
-            guard let last = try store.presence(of: [user])[user], last != .offline else { return }
-            try store.setPresence(.offline, for: user, at: clock.now())
-            try publish(.offline, of: user)
+            guard try await store.setOfflineUnlessSubscribed(user, at: clock.now()) else { return }
+            try await publish(.offline, of: user)
         } catch {
             logger.error("Presence could not be set offline", metadata: ["user": .string(user), "error": "\(error)"])
         }
     }
 
-    private func publish(_ state: PresenceState, of user: String) throws(PlatformError) {
-        let watchers = try storing("The watchers could not be read.") { try store.watchers(of: user) }
+    private func publish(_ state: PresenceState, of user: String) async throws(PlatformError) {
+        let watchers = try await storing("The watchers could not be read.") { try await store.watchers(of: user) }
         guard !watchers.isEmpty else { return }
-        try storing("The presence notification could not be made.") {
-            try deliver(to: watchers, service: .presence) { .presence(eventId: $0, user: user, state: state) }
+        try await storing("The presence notification could not be made.") {
+            try await deliver(to: watchers, service: .presence) { .presence(eventId: $0, user: user, state: state) }
         }
     }
 
     // MARK: Instant messages
 
     /// Delivers a message to every `IM` channel of its recipient; returns the message's id.
-    func sendInstantMessage(_ request: InstantMessageRequest, from sender: String) throws(PlatformError) -> String {
+    func sendInstantMessage(_ request: InstantMessageRequest, from sender: String) async throws(PlatformError) -> String
+    {
         if let charset = request.charset, charset.uppercased() != "UTF-8" {
             throw PlatformError(.invalidField, "imRequest.charset must be UTF-8.")
         }
@@ -153,17 +154,20 @@ extension Platform {
             )
         }
         let now = clock.now()
-        let channels = subscriptions.channels(of: recipient, granting: .im, now: now)
+        let live = try await storing("The recipient's sessions could not be read.") {
+            try await subscriptions.live(of: [recipient], now: now)
+        }
+        let channels = Subscriptions.channels(of: live, granting: .im)
         if channels.isEmpty {
             // A user with a live subscription exists; only otherwise ask the store.
-            if !subscriptions.isOnline(recipient, now: now) { try requireUsers([recipient]) }
+            if live.isEmpty { try await requireUsers([recipient]) }
             // Said now rather than accepted and never delivered: messages are kept only for sessions.
             throw PlatformError(
                 .recipientUnavailable, "\(recipient) has no session subscribed to IM; the message was not sent.")
         }
         let time = now.milliseconds
-        let (eventID, _) = try storing("The message could not be delivered.") {
-            try deliver(toChannels: channels) {
+        let (eventID, _) = try await storing("The message could not be delivered.") {
+            try await deliver(toChannels: channels) {
                 .instantMessage(eventId: $0, from: sender, text: request.message, time: time)
             }
         }
@@ -173,8 +177,8 @@ extension Platform {
 
     // MARK: Pieces
 
-    private func requireUsers(_ users: [String]) throws(PlatformError) {
-        let existing = try storing("Users could not be read.") { try store.existingUsers(users) }
+    private func requireUsers(_ users: [String]) async throws(PlatformError) {
+        let existing = try await storing("Users could not be read.") { try await store.existingUsers(users) }
         let missing = users.filter { !existing.contains($0) }
         guard missing.isEmpty else {
             throw PlatformError(
@@ -186,9 +190,9 @@ extension Platform {
 
     /// Runs a store operation; its failure is the platform's, reported without detail.
     @discardableResult
-    private func storing<T>(_ failure: String, _ work: () throws -> T) throws(PlatformError) -> T {
+    private func storing<T>(_ failure: String, _ work: () async throws -> T) async throws(PlatformError) -> T {
         do {
-            return try work()
+            return try await work()
         } catch let error as PlatformError {
             throw error
         } catch {

@@ -90,11 +90,16 @@ public final class SQLiteStore: PlatformStore {
                     ) WITHOUT ROWID;
                     """)
         }
+        migrator.registerMigration("4: subscriptions by expiry") { db in
+            try db.execute(sql: "CREATE INDEX subscription_expires_at ON subscription(expires_at)")
+        }
         return migrator
     }
 
-    public func addUser(_ user: UserRecord) throws {
-        try pool.write { db in
+    public var isShared: Bool { false }
+
+    public func addUser(_ user: UserRecord) async throws {
+        try await pool.write { db in
             if try Bool.fetchOne(db, sql: "SELECT 1 FROM user WHERE username = ?", arguments: [user.username]) != nil {
                 throw StoreError.userExists(user.username)
             }
@@ -111,8 +116,8 @@ public final class SQLiteStore: PlatformStore {
         }
     }
 
-    public func user(login: String) throws -> UserRecord? {
-        try pool.read { db in
+    public func user(login: String) async throws -> UserRecord? {
+        try await pool.read { db in
             let row =
                 try Row.fetchOne(db, sql: "SELECT * FROM user WHERE username = ?", arguments: [login])
                 ?? Row.fetchOne(db, sql: "SELECT * FROM user WHERE authname = ?", arguments: [login])
@@ -120,31 +125,36 @@ public final class SQLiteStore: PlatformStore {
         }
     }
 
-    public func users() throws -> [UserRecord] {
-        try pool.read { db in
+    public func users() async throws -> [UserRecord] {
+        try await pool.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM user ORDER BY username").map(Self.user)
         }
     }
 
-    public func removeUser(_ username: String) throws -> Bool {
-        try pool.write { db in
+    public func removeUser(_ username: String) async throws -> Bool {
+        try await pool.write { db in
             try db.execute(sql: "DELETE FROM subscription WHERE username = ?", arguments: [username])
             try db.execute(sql: "DELETE FROM user WHERE username = ?", arguments: [username])
             return db.changesCount > 0
         }
     }
 
-    public func setPasswordHash(_ hash: String, for username: String) throws -> Bool {
-        try pool.write { db in
+    public func setPasswordHash(_ hash: String, for username: String) async throws -> Bool {
+        try await pool.write { db in
             try db.execute(sql: "UPDATE user SET password_hash = ? WHERE username = ?", arguments: [hash, username])
             return db.changesCount > 0
         }
     }
 
-    public func insertSubscription(_ subscription: SubscriptionRecord, evicting evicted: [String]) throws {
-        try pool.write { db in
-            for id in evicted {
-                try db.execute(sql: "DELETE FROM subscription WHERE id = ?", arguments: [id])
+    public func insertSubscription(
+        _ subscription: SubscriptionRecord, now: Date,
+        evicting evict: @Sendable ([SubscriptionRecord]) throws -> [SubscriptionRecord]
+    ) async throws -> [SubscriptionRecord] {
+        try await pool.write { db in
+            let live = try Self.liveSubscriptions(of: [subscription.username], now: now, in: db)
+            let evicted = try evict(live)
+            for record in evicted {
+                try db.execute(sql: "DELETE FROM subscription WHERE id = ?", arguments: [record.id])
             }
             try db.execute(
                 sql: """
@@ -153,46 +163,99 @@ public final class SQLiteStore: PlatformStore {
                     """,
                 arguments: [
                     subscription.id, subscription.username, subscription.channelID,
-                    try Self.encode(subscription.services), subscription.expires,
+                    try StoredServices.encode(subscription.services), subscription.expires,
                     subscription.expiresAt.timeIntervalSince1970, subscription.createdAt.timeIntervalSince1970,
                 ])
+            return evicted
         }
     }
 
-    public func updateSubscription(_ subscription: SubscriptionRecord) throws {
-        try pool.write { db in
+    public func refreshSubscription(id: String, of username: String, services: [String], expires: Int, now: Date)
+        async throws -> SubscriptionRecord?
+    {
+        try await pool.write { db in
             try db.execute(
-                sql: "UPDATE subscription SET services = ?, expires = ?, expires_at = ? WHERE id = ?",
+                sql: """
+                    UPDATE subscription SET services = ?, expires = ?, expires_at = ?
+                    WHERE id = ? AND username = ? AND expires_at > ?
+                    """,
                 arguments: [
-                    try Self.encode(subscription.services), subscription.expires,
-                    subscription.expiresAt.timeIntervalSince1970, subscription.id,
+                    try StoredServices.encode(services), expires, (now + TimeInterval(expires)).timeIntervalSince1970,
+                    id, username, now.timeIntervalSince1970,
                 ])
+            guard db.changesCount > 0 else { return nil }
+            return try Row.fetchOne(db, sql: "SELECT * FROM subscription WHERE id = ?", arguments: [id])
+                .map(Self.subscription)
         }
     }
 
-    public func deleteSubscriptions(_ ids: [String]) throws {
-        guard !ids.isEmpty else { return }
-        try pool.write { db in
-            for id in ids {
-                try db.execute(sql: "DELETE FROM subscription WHERE id = ?", arguments: [id])
-            }
+    public func deleteSubscription(id: String, of username: String, now: Date) async throws -> SubscriptionRecord? {
+        try await pool.write { db in
+            try Row.fetchOne(
+                db, sql: "DELETE FROM subscription WHERE id = ? AND username = ? AND expires_at > ? RETURNING *",
+                arguments: [id, username, now.timeIntervalSince1970]
+            ).map(Self.subscription)
         }
     }
 
-    public func subscriptions() throws -> [SubscriptionRecord] {
-        try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM subscription ORDER BY created_at, id").map { row in
-                SubscriptionRecord(
-                    id: row["id"], username: row["username"], channelID: row["channel_id"],
-                    services: try Self.decode(row["services"]), expires: row["expires"],
-                    expiresAt: Date(timeIntervalSince1970: row["expires_at"]),
-                    createdAt: Date(timeIntervalSince1970: row["created_at"]))
-            }
+    public func deleteExpiredSubscriptions(now: Date) async throws -> [SubscriptionRecord] {
+        try await pool.write { db in
+            try Row.fetchAll(
+                db, sql: "DELETE FROM subscription WHERE expires_at <= ? RETURNING *",
+                arguments: [now.timeIntervalSince1970]
+            ).map(Self.subscription)
         }
     }
 
-    public func existingUsers(_ names: [String]) throws -> Set<String> {
-        try pool.read { db in
+    public func subscription(channelID: String, now: Date) async throws -> SubscriptionRecord? {
+        try await pool.read { db in
+            try Row.fetchOne(
+                db, sql: "SELECT * FROM subscription WHERE channel_id = ? AND expires_at > ?",
+                arguments: [channelID, now.timeIntervalSince1970]
+            ).map(Self.subscription)
+        }
+    }
+
+    public func subscriptions(of usernames: [String], now: Date) async throws -> [SubscriptionRecord] {
+        try await pool.read { db in try Self.liveSubscriptions(of: usernames, now: now, in: db) }
+    }
+
+    public func subscriptionCount(now: Date) async throws -> Int {
+        try await pool.read { db in
+            try Int.fetchOne(
+                db, sql: "SELECT count(*) FROM subscription WHERE expires_at > ?",
+                arguments: [now.timeIntervalSince1970]) ?? 0
+        }
+    }
+
+    /// Oldest first; subscriptions made in the same instant in the order they were made.
+    private static func liveSubscriptions(of usernames: [String], now: Date, in db: Database) throws
+        -> [SubscriptionRecord]
+    {
+        let names = Array(Set(usernames))
+        guard !names.isEmpty else { return [] }
+        let placeholders = Array(repeating: "?", count: names.count).joined(separator: ", ")
+        return try Row.fetchAll(
+            db,
+            sql: """
+                SELECT * FROM subscription WHERE username IN (\(placeholders)) AND expires_at > ?
+                ORDER BY created_at, rowid
+                """,
+            arguments: StatementArguments(
+                names.map { $0 as any DatabaseValueConvertible } + [now.timeIntervalSince1970])
+        ).map(Self.subscription)
+    }
+
+    private static func subscription(_ row: Row) throws -> SubscriptionRecord {
+        SubscriptionRecord(
+            id: row["id"], username: row["username"], channelID: row["channel_id"],
+            services: try StoredServices.decode(row["services"]), expires: row["expires"],
+            expiresAt: Date(timeIntervalSince1970: row["expires_at"]),
+            createdAt: Date(timeIntervalSince1970: row["created_at"]))
+    }
+
+    public func existingUsers(_ names: [String]) async throws -> Set<String> {
+        try await pool.read { db in
             var found = Set<String>()
             for name in Set(names)
             where try Bool.fetchOne(db, sql: "SELECT 1 FROM user WHERE username = ?", arguments: [name]) != nil {
@@ -202,8 +265,8 @@ public final class SQLiteStore: PlatformStore {
         }
     }
 
-    public func setPresence(_ state: PresenceState, for username: String, at time: Date) throws {
-        try pool.write { db in
+    public func setPresence(_ state: PresenceState, for username: String, at time: Date) async throws {
+        try await pool.write { db in
             try db.execute(
                 sql: """
                     INSERT INTO presence (username, status, activity, note, updated_at) VALUES (?, ?, ?, ?, ?)
@@ -217,8 +280,25 @@ public final class SQLiteStore: PlatformStore {
         }
     }
 
-    public func presence(of usernames: [String]) throws -> [String: PresenceState] {
-        try pool.read { db in
+    public func setOfflineUnlessSubscribed(_ username: String, at time: Date) async throws -> Bool {
+        let offline = PresenceState.offline
+        return try await pool.write { db in
+            try db.execute(
+                sql: """
+                    UPDATE presence SET status = ?, activity = ?, note = NULL, updated_at = ?
+                    WHERE username = ? AND NOT (status = ? AND activity = ? AND note IS NULL)
+                    AND NOT EXISTS (SELECT 1 FROM subscription WHERE username = ? AND expires_at > ?)
+                    """,
+                arguments: [
+                    offline.status.rawValue, offline.activity.rawValue, time.timeIntervalSince1970, username,
+                    offline.status.rawValue, offline.activity.rawValue, username, time.timeIntervalSince1970,
+                ])
+            return db.changesCount > 0
+        }
+    }
+
+    public func presence(of usernames: [String]) async throws -> [String: PresenceState] {
+        try await pool.read { db in
             var found: [String: PresenceState] = [:]
             for name in Set(usernames) {
                 guard
@@ -234,9 +314,9 @@ public final class SQLiteStore: PlatformStore {
         }
     }
 
-    public func watch(_ presentities: [String], by watcher: String, limit: Int) throws -> Bool {
+    public func watch(_ presentities: [String], by watcher: String, limit: Int) async throws -> Bool {
         do {
-            try addWatches(presentities, by: watcher, limit: limit)
+            try await addWatches(presentities, by: watcher, limit: limit)
             return true
         } catch is WatchLimitExceeded {
             return false
@@ -244,8 +324,8 @@ public final class SQLiteStore: PlatformStore {
     }
 
     /// Throwing out of the write rolls its inserts back: the list stays as it was.
-    private func addWatches(_ presentities: [String], by watcher: String, limit: Int) throws {
-        try pool.write { db in
+    private func addWatches(_ presentities: [String], by watcher: String, limit: Int) async throws {
+        try await pool.write { db in
             for presentity in presentities {
                 try db.execute(
                     sql: "INSERT OR IGNORE INTO presence_watch (watcher, presentity) VALUES (?, ?)",
@@ -260,8 +340,8 @@ public final class SQLiteStore: PlatformStore {
 
     private struct WatchLimitExceeded: Error {}
 
-    public func unwatch(_ presentities: [String], by watcher: String) throws {
-        try pool.write { db in
+    public func unwatch(_ presentities: [String], by watcher: String) async throws {
+        try await pool.write { db in
             for presentity in presentities {
                 try db.execute(
                     sql: "DELETE FROM presence_watch WHERE watcher = ? AND presentity = ?",
@@ -270,16 +350,16 @@ public final class SQLiteStore: PlatformStore {
         }
     }
 
-    public func watchers(of presentity: String) throws -> [String] {
-        try pool.read { db in
+    public func watchers(of presentity: String) async throws -> [String] {
+        try await pool.read { db in
             try String.fetchAll(
                 db, sql: "SELECT watcher FROM presence_watch WHERE presentity = ? ORDER BY watcher",
                 arguments: [presentity])
         }
     }
 
-    public func enqueue(channelID: String, eventID: UInt64, text: String, bound: QueueBound) throws -> Bool {
-        try pool.write { db in
+    public func enqueue(channelID: String, eventID: UInt64, text: String, bound: QueueBound) async throws -> Bool {
+        try await pool.write { db in
             guard
                 try Bool.fetchOne(db, sql: "SELECT 1 FROM subscription WHERE channel_id = ?", arguments: [channelID])
                     != nil
@@ -337,8 +417,8 @@ public final class SQLiteStore: PlatformStore {
         }
     }
 
-    public func queued(channelID: String) throws -> [QueuedNotification] {
-        try pool.read { db in
+    public func queued(channelID: String) async throws -> [QueuedNotification] {
+        try await pool.read { db in
             try Row.fetchAll(
                 db,
                 sql: "SELECT event_id, body, missed FROM queued_notification WHERE channel_id = ? ORDER BY event_id",
@@ -349,8 +429,8 @@ public final class SQLiteStore: PlatformStore {
         }
     }
 
-    public func dequeue(channelID: String, through eventID: UInt64) throws {
-        try pool.write { db in
+    public func dequeue(channelID: String, through eventID: UInt64) async throws {
+        try await pool.write { db in
             try db.execute(
                 sql: "DELETE FROM queued_notification WHERE channel_id = ? AND event_id <= ?",
                 arguments: [channelID, Int64(eventID)])
@@ -372,8 +452,8 @@ public final class SQLiteStore: PlatformStore {
         }
     }
 
-    public func secret(_ name: String, make: () -> [UInt8]) throws -> [UInt8] {
-        try pool.write { db in
+    public func secret(_ name: String, make: @Sendable () -> [UInt8]) async throws -> [UInt8] {
+        try await pool.write { db in
             if let existing = try Data.fetchOne(db, sql: "SELECT value FROM secret WHERE name = ?", arguments: [name]) {
                 return Array(existing)
             }
@@ -383,8 +463,8 @@ public final class SQLiteStore: PlatformStore {
         }
     }
 
-    public func reserveEventIDs(_ count: UInt64) throws -> UInt64 {
-        try pool.write { db in
+    public func reserveEventIDs(_ count: UInt64) async throws -> UInt64 {
+        try await pool.write { db in
             let current = try Int64.fetchOne(db, sql: "SELECT value FROM counter WHERE name = 'event'") ?? 0
             try db.execute(
                 sql: "INSERT OR REPLACE INTO counter (name, value) VALUES ('event', ?)",
@@ -399,11 +479,23 @@ public final class SQLiteStore: PlatformStore {
             createdAt: Date(timeIntervalSince1970: row["created_at"]))
     }
 
-    private static func encode(_ services: [String]) throws -> String {
+    public func signal(_ signal: NodeSignal) async throws {}
+
+    /// No other node shares the file: a stream that stays silent until its consumer stops.
+    public func signals() -> AsyncStream<NodeSignal> {
+        AsyncStream { _ in }
+    }
+
+    public func close() async {}
+}
+
+/// Granted services as stored: a JSON array, in the client's spelling.
+enum StoredServices {
+    static func encode(_ services: [String]) throws -> String {
         String(decoding: try JSONEncoder().encode(services), as: UTF8.self)
     }
 
-    private static func decode(_ text: String) throws -> [String] {
+    static func decode(_ text: String) throws -> [String] {
         try JSONDecoder().decode([String].self, from: Data(text.utf8))
     }
 }

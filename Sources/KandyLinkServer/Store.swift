@@ -84,47 +84,95 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-/// Durable state of the platform. One protocol, so a PostgreSQL store can stand beside SQLite.
-/// Calls are synchronous and short; each is one transaction.
+/// Durable state of the platform, shared by every node that uses the same database. One
+/// protocol, two stores: SQLite (embedded, one node) and PostgreSQL (several nodes).
+///
+/// Each call is one transaction. What must hold across nodes (the session limit, who ends an
+/// expired subscription) is decided inside the store's transaction, not in a node's memory.
 public protocol PlatformStore: Sendable {
-    func addUser(_ user: UserRecord) throws
+    /// Whether other nodes may use this store at the same time: event ids are then drawn one by
+    /// one (so they follow time across nodes) and ``signal(_:)`` reaches them.
+    var isShared: Bool { get }
+
+    func addUser(_ user: UserRecord) async throws
     /// The user whose username, or else authname, is `login`.
-    func user(login: String) throws -> UserRecord?
-    func users() throws -> [UserRecord]
+    func user(login: String) async throws -> UserRecord?
+    func users() async throws -> [UserRecord]
     /// Removes the user and their subscriptions; false if there was none.
-    func removeUser(_ username: String) throws -> Bool
-    func setPasswordHash(_ hash: String, for username: String) throws -> Bool
-
-    /// Inserts `subscription` and deletes `evicted` in one transaction.
-    func insertSubscription(_ subscription: SubscriptionRecord, evicting evicted: [String]) throws
-    func updateSubscription(_ subscription: SubscriptionRecord) throws
-    func deleteSubscriptions(_ ids: [String]) throws
-    func subscriptions() throws -> [SubscriptionRecord]
-
+    func removeUser(_ username: String) async throws -> Bool
+    func setPasswordHash(_ hash: String, for username: String) async throws -> Bool
     /// The usernames among `names` that belong to users.
-    func existingUsers(_ names: [String]) throws -> Set<String>
+    func existingUsers(_ names: [String]) async throws -> Set<String>
+
+    /// Inserts `subscription` after ending those of its user's live subscriptions (oldest first)
+    /// that `evict` chooses, in one transaction that concurrent subscribes of the same user (on
+    /// any node) wait for. Returns the ended ones; an error thrown by `evict` leaves all as it was.
+    func insertSubscription(
+        _ subscription: SubscriptionRecord, now: Date,
+        evicting evict: @Sendable ([SubscriptionRecord]) throws -> [SubscriptionRecord]
+    ) async throws -> [SubscriptionRecord]
+    /// Gives `username`'s live subscription `id` new services and lifetime; nil if there is none.
+    func refreshSubscription(id: String, of username: String, services: [String], expires: Int, now: Date)
+        async throws -> SubscriptionRecord?
+    /// Deletes `username`'s live subscription `id` and returns it; nil if there is none.
+    func deleteSubscription(id: String, of username: String, now: Date) async throws -> SubscriptionRecord?
+    /// Deletes and returns the subscriptions expired by `now`; each is returned to one caller only.
+    func deleteExpiredSubscriptions(now: Date) async throws -> [SubscriptionRecord]
+    /// The live subscription whose channel this is.
+    func subscription(channelID: String, now: Date) async throws -> SubscriptionRecord?
+    /// The live subscriptions of `usernames`, oldest first.
+    func subscriptions(of usernames: [String], now: Date) async throws -> [SubscriptionRecord]
+    func subscriptionCount(now: Date) async throws -> Int
 
     /// Records a user's published presence.
-    func setPresence(_ state: PresenceState, for username: String, at time: Date) throws
+    func setPresence(_ state: PresenceState, for username: String, at time: Date) async throws
+    /// Records `offline` unless the user is offline already or holds a live subscription; true
+    /// if it was recorded (only one of several nodes ending the last sessions at once sees true).
+    func setOfflineUnlessSubscribed(_ username: String, at time: Date) async throws -> Bool
     /// The last published presence of each of `usernames` that ever published one.
-    func presence(of usernames: [String]) throws -> [String: PresenceState]
+    func presence(of usernames: [String]) async throws -> [String: PresenceState]
     /// Adds `presentities` to `watcher`'s watch list unless it would then hold more than `limit`;
     /// false (and no change) when it would.
-    func watch(_ presentities: [String], by watcher: String, limit: Int) throws -> Bool
-    func unwatch(_ presentities: [String], by watcher: String) throws
+    func watch(_ presentities: [String], by watcher: String, limit: Int) async throws -> Bool
+    func unwatch(_ presentities: [String], by watcher: String) async throws
     /// Who watches `presentity`.
-    func watchers(of presentity: String) throws -> [String]
+    func watchers(of presentity: String) async throws -> [String]
 
     /// Appends a notification to a channel's queue, dropping the oldest beyond `bound` (they
     /// become one marker). False when the channel's subscription no longer exists.
-    func enqueue(channelID: String, eventID: UInt64, text: String, bound: QueueBound) throws -> Bool
+    func enqueue(channelID: String, eventID: UInt64, text: String, bound: QueueBound) async throws -> Bool
     /// The channel's queue, oldest first.
-    func queued(channelID: String) throws -> [QueuedNotification]
+    func queued(channelID: String) async throws -> [QueuedNotification]
     /// Forgets the channel's queued notifications up to and including `eventID`.
-    func dequeue(channelID: String, through eventID: UInt64) throws
+    func dequeue(channelID: String, through eventID: UInt64) async throws
 
     /// A named secret, created with `make` on first use and kept from then on.
-    func secret(_ name: String, make: () -> [UInt8]) throws -> [UInt8]
-    /// Reserves `count` event ids and returns the first; ids never repeat across restarts.
-    func reserveEventIDs(_ count: UInt64) throws -> UInt64
+    func secret(_ name: String, make: @Sendable () -> [UInt8]) async throws -> [UInt8]
+    /// Reserves `count` event ids and returns the first; ids never repeat across restarts or nodes.
+    func reserveEventIDs(_ count: UInt64) async throws -> UInt64
+
+    /// Tells the other nodes sharing this store (none for an embedded store).
+    func signal(_ signal: NodeSignal) async throws
+    /// What other nodes signal, until the task is cancelled.
+    func signals() -> AsyncStream<NodeSignal>
+    /// Lets go of connections and files.
+    func close() async
+}
+
+/// What one node tells the others about channels whose socket may be held elsewhere.
+public enum NodeSignal: Sendable, Equatable {
+    /// Notifications were queued for these channels: whoever holds their socket writes them.
+    case queued([String])
+    /// These subscriptions ended (forceLogOut, expiry, removal): send `gone` and close.
+    case ended([String])
+    /// These subscriptions were unsubscribed: close the socket after the grace delay.
+    case unsubscribed([String])
+    /// These channels' sockets are now held by the signalling node: close any other.
+    case attached([String])
+
+    public var channels: [String] {
+        switch self {
+        case .queued(let ids), .ended(let ids), .unsubscribed(let ids), .attached(let ids): ids
+        }
+    }
 }

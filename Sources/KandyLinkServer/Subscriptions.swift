@@ -1,14 +1,12 @@
 import Foundation
 import KandyLinkProtocol
-import Synchronization
 
 /// The platform's subscriptions: the rules of subscribe, refresh, unsubscribe, `forceLogOut`
-/// and expiry, held in memory for fast lookups and written through to the store, which is what a
-/// restart reloads.
+/// and expiry. The store holds them, so every node sharing it sees the same subscriptions: a
+/// channel id works on any node, and the session limit holds across nodes.
 ///
-/// Mutations run under one lock together with their store write, so a user's session count can
-/// never be overtaken by a concurrent subscribe. Sockets are not touched here: callers act on
-/// what each operation returns (who was evicted or expired).
+/// Sockets are not touched here: callers act on what each operation returns (who was evicted
+/// or expired).
 final class Subscriptions: Sendable {
     struct Policy: Sendable {
         var maxSessionsPerUser: Int
@@ -21,75 +19,44 @@ final class Subscriptions: Sendable {
         }
     }
 
-    private struct State {
-        var byID: [String: SubscriptionRecord] = [:]
-        var idByChannel: [String: String] = [:]
-        /// Each user's subscription ids, oldest first.
-        var idsByUser: [String: [String]] = [:]
-
-        mutating func insert(_ record: SubscriptionRecord) {
-            byID[record.id] = record
-            idByChannel[record.channelID] = record.id
-            idsByUser[record.username, default: []].append(record.id)
-        }
-
-        @discardableResult
-        mutating func remove(_ id: String) -> SubscriptionRecord? {
-            guard let record = byID.removeValue(forKey: id) else { return nil }
-            idByChannel[record.channelID] = nil
-            idsByUser[record.username]?.removeAll { $0 == id }
-            if idsByUser[record.username]?.isEmpty == true { idsByUser[record.username] = nil }
-            return record
-        }
-    }
-
     let policy: Policy
     private let store: any PlatformStore
-    private let state = Mutex(State())
 
-    init(store: any PlatformStore, policy: Policy) throws {
+    init(store: any PlatformStore, policy: Policy) {
         self.store = store
         self.policy = policy
-        let records = try store.subscriptions()
-        state.withLock { state in
-            for record in records { state.insert(record) }
-        }
     }
 
-    var count: Int { state.withLock { $0.byID.count } }
+    func count(now: Date) async throws -> Int { try await store.subscriptionCount(now: now) }
 
     /// The live subscription whose channel this is.
-    func subscription(channelID: String, now: Date) -> SubscriptionRecord? {
-        state.withLock { state in
-            state.idByChannel[channelID].flatMap { state.byID[$0] }.flatMap { $0.expiresAt > now ? $0 : nil }
-        }
+    func subscription(channelID: String, now: Date) async throws -> SubscriptionRecord? {
+        try await store.subscription(channelID: channelID, now: now)
     }
 
-    /// The channels of `user`'s live subscriptions that were granted `service`: where its
+    /// The channels of `users`' live subscriptions that were granted `service`: where its
     /// notifications go.
-    func channels(of user: String, granting service: ServiceName, now: Date) -> [String] {
-        state.withLock { state in
-            guard let ids = state.idsByUser[user] else { return [] }
-            return ids.compactMap { id in
-                guard let record = state.byID[id], record.expiresAt > now,
-                    record.services.contains(where: { ServiceName($0).denotes(service) })
-                else { return nil }
-                return record.channelID
-            }
-        }
+    func channels(of users: [String], granting service: ServiceName, now: Date) async throws -> [String] {
+        guard !users.isEmpty else { return [] }
+        return Self.channels(of: try await live(of: users, now: now), granting: service)
     }
 
-    /// Whether `user` holds a live subscription.
-    func isOnline(_ user: String, now: Date) -> Bool {
-        state.withLock { state in
-            (state.idsByUser[user] ?? []).contains { state.byID[$0].map { $0.expiresAt > now } ?? false }
+    /// The live subscriptions of `users`.
+    func live(of users: [String], now: Date) async throws -> [SubscriptionRecord] {
+        try await store.subscriptions(of: users, now: now)
+    }
+
+    /// The channels of those of `records` that were granted `service`.
+    static func channels(of records: [SubscriptionRecord], granting service: ServiceName) -> [String] {
+        records.compactMap { record in
+            record.services.contains(where: { ServiceName($0).denotes(service) }) ? record.channelID : nil
         }
     }
 
     /// Creates a subscription. At the session limit, `forceLogOut` evicts the user's oldest
     /// sessions (returned, for `gone`); without it the request is refused.
     func subscribe(user: String, services: [ServiceName], expires: Int?, forceLogOut: Bool, now: Date)
-        throws(PlatformError) -> (created: SubscriptionRecord, evicted: [SubscriptionRecord])
+        async throws(PlatformError) -> (created: SubscriptionRecord, evicted: [SubscriptionRecord])
     {
         let granted = try Self.grant(services)
         let lifetime = policy.grant(expires)
@@ -97,86 +64,63 @@ final class Subscriptions: Sendable {
             id: RandomIdentifier.make(), username: user, channelID: RandomIdentifier.make(),
             services: granted.map(\.rawValue), expires: lifetime, expiresAt: now + TimeInterval(lifetime),
             createdAt: now)
-        return try state.withLock { state throws(PlatformError) in
-            let live = (state.idsByUser[user] ?? []).compactMap { state.byID[$0] }.filter { $0.expiresAt > now }
-            let excess = live.count + 1 - policy.maxSessionsPerUser
-            var evicted: [SubscriptionRecord] = []
-            if excess > 0 {
+        let limit = policy.maxSessionsPerUser
+        do {
+            let evicted = try await store.insertSubscription(record, now: now) { live in
+                let excess = live.count + 1 - limit
+                guard excess > 0 else { return [] }
                 guard forceLogOut else {
                     throw PlatformError(
                         .sessionLimitReached,
                         "\(user) already holds \(live.count) session(s), the limit; subscribe with forceLogOut to end the oldest."
                     )
                 }
-                evicted = Array(live.prefix(excess))
+                return Array(live.prefix(excess))
             }
-            do {
-                try store.insertSubscription(record, evicting: evicted.map(\.id))
-            } catch {
-                throw PlatformError(.internalError, "The subscription could not be stored.")
-            }
-            for old in evicted { state.remove(old.id) }
-            state.insert(record)
             return (record, evicted)
+        } catch let error as PlatformError {
+            throw error
+        } catch {
+            throw PlatformError(.internalError, "The subscription could not be stored.")
         }
     }
 
     /// Refreshes a subscription and replaces its services (the periodic PUT sends the same ones).
     func refresh(user: String, id: String, services: [ServiceName], expires: Int?, now: Date)
-        throws(PlatformError) -> SubscriptionRecord
+        async throws(PlatformError) -> SubscriptionRecord
     {
         let granted = try Self.grant(services)
-        return try state.withLock { state throws(PlatformError) in
-            guard var record = state.byID[id], record.username == user, record.expiresAt > now else {
-                throw PlatformError(
-                    .subscriptionNotFound, "No subscription \(id) for \(user): unknown, expired or ended.")
-            }
-            record.services = granted.map(\.rawValue)
-            record.expires = policy.grant(expires)
-            record.expiresAt = now + TimeInterval(record.expires)
-            do {
-                try store.updateSubscription(record)
-            } catch {
-                throw PlatformError(.internalError, "The subscription could not be stored.")
-            }
-            state.byID[id] = record
-            return record
+        let record: SubscriptionRecord?
+        do {
+            record = try await store.refreshSubscription(
+                id: id, of: user, services: granted.map(\.rawValue), expires: policy.grant(expires), now: now)
+        } catch {
+            throw PlatformError(.internalError, "The subscription could not be stored.")
         }
+        guard let record else { throw Self.notFound(id, user) }
+        return record
     }
 
     /// Ends a subscription at the client's request.
-    func unsubscribe(user: String, id: String, now: Date) throws(PlatformError) -> SubscriptionRecord {
-        try state.withLock { state throws(PlatformError) in
-            guard let record = state.byID[id], record.username == user, record.expiresAt > now else {
-                throw PlatformError(
-                    .subscriptionNotFound, "No subscription \(id) for \(user): unknown, expired or ended.")
-            }
-            do {
-                try store.deleteSubscriptions([id])
-            } catch {
-                throw PlatformError(.internalError, "The subscription could not be removed.")
-            }
-            state.remove(id)
-            return record
+    func unsubscribe(user: String, id: String, now: Date) async throws(PlatformError) -> SubscriptionRecord {
+        let record: SubscriptionRecord?
+        do {
+            record = try await store.deleteSubscription(id: id, of: user, now: now)
+        } catch {
+            throw PlatformError(.internalError, "The subscription could not be removed.")
         }
+        guard let record else { throw Self.notFound(id, user) }
+        return record
     }
 
-    /// Removes and returns every subscription whose lifetime ran out.
-    func expire(now: Date) throws -> [SubscriptionRecord] {
-        try state.withLock { state in
-            let expired = state.byID.values.filter { $0.expiresAt <= now }
-            guard !expired.isEmpty else { return [] }
-            try store.deleteSubscriptions(expired.map(\.id))
-            for record in expired { state.remove(record.id) }
-            return expired
-        }
+    /// Removes and returns every subscription whose lifetime ran out; with several nodes, each
+    /// expired subscription is returned to one of them only.
+    func expire(now: Date) async throws -> [SubscriptionRecord] {
+        try await store.deleteExpiredSubscriptions(now: now)
     }
 
-    /// Drops a removed user's subscriptions from memory (the store already cascaded).
-    func forget(user: String) -> [SubscriptionRecord] {
-        state.withLock { state in
-            (state.idsByUser[user] ?? []).compactMap { state.remove($0) }
-        }
+    private static func notFound(_ id: String, _ user: String) -> PlatformError {
+        PlatformError(.subscriptionNotFound, "No subscription \(id) for \(user): unknown, expired or ended.")
     }
 
     /// The granted services: known names, in the client's spelling, without duplicates.

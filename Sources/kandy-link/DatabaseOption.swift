@@ -6,6 +6,7 @@ struct DatabaseOption: ParsableArguments {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "SQLite file holding users and subscriptions (created if missing).", valueName: "path"))
+            "A SQLite file (created if missing), or postgres://user:password@host:port/database shared by several nodes.",
+            valueName: "path-or-url"))
     var database: String = ProcessInfo.processInfo.environment["KANDY_LINK_DATABASE"] ?? "kandy-link.sqlite"
 }

@@ -125,7 +125,7 @@ struct Serve: AsyncParsableCommand {
         var configuration = PlatformConfiguration()
         configuration.host = host
         configuration.port = port
-        configuration.databasePath = database.database
+        configuration.database = database.database
         configuration.maxSessionsPerUser = maxSessionsPerUser
         configuration.minExpires = minExpires
         configuration.maxExpires = maxExpires
@@ -147,7 +147,7 @@ struct Serve: AsyncParsableCommand {
 
         let platform: Platform
         do {
-            platform = try Platform(configuration: configuration, logger: logger)
+            platform = try await Platform(configuration: configuration, logger: logger)
         } catch {
             throw CommandFailure("\(error)")
         }
@@ -173,7 +173,7 @@ struct Serve: AsyncParsableCommand {
         let publicHost = host == "0.0.0.0" || host == "::" ? "127.0.0.1" : host
         var lines = [
             "KandyLink platform listening on \(secure ? "https" : "http")://\(publicHost):\(port) (WebSocket channels on the same port)",
-            "Database: \(configuration.databasePath)",
+            "Database: \(PostgresStore.redacted(configuration.database))",
         ]
         if configuration.transportSecurity == .developmentCertificate {
             lines.append(

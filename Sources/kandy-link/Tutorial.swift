@@ -213,7 +213,7 @@ struct EmbeddedPlatform: Sendable {
             "kandy-link-demo-\(UUID().uuidString)")
         var configuration = PlatformConfiguration()
         configuration.port = 0
-        configuration.databasePath = directory.appendingPathComponent("demo.sqlite").path
+        configuration.database = directory.appendingPathComponent("demo.sqlite").path
         configuration.minExpires = minExpires
         if let maxQueuedNotifications {
             configuration.maxQueuedNotifications = maxQueuedNotifications
@@ -222,7 +222,7 @@ struct EmbeddedPlatform: Sendable {
         configuration.passwordCost = 4  // a throwaway user; keep start-up quick
         var logger = Logger(label: "kandy-link.demo")
         logger.logLevel = .error
-        let platform = try Platform(configuration: configuration, logger: logger)
+        let platform = try await Platform(configuration: configuration, logger: logger)
         let password = UUID().uuidString
         try await platform.accounts.add(username: username, password: password)
         try await platform.accounts.add(username: peerUsername, password: password)

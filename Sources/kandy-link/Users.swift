@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KandyLinkServer
+import Logging
 
 struct Users: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -20,10 +21,21 @@ struct Users: AsyncParsableCommand {
         }
     }
 
-    static func accounts(_ database: DatabaseOption) throws -> Accounts {
+    /// Opens the database for `body` and closes it afterwards, whether `body` returns or throws.
+    static func withAccounts<T>(_ database: DatabaseOption, _ body: (Accounts) async throws -> T) async throws -> T {
         var configuration = PlatformConfiguration()
-        configuration.databasePath = database.database
-        return try Accounts(store: SQLiteStore(path: database.database), configuration: configuration)
+        configuration.database = database.database
+        var logger = Logger(label: "kandy-link.users")
+        logger.logLevel = .warning
+        let store = try await openStore(database.database, listen: false, logger: logger)
+        do {
+            let result = try await body(try await Accounts(store: store, configuration: configuration))
+            await store.close()
+            return result
+        } catch {
+            await store.close()
+            throw error
+        }
     }
 
     struct Add: AsyncParsableCommand {
@@ -34,8 +46,10 @@ struct Users: AsyncParsableCommand {
         @OptionGroup var database: DatabaseOption
 
         func run() async throws {
-            try await Users.accounts(database).add(
-                username: name, password: try password.read(prompt: "Password for \(name): "), authname: authname)
+            let secret = try password.read(prompt: "Password for \(name): ")
+            try await Users.withAccounts(database) { accounts in
+                try await accounts.add(username: name, password: secret, authname: authname)
+            }
             print("Added \(name).")
         }
     }
@@ -45,7 +59,7 @@ struct Users: AsyncParsableCommand {
         @OptionGroup var database: DatabaseOption
 
         func run() async throws {
-            for user in try Users.accounts(database).list() {
+            for user in try await Users.withAccounts(database, { try await $0.list() }) {
                 print(user.authname.map { "\(user.username)\tauthname=\($0)" } ?? user.username)
             }
         }
@@ -57,7 +71,7 @@ struct Users: AsyncParsableCommand {
         @OptionGroup var database: DatabaseOption
 
         func run() async throws {
-            try Users.accounts(database).remove(username: name)
+            try await Users.withAccounts(database) { try await $0.remove(username: name) }
             print("Removed \(name).")
         }
     }
@@ -69,8 +83,8 @@ struct Users: AsyncParsableCommand {
         @OptionGroup var database: DatabaseOption
 
         func run() async throws {
-            try await Users.accounts(database).setPassword(
-                username: name, password: try password.read(prompt: "New password for \(name): "))
+            let secret = try password.read(prompt: "New password for \(name): ")
+            try await Users.withAccounts(database) { try await $0.setPassword(username: name, password: secret) }
             print("Password of \(name) changed.")
         }
     }
@@ -82,7 +96,7 @@ struct Users: AsyncParsableCommand {
         @OptionGroup var database: DatabaseOption
 
         func run() async throws {
-            print(try Users.accounts(database).token(for: name).token)
+            print(try await Users.withAccounts(database) { try await $0.token(for: name).token })
         }
     }
 }

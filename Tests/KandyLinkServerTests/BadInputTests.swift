@@ -99,7 +99,7 @@ import Testing
             let refreshed = try await test.request(
                 .PUT, try #require(established.subscription), body: TestPlatform.refreshBody())
             #expect(refreshed.status == 200)
-            #expect(test.platform.subscriptions.count == 1)
+            #expect(try await test.platform.subscriptionCount() == 1)
         }
     }
 

@@ -73,9 +73,9 @@ import Testing
             #expect(test.platform.hub.count == 1)
 
             // What the platform sends now reaches the new socket.
-            let gone = try test.platform.notification { .gone(eventId: $0) }
+            let gone = try await test.platform.notification { .gone(eventId: $0) }
             #expect(
-                try test.platform.hub.deliver(
+                try await test.platform.hub.deliver(
                     gone.text, eventID: gone.eventID, to: String(path.split(separator: "/").last!),
                     now: test.clock.now()) == .sent)
             let text = try #require(await new.next())
@@ -94,10 +94,10 @@ import Testing
             let channel = try await test.openChannel(path)
 
             test.clock.advance(by: 100)
-            test.platform.sweep()
+            await test.platform.sweep()
             #expect(test.platform.hub.count == 1)  // exactly at the allowance: still open
             test.clock.advance(by: 1)
-            test.platform.sweep()
+            await test.platform.sweep()
             let (messages, close) = try await channel.drain()
             #expect(messages.isEmpty)
             #expect(close?.closeCode == .goingAway)
@@ -129,7 +129,10 @@ import Testing
             try await test.stopPlatform()
             #expect(try await channel.drain().close?.closeCode == .goingAway)
             let store = try SQLiteStore(path: test.databasePath)
-            #expect(try store.subscriptions().map(\.username) == [TestPlatform.alice])
+            #expect(
+                try await store.subscriptions(of: [TestPlatform.alice], now: test.clock.now()).map(\.username) == [
+                    TestPlatform.alice
+                ])
         }
     }
 }

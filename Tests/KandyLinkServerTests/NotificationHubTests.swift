@@ -1,6 +1,7 @@
 import Foundation
 import KandyLinkProtocol
 import Logging
+import Synchronization
 import Testing
 
 @testable import KandyLinkServer
@@ -11,10 +12,10 @@ import Testing
     let start = Date(timeIntervalSince1970: 1_800_000_000)
 
     @Test func keepaliveMovesTheIdleDeadline() async throws {
-        let rig = try HubRig()
+        let rig = try await HubRig()
         defer { withExtendedLifetime(rig) {} }
         let hub = rig.hub
-        let (socket, outbox) = hub.attach(channelID: "c1", lastEventID: nil, now: start)
+        let (socket, outbox) = await hub.attach(channelID: "c1", lastEventID: nil, now: start)
         // (seconds since start when touched, seconds when swept, closed?)
         let table: [(touch: Double?, sweep: Double, closed: Bool)] = [
             (nil, 100, false),
@@ -37,27 +38,27 @@ import Testing
     }
 
     @Test func aNewSocketReplacesTheOldOneAndDetachOfTheOldIsHarmless() async throws {
-        let rig = try HubRig()
+        let rig = try await HubRig()
         defer { withExtendedLifetime(rig) {} }
         let hub = rig.hub
-        let (old, oldOutbox) = hub.attach(channelID: "c1", lastEventID: nil, now: start)
-        let (new, _) = hub.attach(channelID: "c1", lastEventID: nil, now: start)
+        let (old, oldOutbox) = await hub.attach(channelID: "c1", lastEventID: nil, now: start)
+        let (new, _) = await hub.attach(channelID: "c1", lastEventID: nil, now: start)
         hub.detach(old)
         #expect(hub.count == 1)
-        #expect(try hub.deliver("hello", eventID: 1, to: "c1", now: start) == .sent)
+        #expect(try await hub.deliver("hello", eventID: 1, to: "c1", now: start) == .sent)
         #expect(await Self.drain(oldOutbox).count == 1)  // only its close
         hub.detach(new)
         #expect(hub.count == 0)
-        #expect(try hub.deliver("hello", eventID: 2, to: "c1", now: start) == .queued)
+        #expect(try await hub.deliver("hello", eventID: 2, to: "c1", now: start) == .queued)
     }
 
     @Test func closeSendsTheLastWordFirst() async throws {
-        let rig = try HubRig()
+        let rig = try await HubRig()
         defer { withExtendedLifetime(rig) {} }
         let hub = rig.hub
-        let (_, outbox) = hub.attach(channelID: "c1", lastEventID: nil, now: start)
-        _ = try hub.deliver("one", eventID: 1, to: "c1", now: start)
-        hub.close(channelID: "c1", sending: "gone", code: .normalClosure, reason: "bye")
+        let (_, outbox) = await hub.attach(channelID: "c1", lastEventID: nil, now: start)
+        _ = try await hub.deliver("one", eventID: 1, to: "c1", now: start)
+        await hub.close(channelID: "c1", sending: "gone", code: .normalClosure, reason: "bye")
         let items = await Self.drain(outbox)
         #expect(Self.texts(items) == ["one", "gone"])
         guard case .close? = items.last else {
@@ -66,28 +67,28 @@ import Testing
         }
     }
 
-    @Test func scheduledCloseHappensAtItsDeadline() throws {
-        let rig = try HubRig()
+    @Test func scheduledCloseHappensAtItsDeadline() async throws {
+        let rig = try await HubRig()
         defer { withExtendedLifetime(rig) {} }
         let hub = rig.hub
-        _ = hub.attach(channelID: "c1", lastEventID: nil, now: start)
-        hub.scheduleClose(channelID: "c1", at: start + 1)
+        _ = await hub.attach(channelID: "c1", lastEventID: nil, now: start)
+        await hub.scheduleClose(channelID: "c1", at: start + 1)
         #expect(hub.sweep(now: start + 0.5, silentSince: start - 100) == 0)
         #expect(hub.sweep(now: start + 1, silentSince: start - 100) == 1)
     }
 
     @Test func whatArrivesWhileDownIsQueuedThenWrittenFirstAndForgotten() async throws {
-        let rig = try HubRig()
+        let rig = try await HubRig()
         defer { withExtendedLifetime(rig) {} }
         let hub = rig.hub
         for id in UInt64(1)...3 {
-            #expect(try hub.deliver("n\(id)", eventID: id, to: "c1", now: start) == .queued)
+            #expect(try await hub.deliver("n\(id)", eventID: id, to: "c1", now: start) == .queued)
         }
-        #expect(try rig.store.queued(channelID: "c1").map(\.eventID) == [1, 2, 3])
-        let (socket, outbox) = hub.attach(channelID: "c1", lastEventID: nil, now: start)
-        #expect(try hub.deliver("n4", eventID: 4, to: "c1", now: start) == .sent)
-        #expect(try rig.store.queued(channelID: "c1").isEmpty)
-        hub.close(channelID: "c1", code: .normalClosure, reason: "end")
+        #expect(try await rig.store.queued(channelID: "c1").map(\.eventID) == [1, 2, 3])
+        let (socket, outbox) = await hub.attach(channelID: "c1", lastEventID: nil, now: start)
+        #expect(try await hub.deliver("n4", eventID: 4, to: "c1", now: start) == .sent)
+        #expect(try await rig.store.queued(channelID: "c1").isEmpty)
+        await hub.close(channelID: "c1", code: .normalClosure, reason: "end")
         hub.detach(socket)
         #expect(Self.texts(await Self.drain(outbox)) == ["n1", "n2", "n3", "n4"])
     }
@@ -102,27 +103,29 @@ import Testing
             (5, []),
         ] as [(UInt64?, [String])])
     func aReconnectReplaysWhatTheClientMayNotHave(lastEventID: UInt64?, expected: [String]) async throws {
-        let rig = try HubRig()
+        let rig = try await HubRig()
         defer { withExtendedLifetime(rig) {} }
         let hub = rig.hub
-        let (first, firstOutbox) = hub.attach(channelID: "c1", lastEventID: nil, now: start)
-        for id in UInt64(1)...3 { _ = try hub.deliver("n\(id)", eventID: id, to: "c1", now: start) }
+        let (first, firstOutbox) = await hub.attach(channelID: "c1", lastEventID: nil, now: start)
+        for id in UInt64(1)...3 { _ = try await hub.deliver("n\(id)", eventID: id, to: "c1", now: start) }
         hub.detach(first)
         first.close(.goingAway, "dropped")
         _ = await Self.drain(firstOutbox)
-        for id in UInt64(4)...5 { #expect(try hub.deliver("n\(id)", eventID: id, to: "c1", now: start) == .queued) }
-        let (_, outbox) = hub.attach(channelID: "c1", lastEventID: lastEventID, now: start)
-        hub.close(channelID: "c1", code: .normalClosure, reason: "end")
+        for id in UInt64(4)...5 {
+            #expect(try await hub.deliver("n\(id)", eventID: id, to: "c1", now: start) == .queued)
+        }
+        let (_, outbox) = await hub.attach(channelID: "c1", lastEventID: lastEventID, now: start)
+        await hub.close(channelID: "c1", code: .normalClosure, reason: "end")
         #expect(Self.texts(await Self.drain(outbox)) == expected)
     }
 
     @Test func theReplayWindowKeepsTheLast100AndForgetsWhatTheClientOutlived() async throws {
-        let rig = try HubRig()
+        let rig = try await HubRig()
         defer { withExtendedLifetime(rig) {} }
         let hub = rig.hub
-        let (socket, _) = hub.attach(channelID: "c1", lastEventID: nil, now: start)
-        for id in UInt64(1)...150 { _ = try hub.deliver("n\(id)", eventID: id, to: "c1", now: start) }
-        let (second, secondOutbox) = hub.attach(channelID: "c1", lastEventID: nil, now: start)
+        let (socket, _) = await hub.attach(channelID: "c1", lastEventID: nil, now: start)
+        for id in UInt64(1)...150 { _ = try await hub.deliver("n\(id)", eventID: id, to: "c1", now: start) }
+        let (second, secondOutbox) = await hub.attach(channelID: "c1", lastEventID: nil, now: start)
         hub.detach(socket)
         // The replacing socket gets the newest 100: Kandy.js drops those it had by eventId.
         #expect(hub.count == 1)
@@ -130,8 +133,8 @@ import Testing
         // The client is heard from 31 s after they were written: they arrived.
         second.touch(start + 31)
         #expect(hub.sweep(now: start + 31, silentSince: start - 100) == 0)
-        let (_, third) = hub.attach(channelID: "c1", lastEventID: nil, now: start + 31)
-        hub.close(channelID: "c1", code: .normalClosure, reason: "end")
+        let (_, third) = await hub.attach(channelID: "c1", lastEventID: nil, now: start + 31)
+        await hub.close(channelID: "c1", code: .normalClosure, reason: "end")
         #expect(Self.texts(await Self.drain(secondOutbox)) == (51...150).map { "n\($0)" })
         #expect(Self.texts(await Self.drain(third)).isEmpty)
     }
@@ -146,14 +149,14 @@ import Testing
     func aFullQueueDropsTheOldestBehindOneMarker(count: Int, bytes: Int, queued: [String], expected: [String])
         async throws
     {
-        let rig = try HubRig(bound: QueueBound(count: count, bytes: bytes))
+        let rig = try await HubRig(bound: QueueBound(count: count, bytes: bytes))
         defer { withExtendedLifetime(rig) {} }
         let hub = rig.hub
         for (index, text) in queued.enumerated() {
-            _ = try hub.deliver(text, eventID: UInt64(index + 1), to: "c1", now: start)
+            _ = try await hub.deliver(text, eventID: UInt64(index + 1), to: "c1", now: start)
         }
-        let (_, outbox) = hub.attach(channelID: "c1", lastEventID: nil, now: start)
-        hub.close(channelID: "c1", code: .normalClosure, reason: "end")
+        let (_, outbox) = await hub.attach(channelID: "c1", lastEventID: nil, now: start)
+        await hub.close(channelID: "c1", code: .normalClosure, reason: "end")
         let texts = Self.texts(await Self.drain(outbox)).map { text in
             guard let message = try? WireJSON.decode(NotificationDocument.self, from: Data(text.utf8)) else {
                 return text
@@ -167,26 +170,25 @@ import Testing
     /// Ids are drawn before the channel is locked: one that finds a later id already written or
     /// queued is given a fresh one, so a channel's ids always increase in the order it gets them.
     @Test func aLateIdIsRestampedSoEachChannelsIdsIncrease() async throws {
-        let rig = try HubRig()
+        let rig = try await HubRig(restamps: [(9, "n9"), (10, "n10")])
         defer { withExtendedLifetime(rig) {} }
         let hub = rig.hub
-        let fresh = { (UInt64(9), "n9") }
-        #expect(try hub.deliver("n6", eventID: 6, to: "c1", now: start) == .queued)
-        #expect(try hub.deliver("n5", eventID: 5, to: "c1", now: start, restamp: fresh) == .queued)
-        #expect(try rig.store.queued(channelID: "c1").map(\.text) == ["n6", "n9"])
+        #expect(try await hub.deliver("n6", eventID: 6, to: "c1", now: start) == .queued)
+        #expect(try await hub.deliver("n5", eventID: 5, to: "c1", now: start) == .queued)
+        #expect(try await rig.store.queued(channelID: "c1").map(\.text) == ["n6", "n9"])
 
-        let (_, outbox) = hub.attach(channelID: "c1", lastEventID: nil, now: start)
-        #expect(try hub.deliver("n8", eventID: 8, to: "c1", now: start, restamp: { (10, "n10") }) == .sent)
-        #expect(try hub.deliver("n11", eventID: 11, to: "c1", now: start) == .sent)
-        hub.close(channelID: "c1", code: .normalClosure, reason: "end")
+        let (_, outbox) = await hub.attach(channelID: "c1", lastEventID: nil, now: start)
+        #expect(try await hub.deliver("n8", eventID: 8, to: "c1", now: start) == .sent)
+        #expect(try await hub.deliver("n11", eventID: 11, to: "c1", now: start) == .sent)
+        await hub.close(channelID: "c1", code: .normalClosure, reason: "end")
         #expect(Self.texts(await Self.drain(outbox)) == ["n6", "n9", "n10", "n11"])
     }
 
-    @Test func notificationsForAnEndedSubscriptionAreDropped() throws {
-        let rig = try HubRig()
+    @Test func notificationsForAnEndedSubscriptionAreDropped() async throws {
+        let rig = try await HubRig()
         defer { withExtendedLifetime(rig) {} }
-        try rig.store.deleteSubscriptions(["s1"])
-        #expect(try rig.hub.deliver("late", eventID: 1, to: "c1", now: start) == .dropped)
+        _ = try await rig.store.deleteSubscription(id: "s1", of: "u", now: Date())
+        #expect(try await rig.hub.deliver("late", eventID: 1, to: "c1", now: start) == .dropped)
     }
 
     static func drain(_ outbox: AsyncStream<NotificationHub.Outbound>) async -> [NotificationHub.Outbound] {
@@ -200,32 +202,35 @@ import Testing
     }
 }
 
-extension NotificationHub {
-    /// Delivery where a restamp would be a test failure.
-    func deliver(_ text: String, eventID: UInt64, to channelID: String, now: Date) throws -> Delivery {
-        try deliver(text, eventID: eventID, to: channelID, now: now) {
-            throw TestFailure("\(eventID) was restamped")
-        }
-    }
-}
-
 /// A hub on a fresh SQLite store holding one subscription, `s1` with channel `c1`. The database
 /// files go with the rig.
+///
+/// A restamp hands out the next of `restamps`; with none left it fails the test.
 final class HubRig: Sendable {
     let store: SQLiteStore
     let hub: NotificationHub
     private let directory = FileManager.default.temporaryDirectory.appendingPathComponent("hub-\(UUID().uuidString)")
 
-    init(bound: QueueBound = QueueBound(count: 10_000, bytes: 4 << 20)) throws {
+    init(bound: QueueBound = QueueBound(count: 10_000, bytes: 4 << 20), restamps: [(UInt64, String)] = []) async throws
+    {
         store = try SQLiteStore(path: directory.appendingPathComponent("hub.sqlite").path)
         let now = Date()
-        try store.addUser(UserRecord(username: "u", passwordHash: "x", createdAt: now))
-        try store.insertSubscription(
+        try await store.addUser(UserRecord(username: "u", passwordHash: "x", createdAt: now))
+        _ = try await store.insertSubscription(
             SubscriptionRecord(
                 id: "s1", username: "u", channelID: "c1", services: ["IM"], expires: 60, expiresAt: now + 60,
                 createdAt: now),
-            evicting: [])
-        hub = NotificationHub(store: store, policy: .init(queue: bound), logger: Logger(label: "hub-test"))
+            now: now
+        ) { _ in [] }
+        let fresh = Mutex(restamps)
+        hub = NotificationHub(
+            store: store, policy: .init(queue: bound),
+            restamp: { text in
+                guard let next = fresh.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) else {
+                    throw TestFailure("\(text) was restamped")
+                }
+                return next
+            }, logger: Logger(label: "hub-test"))
     }
 
     deinit { try? FileManager.default.removeItem(at: directory) }

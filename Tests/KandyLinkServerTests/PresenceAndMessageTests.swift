@@ -51,7 +51,7 @@ import Testing
             _ = try await test.sendMessage("after", from: TestPlatform.alice, to: TestPlatform.bob)
             let next = try await bob.nextNotification()
             #expect(next.eventType == .im)
-            #expect(try test.platform.store.watchers(of: TestPlatform.alice).isEmpty)
+            #expect(try await test.platform.store.watchers(of: TestPlatform.alice).isEmpty)
             bob.close()
         }
     }
@@ -77,7 +77,7 @@ import Testing
                     PresenceState(status: .open, activity: .onThePhone, note: "x"), .offline,
                 ])
             // get does not start watching.
-            #expect(try test.platform.store.watchers(of: TestPlatform.alice).isEmpty)
+            #expect(try await test.platform.store.watchers(of: TestPlatform.alice).isEmpty)
         }
     }
 
@@ -282,8 +282,8 @@ import Testing
                 #expect(status?.reason?.contains(entry.reasonContains) == true, "\(reply.text)")
             }
             // Nothing was stored by the refused requests.
-            #expect(try test.platform.store.presence(of: [alice, TestPlatform.bob]).isEmpty)
-            #expect(try test.platform.store.watchers(of: TestPlatform.bob).isEmpty)
+            #expect(try await test.platform.store.presence(of: [alice, TestPlatform.bob]).isEmpty)
+            #expect(try await test.platform.store.watchers(of: TestPlatform.bob).isEmpty)
         }
     }
 
@@ -296,8 +296,8 @@ import Testing
             #expect(
                 try refused.decode(PresenceWatcherResponseDocument.self).presenceWatcherResponse.reason?.contains(
                     "at most 1") == true)
-            #expect(try test.platform.store.watchers(of: "carol@example.com").isEmpty)
-            #expect(try test.platform.store.watchers(of: TestPlatform.bob) == [TestPlatform.alice])
+            #expect(try await test.platform.store.watchers(of: "carol@example.com").isEmpty)
+            #expect(try await test.platform.store.watchers(of: TestPlatform.bob) == [TestPlatform.alice])
         }
     }
 }

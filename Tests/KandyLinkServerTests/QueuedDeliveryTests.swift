@@ -14,7 +14,7 @@ import Testing
             try await test.dropSocket(first, path: path)
 
             try await test.sendNumbered(0..<1000)
-            #expect(try test.platform.store.queued(channelID: test.channelID(path)).count == 1000)
+            #expect(try await test.platform.store.queued(channelID: test.channelID(path)).count == 1000)
 
             let again = try await test.openChannel(path, query: "?")
             try await test.sendNumbered(1000..<1001)  // live, after the queued ones
@@ -23,7 +23,7 @@ import Testing
             #expect(received.map(\.eventId) == received.map(\.eventId).sorted { UInt64($0)! < UInt64($1)! })
             #expect(Set(received.map(\.eventId)).count == 1001)
             // Delivered: no longer kept.
-            #expect(try test.platform.store.queued(channelID: test.channelID(path)).isEmpty)
+            #expect(try await test.platform.store.queued(channelID: test.channelID(path)).isEmpty)
             again.close()
         }
     }
@@ -79,12 +79,12 @@ import Testing
             let bob = try await test.subscribe(user: TestPlatform.bob)
             let path = try #require(bob.subscriptionParams).notificationChannel
             try await test.sendNumbered(0..<5)
-            #expect(try test.platform.store.queued(channelID: test.channelID(path)).count == 5)
+            #expect(try await test.platform.store.queued(channelID: test.channelID(path)).count == 5)
             let deleted = try await test.request(
                 .DELETE, try #require(bob.subscription),
                 credential: .basic(login: TestPlatform.bob, password: TestPlatform.password))
             #expect(deleted.status == 200)
-            #expect(try test.platform.store.queued(channelID: test.channelID(path)).isEmpty)
+            #expect(try await test.platform.store.queued(channelID: test.channelID(path)).isEmpty)
         }
     }
 }

@@ -1,157 +1,259 @@
 import Foundation
 import KandyLinkProtocol
+import KandyLinkTesting
+import Logging
 import Testing
 
 @testable import KandyLinkServer
 
-/// What every `PlatformStore` must do, run against each implementation (SQLite today; a
-/// PostgreSQL store joins the list of `StoreKind`).
+/// What every `PlatformStore` must do, run against each implementation: SQLite always,
+/// PostgreSQL when a server is configured for the tests (see `TestDatabase`).
 @Suite struct StoreContractTests {
     enum StoreKind: String, CaseIterable, Sendable {
         case sqlite
+        case postgres
 
-        func make() throws -> StoreFixture {
+        static var available: [StoreKind] { TestDatabase.isAvailable ? [.sqlite, .postgres] : [.sqlite] }
+
+        /// Runs `body` with a new, empty store, removed afterwards whatever happens.
+        func with(_ body: (any PlatformStore) async throws -> Void) async throws {
             switch self {
             case .sqlite:
                 let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
                     "store-\(UUID().uuidString)")
-                return StoreFixture(
-                    store: try SQLiteStore(path: directory.appendingPathComponent("store.sqlite").path),
-                    cleanUp: { try? FileManager.default.removeItem(at: directory) })
+                defer { try? FileManager.default.removeItem(at: directory) }
+                try await body(try SQLiteStore(path: directory.appendingPathComponent("store.sqlite").path))
+            case .postgres:
+                let database = try await TestDatabase.create()
+                do {
+                    let store = try await PostgresStore(url: database.url, logger: Logger(label: "store-test"))
+                    do {
+                        try await body(store)
+                    } catch {
+                        await store.close()
+                        throw error
+                    }
+                    await store.close()
+                } catch {
+                    await database.drop()
+                    throw error
+                }
+                await database.drop()
+            }
+        }
+
+        /// The same, with users alice, bob and carol.
+        func seeded(_ body: (any PlatformStore) async throws -> Void) async throws {
+            try await with { store in
+                for name in ["alice", "bob", "carol"] {
+                    try await store.addUser(
+                        UserRecord(username: name, passwordHash: "hash-\(name)", createdAt: StoreContractTests.now))
+                }
+                try await body(store)
             }
         }
     }
 
     static let now = Date(timeIntervalSince1970: 1_800_000_000)
 
-    static func seeded(_ kind: StoreKind) throws -> StoreFixture {
-        let fixture = try kind.make()
-        for name in ["alice", "bob", "carol"] {
-            try fixture.store.addUser(UserRecord(username: name, passwordHash: "hash-\(name)", createdAt: now))
-        }
-        return fixture
-    }
-
-    static func subscription(_ id: String, user: String, channel: String) -> SubscriptionRecord {
+    static func subscription(
+        _ id: String, user: String, channel: String, expiresAt: Date = now + 60, createdAt: Date = now
+    ) -> SubscriptionRecord {
         SubscriptionRecord(
-            id: id, username: user, channelID: channel, services: ["call", "IM"], expires: 60, expiresAt: now + 60,
-            createdAt: now)
+            id: id, username: user, channelID: channel, services: ["call", "IM"], expires: 60, expiresAt: expiresAt,
+            createdAt: createdAt)
     }
 
-    @Test(arguments: StoreKind.allCases) func users(kind: StoreKind) throws {
-        let fixture = try Self.seeded(kind)
-        defer { withExtendedLifetime(fixture) {} }
-        let store = fixture.store
-        #expect(throws: StoreError.userExists("alice")) {
-            try store.addUser(UserRecord(username: "alice", passwordHash: "x", createdAt: Self.now))
+    @Test(arguments: StoreKind.available) func users(kind: StoreKind) async throws {
+        try await kind.seeded { store in
+            await #expect(throws: StoreError.userExists("alice")) {
+                try await store.addUser(UserRecord(username: "alice", passwordHash: "x", createdAt: Self.now))
+            }
+            try await store.addUser(UserRecord(username: "dave", authname: "d", passwordHash: "x", createdAt: Self.now))
+            await #expect(throws: StoreError.authnameTaken("alice")) {
+                try await store.addUser(
+                    UserRecord(username: "erin", authname: "alice", passwordHash: "x", createdAt: Self.now))
+            }
+            #expect(try await store.user(login: "d")?.username == "dave")
+            #expect(try await store.user(login: "dave")?.authname == "d")
+            #expect(try await store.user(login: "nobody") == nil)
+            #expect(try await store.existingUsers(["alice", "nobody", "carol"]) == ["alice", "carol"])
+            #expect(try await store.setPasswordHash("new", for: "bob"))
+            #expect(try await !store.setPasswordHash("new", for: "nobody"))
+            #expect(try await store.user(login: "bob")?.passwordHash == "new")
+            #expect(try await store.removeUser("carol"))
+            #expect(try await !store.removeUser("carol"))
+            #expect(try await store.users().map(\.username) == ["alice", "bob", "dave"])
         }
-        try store.addUser(UserRecord(username: "dave", authname: "d", passwordHash: "x", createdAt: Self.now))
-        #expect(throws: StoreError.authnameTaken("alice")) {
-            try store.addUser(UserRecord(username: "erin", authname: "alice", passwordHash: "x", createdAt: Self.now))
+    }
+
+    @Test(arguments: StoreKind.available) func subscriptionsLiveRefreshAndEnd(kind: StoreKind) async throws {
+        try await kind.seeded { store in
+            let s1 = Self.subscription("s1", user: "alice", channel: "c1")
+            let s2 = Self.subscription("s2", user: "alice", channel: "c2", createdAt: Self.now + 1)
+            let none = try await store.insertSubscription(s1, now: Self.now) { _ in [] }
+            #expect(none.isEmpty)
+            // The evict rule sees the live ones, oldest first, and what it picks ends with the insert.
+            let evicted = try await store.insertSubscription(s2, now: Self.now + 1) { live in live }
+            #expect(evicted == [s1])
+            #expect(try await store.subscriptions(of: ["alice"], now: Self.now + 1) == [s2])
+            // A rule that refuses changes nothing.
+            struct Refused: Error {}
+            await #expect(throws: (any Error).self) {
+                try await store.insertSubscription(
+                    Self.subscription("s3", user: "alice", channel: "c3"), now: Self.now + 1
+                ) { _ in throw Refused() }
+            }
+            #expect(try await store.subscriptions(of: ["alice"], now: Self.now + 1) == [s2])
+
+            let refreshed = try await store.refreshSubscription(
+                id: "s2", of: "alice", services: ["IM"], expires: 120, now: Self.now + 10)
+            #expect(refreshed?.services == ["IM"] && refreshed?.expiresAt == Self.now + 130)
+            #expect(
+                try await store.refreshSubscription(id: "s2", of: "bob", services: ["IM"], expires: 1, now: Self.now)
+                    == nil)
+            #expect(try await store.subscription(channelID: "c2", now: Self.now + 129)?.id == "s2")
+            #expect(try await store.subscription(channelID: "c2", now: Self.now + 130) == nil)
+            #expect(try await store.subscriptionCount(now: Self.now + 20) == 1)
+
+            #expect(try await store.deleteSubscription(id: "s2", of: "bob", now: Self.now) == nil)
+            #expect(try await store.deleteSubscription(id: "s2", of: "alice", now: Self.now)?.id == "s2")
+            #expect(try await store.deleteSubscription(id: "s2", of: "alice", now: Self.now) == nil)
+            #expect(try await store.subscriptionCount(now: Self.now) == 0)
         }
-        #expect(try store.user(login: "d")?.username == "dave")
-        #expect(try store.existingUsers(["alice", "nobody", "carol"]) == ["alice", "carol"])
-        #expect(try store.setPasswordHash("new", for: "bob"))
-        #expect(try store.user(login: "bob")?.passwordHash == "new")
-        #expect(try store.removeUser("carol"))
-        #expect(try !store.removeUser("carol"))
-        #expect(try store.users().map(\.username) == ["alice", "bob", "dave"])
     }
 
-    @Test(arguments: StoreKind.allCases) func subscriptionsWithEviction(kind: StoreKind) throws {
-        let fixture = try Self.seeded(kind)
-        defer { withExtendedLifetime(fixture) {} }
-        let store = fixture.store
-        try store.insertSubscription(Self.subscription("s1", user: "alice", channel: "c1"), evicting: [])
-        try store.insertSubscription(Self.subscription("s2", user: "alice", channel: "c2"), evicting: ["s1"])
-        var updated = Self.subscription("s2", user: "alice", channel: "c2")
-        updated.services = ["IM"]
-        updated.expiresAt = Self.now + 120
-        try store.updateSubscription(updated)
-        #expect(try store.subscriptions() == [updated])
-        try store.deleteSubscriptions(["s2"])
-        #expect(try store.subscriptions().isEmpty)
+    @Test(arguments: StoreKind.available) func expiredSubscriptionsAreHandedOutOnce(kind: StoreKind) async throws {
+        try await kind.seeded { store in
+            for (index, user) in ["alice", "bob", "carol"].enumerated() {
+                _ = try await store.insertSubscription(
+                    Self.subscription(
+                        "s\(index)", user: user, channel: "c\(index)", expiresAt: Self.now + Double(index)),
+                    now: Self.now - 1
+                ) { _ in [] }
+            }
+            // Several sweepers at once (nodes): each expired subscription reaches exactly one.
+            let handedOut = try await withThrowingTaskGroup(of: [String].self) { group in
+                for _ in 0..<4 {
+                    group.addTask { try await store.deleteExpiredSubscriptions(now: Self.now + 1).map(\.id) }
+                }
+                return try await group.reduce(into: []) { $0 += $1 }
+            }
+            #expect(handedOut.sorted() == ["s0", "s1"])
+            #expect(try await store.subscriptions(of: ["alice", "bob", "carol"], now: Self.now).map(\.id) == ["s2"])
+        }
     }
 
-    @Test(arguments: StoreKind.allCases) func presenceAndWatchLists(kind: StoreKind) throws {
-        let fixture = try Self.seeded(kind)
-        defer { withExtendedLifetime(fixture) {} }
-        let store = fixture.store
-        let busy = PresenceState(status: .open, activity: .busy, note: "n")
-        try store.setPresence(busy, for: "alice", at: Self.now)
-        try store.setPresence(.offline, for: "bob", at: Self.now)
-        #expect(try store.presence(of: ["alice", "bob", "carol"]) == ["alice": busy, "bob": .offline])
-
-        #expect(try store.watch(["alice", "carol"], by: "bob", limit: 2))
-        #expect(try store.watch(["alice"], by: "bob", limit: 2))  // already watched: no change
-        #expect(try !store.watch(["bob"], by: "carol", limit: 0))
-        #expect(try !store.watch(["carol"], by: "alice", limit: 0))
-        #expect(try store.watchers(of: "alice") == ["bob"])
-        #expect(try store.watch(["alice"], by: "carol", limit: 5))
-        #expect(try store.watchers(of: "alice") == ["bob", "carol"])
-        try store.unwatch(["alice"], by: "bob")
-        #expect(try store.watchers(of: "alice") == ["carol"])
-        // A removed user's presence and watches go with them.
-        #expect(try store.removeUser("carol"))
-        #expect(try store.watchers(of: "alice").isEmpty)
+    @Test(arguments: StoreKind.available) func concurrentSubscribesKeepTheSessionLimit(kind: StoreKind) async throws {
+        try await kind.seeded { store in
+            // Ten subscribes of one user at once, limit one, no forceLogOut: exactly one gets in.
+            let admitted = await withTaskGroup(of: Bool.self) { group in
+                for index in 0..<10 {
+                    group.addTask {
+                        let record = Self.subscription("s\(index)", user: "alice", channel: "c\(index)")
+                        return
+                            (try? await store.insertSubscription(record, now: Self.now) { live in
+                                guard live.isEmpty else { throw StoreError.userExists("alice") }
+                                return []
+                            }) != nil
+                    }
+                }
+                return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+            }
+            let stored = try await store.subscriptions(of: ["alice"], now: Self.now)
+            #expect(admitted == 1 && stored.count == 1)
+        }
     }
 
-    @Test(arguments: StoreKind.allCases) func queuesAreBoundedOrderedAndEndWithTheirSubscription(kind: StoreKind) throws
+    @Test(arguments: StoreKind.available) func presenceAndWatchLists(kind: StoreKind) async throws {
+        try await kind.seeded { store in
+            let busy = PresenceState(status: .open, activity: .busy, note: "n")
+            try await store.setPresence(busy, for: "alice", at: Self.now)
+            try await store.setPresence(.offline, for: "bob", at: Self.now)
+            #expect(try await store.presence(of: ["alice", "bob", "carol"]) == ["alice": busy, "bob": .offline])
+
+            #expect(try await store.watch(["alice", "carol"], by: "bob", limit: 2))
+            #expect(try await store.watch(["alice"], by: "bob", limit: 2))  // already watched: no change
+            #expect(try await !store.watch(["bob"], by: "carol", limit: 0))
+            #expect(try await !store.watch(["carol"], by: "alice", limit: 0))
+            #expect(try await store.watchers(of: "alice") == ["bob"])
+            #expect(try await store.watch(["alice"], by: "carol", limit: 5))
+            #expect(try await store.watchers(of: "alice") == ["bob", "carol"])
+            try await store.unwatch(["alice"], by: "bob")
+            #expect(try await store.watchers(of: "alice") == ["carol"])
+            // A removed user's presence and watches go with them.
+            #expect(try await store.removeUser("carol"))
+            #expect(try await store.watchers(of: "alice").isEmpty)
+        }
+    }
+
+    @Test(arguments: StoreKind.available) func offlineIsRecordedOnceAndOnlyWithoutSessions(kind: StoreKind) async throws
     {
-        let fixture = try Self.seeded(kind)
-        defer { withExtendedLifetime(fixture) {} }
-        let store = fixture.store
-        try store.insertSubscription(Self.subscription("s1", user: "alice", channel: "c1"), evicting: [])
-        try store.insertSubscription(Self.subscription("s2", user: "bob", channel: "c2"), evicting: [])
-        let bound = QueueBound(count: 3, bytes: 1 << 20)
-        for id in UInt64(10)...14 {
-            #expect(try store.enqueue(channelID: "c1", eventID: id, text: "n\(id)", bound: bound))
+        try await kind.seeded { store in
+            let busy = PresenceState(status: .open, activity: .busy, note: nil)
+            try await store.setPresence(busy, for: "alice", at: Self.now)
+            _ = try await store.insertSubscription(
+                Self.subscription("s1", user: "alice", channel: "c1"), now: Self.now
+            ) { _ in [] }
+            #expect(try await !store.setOfflineUnlessSubscribed("alice", at: Self.now))
+            #expect(try await store.presence(of: ["alice"]) == ["alice": busy])
+            _ = try await store.deleteSubscription(id: "s1", of: "alice", now: Self.now)
+            #expect(try await store.setOfflineUnlessSubscribed("alice", at: Self.now))
+            #expect(try await !store.setOfflineUnlessSubscribed("alice", at: Self.now))
+            #expect(try await store.presence(of: ["alice"]) == ["alice": .offline])
+            // Someone who never published stays without a presence.
+            #expect(try await !store.setOfflineUnlessSubscribed("bob", at: Self.now))
         }
-        #expect(try store.enqueue(channelID: "c2", eventID: 15, text: "other", bound: bound))
-        #expect(try !store.enqueue(channelID: "nope", eventID: 16, text: "x", bound: bound))
-        #expect(
-            try store.queued(channelID: "c1") == [
-                QueuedNotification(eventID: 11, text: nil, missed: 2),
-                QueuedNotification(eventID: 12, text: "n12"), QueuedNotification(eventID: 13, text: "n13"),
-                QueuedNotification(eventID: 14, text: "n14"),
-            ])
-        // More overflow moves the marker up and adds to its count.
-        #expect(try store.enqueue(channelID: "c1", eventID: 17, text: "n17", bound: bound))
-        #expect(try store.queued(channelID: "c1").first == QueuedNotification(eventID: 12, text: nil, missed: 3))
-
-        try store.dequeue(channelID: "c1", through: 13)
-        #expect(try store.queued(channelID: "c1").map(\.eventID) == [14, 17])
-        // The bound counts what is left.
-        for id in UInt64(18)...18 { _ = try store.enqueue(channelID: "c1", eventID: id, text: "n\(id)", bound: bound) }
-        #expect(try store.queued(channelID: "c1").map(\.eventID) == [14, 17, 18])
-
-        try store.deleteSubscriptions(["s1"])
-        #expect(try store.queued(channelID: "c1").isEmpty)
-        #expect(try store.queued(channelID: "c2").map(\.text) == ["other"])
     }
 
-    @Test(arguments: StoreKind.allCases) func secretsAndEventIDsAreKept(kind: StoreKind) throws {
-        let fixture = try kind.make()
-        defer { withExtendedLifetime(fixture) {} }
-        let store = fixture.store
-        let first = try store.secret("k") { [1, 2, 3] }
-        let again = try store.secret("k") { [9] }
-        #expect(first == [1, 2, 3] && again == first)
-        let a = try store.reserveEventIDs(100)
-        let b = try store.reserveEventIDs(100)
-        #expect(b == a + 100)
+    @Test(arguments: StoreKind.available) func queuesAreBoundedOrderedAndEndWithTheirSubscription(kind: StoreKind)
+        async throws
+    {
+        try await kind.seeded { store in
+            _ = try await store.insertSubscription(
+                Self.subscription("s1", user: "alice", channel: "c1"), now: Self.now
+            ) { _ in [] }
+            _ = try await store.insertSubscription(
+                Self.subscription("s2", user: "bob", channel: "c2"), now: Self.now
+            ) { _ in [] }
+            let bound = QueueBound(count: 3, bytes: 1 << 20)
+            for id in UInt64(10)...14 {
+                #expect(try await store.enqueue(channelID: "c1", eventID: id, text: "n\(id)", bound: bound))
+            }
+            #expect(try await store.enqueue(channelID: "c2", eventID: 15, text: "other", bound: bound))
+            #expect(try await !store.enqueue(channelID: "nope", eventID: 16, text: "x", bound: bound))
+            #expect(
+                try await store.queued(channelID: "c1") == [
+                    QueuedNotification(eventID: 11, text: nil, missed: 2),
+                    QueuedNotification(eventID: 12, text: "n12"), QueuedNotification(eventID: 13, text: "n13"),
+                    QueuedNotification(eventID: 14, text: "n14"),
+                ])
+            // More overflow moves the marker up and adds to its count.
+            #expect(try await store.enqueue(channelID: "c1", eventID: 17, text: "n17", bound: bound))
+            #expect(
+                try await store.queued(channelID: "c1").first == QueuedNotification(eventID: 12, text: nil, missed: 3))
+
+            try await store.dequeue(channelID: "c1", through: 13)
+            #expect(try await store.queued(channelID: "c1").map(\.eventID) == [14, 17])
+            // The bound counts what is left.
+            _ = try await store.enqueue(channelID: "c1", eventID: 18, text: "n18", bound: bound)
+            #expect(try await store.queued(channelID: "c1").map(\.eventID) == [14, 17, 18])
+
+            _ = try await store.deleteSubscription(id: "s1", of: "alice", now: Self.now)
+            #expect(try await store.queued(channelID: "c1").isEmpty)
+            #expect(try await store.queued(channelID: "c2").map(\.text) == ["other"])
+        }
     }
-}
 
-/// A store for one test, and what removes it afterwards (files, a schema).
-final class StoreFixture: Sendable {
-    let store: any PlatformStore
-    private let cleanUp: @Sendable () -> Void
-
-    init(store: any PlatformStore, cleanUp: @escaping @Sendable () -> Void) {
-        self.store = store
-        self.cleanUp = cleanUp
+    @Test(arguments: StoreKind.available) func secretsAndEventIDsAreKept(kind: StoreKind) async throws {
+        try await kind.with { store in
+            let first = try await store.secret("k") { [1, 2, 3] }
+            let again = try await store.secret("k") { [9] }
+            #expect(first == [1, 2, 3] && again == first)
+            let a = try await store.reserveEventIDs(100)
+            let b = try await store.reserveEventIDs(100)
+            let c = try await store.reserveEventIDs(1)
+            #expect(b == a + 100 && c == b + 100)
+        }
     }
-
-    deinit { cleanUp() }
 }

@@ -49,13 +49,13 @@ public final class PlatformFixture: Sendable {
     ) async throws -> (Platform, Task<Void, any Error>, Int) {
         var configuration = PlatformConfiguration()
         configuration.port = 0
-        configuration.databasePath = directory.appendingPathComponent("platform.sqlite").path
+        configuration.database = directory.appendingPathComponent("platform.sqlite").path
         configuration.sweepInterval = nil  // tests sweep by hand, after moving the clock
         configuration.passwordCost = 4
         configure(&configuration)
         var logger = Logger(label: "test-platform")
         logger.logLevel = .warning
-        let platform = try Platform(configuration: configuration, clock: clock, logger: logger)
+        let platform = try await Platform(configuration: configuration, clock: clock, logger: logger)
         let task = Task { try await platform.run() }
         return (platform, task, try await platform.listeningPort())
     }
@@ -94,10 +94,11 @@ public final class PlatformFixture: Sendable {
     }
 }
 
-/// Yields until `condition` holds, for a bounded number of turns: for state another task is
-/// about to reach (a socket the platform is attaching), without sleeping.
-public func eventually(_ condition: () -> Bool) async -> Bool {
-    for _ in 0..<100_000 {
+/// Yields until `condition` holds, for at most `limit` of real time: for state another task is
+/// about to reach (a socket the platform is attaching, a store write on its way), without sleeping.
+public func eventually(within limit: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + limit
+    while ContinuousClock.now < deadline {
         if condition() { return true }
         await Task.yield()
     }

@@ -18,7 +18,7 @@ import Testing
         // Both sockets go silent past the allowance: the platform closes them; the SDKs reconnect
         // at once, while alice is sending.
         rig.fixture.clock.advance(by: 101)
-        rig.fixture.platform.sweep()
+        await rig.fixture.platform.sweep()
         for number in 0..<1000 {
             try await alice.kandy.messages.send(to: PlatformFixture.bob, text: "\(number)")
         }

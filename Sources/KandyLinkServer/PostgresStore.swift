@@ -1,0 +1,745 @@
+import Foundation
+import KandyLinkProtocol
+import Logging
+import NIOSSL
+import PostgresNIO
+import Synchronization
+
+/// The store several nodes share: one PostgreSQL database, schema in versioned migrations, and
+/// LISTEN/NOTIFY to tell the other nodes about channels whose socket they may hold.
+///
+/// Rules that must hold across nodes are taken inside transactions: a subscribe locks its user's
+/// row (so the session limit counts every node's sessions), a queue change locks its
+/// subscription's row, and `DELETE … RETURNING` hands each expired subscription to one node.
+public final class PostgresStore: PlatformStore {
+    public var isShared: Bool { true }
+
+    private let client: PostgresClient
+    private let running: Task<Void, Never>
+    private let logger: Logger
+    /// Tags this node's NOTIFY payloads, so it does not act on its own signals.
+    private let node = RandomIdentifier.make()
+    private let listeners = Mutex<[UInt64: AsyncStream<NodeSignal>.Continuation]>([:])
+    private let nextListener = Atomic<UInt64>(0)
+    private let listening = Mutex<Task<Void, Never>?>(nil)
+
+    /// The LISTEN/NOTIFY channel the nodes talk on.
+    static let signalChannel = "kandy_link_nodes"
+    /// A NOTIFY payload is at most 8000 bytes: signals about many channels are split.
+    static let maxPayloadBytes = 7000
+
+    /// Whether `database` names a PostgreSQL database rather than a SQLite file.
+    public static func isURL(_ database: String) -> Bool {
+        database.hasPrefix("postgres://") || database.hasPrefix("postgresql://")
+    }
+
+    /// Connects to `url` (`postgres://user:password@host:port/database`, `?sslmode=require` for
+    /// TLS) and migrates the schema. `listen: false` for tools that only read and write.
+    public init(url: String, listen: Bool = true, logger: Logger) async throws {
+        let configuration = try Self.configuration(url)
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.client = client
+        self.logger = logger
+        self.running = Task { await client.run() }
+        do {
+            try await Self.migrate(client, logger: logger)
+        } catch {
+            running.cancel()
+            throw StoreError.cannotOpen(path: Self.redacted(url), reason: "\(String(reflecting: error))")
+        }
+        if listen {
+            let task = Task { [weak self] () async -> Void in await self?.listenForSignals() }
+            listening.withLock { $0 = task }
+        }
+    }
+
+    public func close() async {
+        let listening = listening.withLock { $0 }
+        listening?.cancel()
+        await listening?.value
+        listeners.withLock { listeners in
+            for continuation in listeners.values { continuation.finish() }
+            listeners = [:]
+        }
+        running.cancel()
+        await running.value
+    }
+
+    static func configuration(_ url: String) throws -> PostgresClient.Configuration {
+        guard let components = URLComponents(string: url), isURL(url), let host = components.host,
+            let user = components.user
+        else {
+            throw StoreError.cannotOpen(
+                path: redacted(url), reason: "Expected postgres://user:password@host:port/database.")
+        }
+        let database = String(components.path.drop { $0 == "/" })
+        let sslMode = components.queryItems?.first { $0.name == "sslmode" }?.value ?? "disable"
+        let tls: PostgresClient.Configuration.TLS
+        switch sslMode {
+        case "disable": tls = .disable
+        case "require", "verify-full": tls = .require(.makeClientConfiguration())
+        default:
+            throw StoreError.cannotOpen(path: redacted(url), reason: "sslmode must be disable or require.")
+        }
+        var configuration = PostgresClient.Configuration(
+            host: host, port: components.port ?? 5432, username: user.removingPercentEncoding ?? user,
+            password: components.password.map { $0.removingPercentEncoding ?? $0 },
+            database: database.isEmpty ? nil : database, tls: tls)
+        configuration.options.minimumConnections = 1
+        configuration.options.maximumConnections = 16
+        return configuration
+    }
+
+    /// The URL without its password, for messages.
+    public static func redacted(_ url: String) -> String {
+        guard var components = URLComponents(string: url), components.password != nil else { return url }
+        components.password = "***"
+        return components.string ?? url
+    }
+
+    // MARK: Schema
+
+    /// Each step runs once, in order, in its own transaction; nodes starting together take turns.
+    static let migrations: [(version: Int, name: String, sql: [String])] = [
+        (
+            1, "users, subscriptions, secrets",
+            [
+                """
+                CREATE TABLE platform_user (
+                    username TEXT PRIMARY KEY,
+                    authname TEXT UNIQUE,
+                    password_hash TEXT NOT NULL,
+                    created_at DOUBLE PRECISION NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE subscription (
+                    id TEXT PRIMARY KEY,
+                    -- Orders subscriptions made in the same instant: oldest first.
+                    seq BIGSERIAL NOT NULL,
+                    username TEXT NOT NULL REFERENCES platform_user(username) ON DELETE CASCADE,
+                    channel_id TEXT NOT NULL UNIQUE,
+                    services TEXT NOT NULL,
+                    expires INTEGER NOT NULL,
+                    expires_at DOUBLE PRECISION NOT NULL,
+                    created_at DOUBLE PRECISION NOT NULL
+                )
+                """,
+                "CREATE INDEX subscription_username ON subscription(username)",
+                "CREATE TABLE secret (name TEXT PRIMARY KEY, value BYTEA NOT NULL)",
+                "CREATE SEQUENCE event_id",
+            ]
+        ),
+        (
+            2, "presence and watch lists",
+            [
+                """
+                CREATE TABLE presence (
+                    username TEXT PRIMARY KEY REFERENCES platform_user(username) ON DELETE CASCADE,
+                    status TEXT NOT NULL,
+                    activity TEXT NOT NULL,
+                    note TEXT,
+                    updated_at DOUBLE PRECISION NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE presence_watch (
+                    watcher TEXT NOT NULL REFERENCES platform_user(username) ON DELETE CASCADE,
+                    presentity TEXT NOT NULL REFERENCES platform_user(username) ON DELETE CASCADE,
+                    PRIMARY KEY (watcher, presentity)
+                )
+                """,
+                "CREATE INDEX presence_watch_presentity ON presence_watch(presentity, watcher)",
+            ]
+        ),
+        (
+            3, "notification queues",
+            [
+                """
+                CREATE TABLE queued_notification (
+                    channel_id TEXT NOT NULL REFERENCES subscription(channel_id) ON DELETE CASCADE,
+                    event_id BIGINT NOT NULL,
+                    body TEXT,
+                    bytes INTEGER NOT NULL,
+                    missed INTEGER NOT NULL DEFAULT 0,
+                    PRIMARY KEY (channel_id, event_id)
+                )
+                """,
+                """
+                CREATE TABLE notification_queue (
+                    channel_id TEXT PRIMARY KEY REFERENCES subscription(channel_id) ON DELETE CASCADE,
+                    count INTEGER NOT NULL,
+                    bytes INTEGER NOT NULL
+                )
+                """,
+            ]
+        ),
+        (4, "subscriptions by expiry", ["CREATE INDEX subscription_expires_at ON subscription(expires_at)"]),
+    ]
+
+    private static func migrate(_ client: PostgresClient, logger: Logger) async throws {
+        try await client.withTransaction(logger: logger) { connection in
+            // Held to the end of this transaction: a second node starting now waits here.
+            try await connection.query("SELECT pg_advisory_xact_lock(\(Self.migrationLock))", logger: logger)
+            try await connection.query(
+                """
+                CREATE TABLE IF NOT EXISTS schema_migration (
+                    version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)
+                """, logger: logger)
+            var applied = Set<Int>()
+            for try await version in try await connection.query(
+                "SELECT version FROM schema_migration", logger: logger
+            ).decode(Int.self) {
+                applied.insert(version)
+            }
+            for migration in migrations where !applied.contains(migration.version) {
+                for statement in migration.sql {
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                }
+                try await connection.query(
+                    """
+                    INSERT INTO schema_migration (version, name, applied_at)
+                    VALUES (\(migration.version), \(migration.name), \(Date().timeIntervalSince1970))
+                    """, logger: logger)
+                logger.info("Migrated", metadata: ["version": "\(migration.version)", "name": "\(migration.name)"])
+            }
+        }
+    }
+
+    private static let migrationLock: Int64 = 0x6b61_6e64_796c_6e6b
+    private static let eventIDLock: Int64 = 0x6b61_6e64_7965_7669
+
+    // MARK: Users
+
+    public func addUser(_ user: UserRecord) async throws {
+        try await transaction { connection in
+            if try await Self.exists(
+                "SELECT 1 FROM platform_user WHERE username = \(user.username)", on: connection, logger: logger)
+            {
+                throw StoreError.userExists(user.username)
+            }
+            if let authname = user.authname,
+                try await Self.exists(
+                    "SELECT 1 FROM platform_user WHERE authname = \(authname) OR username = \(authname)",
+                    on: connection, logger: logger)
+            {
+                throw StoreError.authnameTaken(authname)
+            }
+            try await connection.query(
+                """
+                INSERT INTO platform_user (username, authname, password_hash, created_at)
+                VALUES (\(user.username), \(user.authname), \(user.passwordHash), \(user.createdAt.timeIntervalSince1970))
+                """, logger: logger)
+        }
+    }
+
+    public func user(login: String) async throws -> UserRecord? {
+        let rows = try await client.query(
+            """
+            SELECT username, authname, password_hash, created_at FROM platform_user
+            WHERE username = \(login) OR authname = \(login)
+            ORDER BY (username = \(login)) DESC LIMIT 1
+            """, logger: logger)
+        return try await Self.users(rows).first
+    }
+
+    public func users() async throws -> [UserRecord] {
+        let rows = try await client.query(
+            "SELECT username, authname, password_hash, created_at FROM platform_user ORDER BY username",
+            logger: logger)
+        return try await Self.users(rows)
+    }
+
+    public func removeUser(_ username: String) async throws -> Bool {
+        try await Self.exists(
+            "DELETE FROM platform_user WHERE username = \(username) RETURNING 1", on: client, logger: logger)
+    }
+
+    public func setPasswordHash(_ hash: String, for username: String) async throws -> Bool {
+        try await Self.exists(
+            "UPDATE platform_user SET password_hash = \(hash) WHERE username = \(username) RETURNING 1",
+            on: client, logger: logger)
+    }
+
+    public func existingUsers(_ names: [String]) async throws -> Set<String> {
+        var found = Set<String>()
+        for try await name in try await client.query(
+            "SELECT username FROM platform_user WHERE username = ANY(\(Array(Set(names))))", logger: logger
+        ).decode(String.self) {
+            found.insert(name)
+        }
+        return found
+    }
+
+    // MARK: Subscriptions
+
+    private static let subscriptionColumns = "id, username, channel_id, services, expires, expires_at, created_at"
+
+    public func insertSubscription(
+        _ subscription: SubscriptionRecord, now: Date,
+        evicting evict: @Sendable ([SubscriptionRecord]) throws -> [SubscriptionRecord]
+    ) async throws -> [SubscriptionRecord] {
+        let services = try StoredServices.encode(subscription.services)
+        return try await transaction { connection in
+            // Concurrent subscribes of one user, on any node, take turns here.
+            try await connection.query(
+                "SELECT 1 FROM platform_user WHERE username = \(subscription.username) FOR UPDATE", logger: logger)
+            let live = try await Self.subscriptions(
+                connection.query(
+                    PostgresQuery(
+                        unsafeSQL: """
+                            SELECT \(Self.subscriptionColumns) FROM subscription
+                            WHERE username = $1 AND expires_at > $2 ORDER BY created_at, seq
+                            """,
+                        binds: try Self.binds(subscription.username, now.timeIntervalSince1970)),
+                    logger: logger))
+            let evicted = try evict(live)
+            if !evicted.isEmpty {
+                try await connection.query(
+                    "DELETE FROM subscription WHERE id = ANY(\(evicted.map(\.id)))", logger: logger)
+            }
+            try await connection.query(
+                """
+                INSERT INTO subscription (id, username, channel_id, services, expires, expires_at, created_at)
+                VALUES (\(subscription.id), \(subscription.username), \(subscription.channelID), \(services),
+                        \(subscription.expires), \(subscription.expiresAt.timeIntervalSince1970),
+                        \(subscription.createdAt.timeIntervalSince1970))
+                """, logger: logger)
+            return evicted
+        }
+    }
+
+    public func refreshSubscription(id: String, of username: String, services: [String], expires: Int, now: Date)
+        async throws -> SubscriptionRecord?
+    {
+        try await Self.subscriptions(
+            client.query(
+                PostgresQuery(
+                    unsafeSQL: """
+                        UPDATE subscription SET services = $1, expires = $2, expires_at = $3
+                        WHERE id = $4 AND username = $5 AND expires_at > $6 RETURNING \(Self.subscriptionColumns)
+                        """,
+                    binds: try Self.binds(
+                        try StoredServices.encode(services), expires,
+                        (now + TimeInterval(expires)).timeIntervalSince1970, id, username, now.timeIntervalSince1970)),
+                logger: logger)
+        ).first
+    }
+
+    public func deleteSubscription(id: String, of username: String, now: Date) async throws -> SubscriptionRecord? {
+        try await Self.subscriptions(
+            client.query(
+                PostgresQuery(
+                    unsafeSQL: """
+                        DELETE FROM subscription WHERE id = $1 AND username = $2 AND expires_at > $3
+                        RETURNING \(Self.subscriptionColumns)
+                        """,
+                    binds: try Self.binds(id, username, now.timeIntervalSince1970)),
+                logger: logger)
+        ).first
+    }
+
+    public func deleteExpiredSubscriptions(now: Date) async throws -> [SubscriptionRecord] {
+        try await Self.subscriptions(
+            client.query(
+                PostgresQuery(
+                    unsafeSQL: "DELETE FROM subscription WHERE expires_at <= $1 RETURNING \(Self.subscriptionColumns)",
+                    binds: try Self.binds(now.timeIntervalSince1970)),
+                logger: logger))
+    }
+
+    public func subscription(channelID: String, now: Date) async throws -> SubscriptionRecord? {
+        try await Self.subscriptions(
+            client.query(
+                PostgresQuery(
+                    unsafeSQL: """
+                        SELECT \(Self.subscriptionColumns) FROM subscription WHERE channel_id = $1 AND expires_at > $2
+                        """,
+                    binds: try Self.binds(channelID, now.timeIntervalSince1970)),
+                logger: logger)
+        ).first
+    }
+
+    public func subscriptions(of usernames: [String], now: Date) async throws -> [SubscriptionRecord] {
+        try await Self.subscriptions(
+            client.query(
+                PostgresQuery(
+                    unsafeSQL: """
+                        SELECT \(Self.subscriptionColumns) FROM subscription
+                        WHERE username = ANY($1) AND expires_at > $2 ORDER BY created_at, seq
+                        """,
+                    binds: try Self.binds(usernames, now.timeIntervalSince1970)),
+                logger: logger))
+    }
+
+    public func subscriptionCount(now: Date) async throws -> Int {
+        var count = 0
+        for try await value in try await client.query(
+            "SELECT count(*)::INTEGER FROM subscription WHERE expires_at > \(now.timeIntervalSince1970)",
+            logger: logger
+        ).decode(Int.self) {
+            count = value
+        }
+        return count
+    }
+
+    // MARK: Presence
+
+    public func setPresence(_ state: PresenceState, for username: String, at time: Date) async throws {
+        try await client.query(
+            """
+            INSERT INTO presence (username, status, activity, note, updated_at)
+            VALUES (\(username), \(state.status.rawValue), \(state.activity.rawValue), \(state.note),
+                    \(time.timeIntervalSince1970))
+            ON CONFLICT (username) DO UPDATE SET
+                status = excluded.status, activity = excluded.activity, note = excluded.note,
+                updated_at = excluded.updated_at
+            """, logger: logger)
+    }
+
+    public func setOfflineUnlessSubscribed(_ username: String, at time: Date) async throws -> Bool {
+        let offline = PresenceState.offline
+        return try await Self.exists(
+            """
+            UPDATE presence SET status = \(offline.status.rawValue), activity = \(offline.activity.rawValue),
+                note = NULL, updated_at = \(time.timeIntervalSince1970)
+            WHERE username = \(username)
+            AND NOT (status = \(offline.status.rawValue) AND activity = \(offline.activity.rawValue) AND note IS NULL)
+            AND NOT EXISTS (
+                SELECT 1 FROM subscription WHERE username = \(username) AND expires_at > \(time.timeIntervalSince1970))
+            RETURNING 1
+            """, on: client, logger: logger)
+    }
+
+    public func presence(of usernames: [String]) async throws -> [String: PresenceState] {
+        var found: [String: PresenceState] = [:]
+        for try await (name, status, activity, note) in try await client.query(
+            "SELECT username, status, activity, note FROM presence WHERE username = ANY(\(Array(Set(usernames))))",
+            logger: logger
+        ).decode((String, String, String, String?).self) {
+            found[name] = PresenceState(
+                status: PresenceStatus(rawValue: status), activity: PresenceActivity(rawValue: activity), note: note)
+        }
+        return found
+    }
+
+    public func watch(_ presentities: [String], by watcher: String, limit: Int) async throws -> Bool {
+        do {
+            try await transaction { connection in
+                try await connection.query(
+                    """
+                    INSERT INTO presence_watch (watcher, presentity)
+                    SELECT \(watcher), unnest(\(presentities)::TEXT[]) ON CONFLICT DO NOTHING
+                    """, logger: logger)
+                var count = 0
+                for try await value in try await connection.query(
+                    "SELECT count(*)::INTEGER FROM presence_watch WHERE watcher = \(watcher)", logger: logger
+                ).decode(Int.self) {
+                    count = value
+                }
+                // Thrown out of the transaction: it rolls back and the list stays as it was.
+                if count > limit { throw WatchLimitExceeded() }
+            }
+            return true
+        } catch is WatchLimitExceeded {
+            return false
+        }
+    }
+
+    private struct WatchLimitExceeded: Error {}
+
+    public func unwatch(_ presentities: [String], by watcher: String) async throws {
+        try await client.query(
+            "DELETE FROM presence_watch WHERE watcher = \(watcher) AND presentity = ANY(\(presentities))",
+            logger: logger)
+    }
+
+    public func watchers(of presentity: String) async throws -> [String] {
+        var found: [String] = []
+        for try await name in try await client.query(
+            "SELECT watcher FROM presence_watch WHERE presentity = \(presentity) ORDER BY watcher", logger: logger
+        ).decode(String.self) {
+            found.append(name)
+        }
+        return found
+    }
+
+    // MARK: Queues
+
+    public func enqueue(channelID: String, eventID: UInt64, text: String, bound: QueueBound) async throws -> Bool {
+        try await transaction { connection in
+            // Enqueues and dequeues of one channel, on any node, take turns on its subscription row.
+            guard
+                try await Self.exists(
+                    "SELECT 1 FROM subscription WHERE channel_id = \(channelID) FOR UPDATE", on: connection,
+                    logger: logger)
+            else { return false }
+            let size = text.utf8.count
+            try await connection.query(
+                """
+                INSERT INTO queued_notification (channel_id, event_id, body, bytes)
+                VALUES (\(channelID), \(Int64(eventID)), \(text), \(size))
+                """, logger: logger)
+            var count = 1
+            var bytes = size
+            for try await (queuedCount, queuedBytes) in try await connection.query(
+                "SELECT count, bytes FROM notification_queue WHERE channel_id = \(channelID)", logger: logger
+            ).decode((Int, Int).self) {
+                count += queuedCount
+                bytes += queuedBytes
+            }
+            var dropped = 0
+            var newestDropped: Int64 = 0
+            while count > bound.count || bytes > bound.bytes {
+                var oldest: (Int64, Int)?
+                for try await row in try await connection.query(
+                    """
+                    DELETE FROM queued_notification WHERE channel_id = \(channelID) AND event_id = (
+                        SELECT min(event_id) FROM queued_notification
+                        WHERE channel_id = \(channelID) AND body IS NOT NULL)
+                    RETURNING event_id, bytes
+                    """, logger: logger
+                ).decode((Int64, Int).self) {
+                    oldest = row
+                }
+                guard let (eventID, size) = oldest else { break }
+                newestDropped = eventID
+                count -= 1
+                bytes -= size
+                dropped += 1
+            }
+            if dropped > 0 {
+                // One marker stands for every dropped notification, with the newest dropped id,
+                // so it sorts before the notifications that were kept.
+                var missed = dropped
+                for try await earlier in try await connection.query(
+                    "DELETE FROM queued_notification WHERE channel_id = \(channelID) AND body IS NULL RETURNING missed",
+                    logger: logger
+                ).decode(Int.self) {
+                    missed += earlier
+                }
+                try await connection.query(
+                    """
+                    INSERT INTO queued_notification (channel_id, event_id, body, bytes, missed)
+                    VALUES (\(channelID), \(newestDropped), NULL, 0, \(missed))
+                    """, logger: logger)
+            }
+            try await connection.query(
+                """
+                INSERT INTO notification_queue (channel_id, count, bytes) VALUES (\(channelID), \(count), \(bytes))
+                ON CONFLICT (channel_id) DO UPDATE SET count = excluded.count, bytes = excluded.bytes
+                """, logger: logger)
+            return true
+        }
+    }
+
+    public func queued(channelID: String) async throws -> [QueuedNotification] {
+        var found: [QueuedNotification] = []
+        for try await (eventID, body, missed) in try await client.query(
+            """
+            SELECT event_id, body, missed FROM queued_notification WHERE channel_id = \(channelID) ORDER BY event_id
+            """, logger: logger
+        ).decode((Int64, String?, Int).self) {
+            found.append(QueuedNotification(eventID: UInt64(eventID), text: body, missed: missed))
+        }
+        return found
+    }
+
+    public func dequeue(channelID: String, through eventID: UInt64) async throws {
+        try await transaction { connection in
+            try await connection.query(
+                "SELECT 1 FROM subscription WHERE channel_id = \(channelID) FOR UPDATE", logger: logger)
+            try await connection.query(
+                "DELETE FROM queued_notification WHERE channel_id = \(channelID) AND event_id <= \(Int64(eventID))",
+                logger: logger)
+            var left: (count: Int, bytes: Int) = (0, 0)
+            for try await row in try await connection.query(
+                """
+                SELECT count(*)::INTEGER, coalesce(sum(bytes), 0)::INTEGER FROM queued_notification
+                WHERE channel_id = \(channelID) AND body IS NOT NULL
+                """, logger: logger
+            ).decode((Int, Int).self) {
+                left = row
+            }
+            if left.count == 0 {
+                try await connection.query(
+                    "DELETE FROM notification_queue WHERE channel_id = \(channelID)", logger: logger)
+            } else {
+                try await connection.query(
+                    """
+                    UPDATE notification_queue SET count = \(left.count), bytes = \(left.bytes)
+                    WHERE channel_id = \(channelID)
+                    """, logger: logger)
+            }
+        }
+    }
+
+    // MARK: Secrets and ids
+
+    public func secret(_ name: String, make: @Sendable () -> [UInt8]) async throws -> [UInt8] {
+        let candidate = Data(make())
+        // The first node to insert wins; everyone reads the winner's.
+        try await client.query(
+            "INSERT INTO secret (name, value) VALUES (\(name), \(candidate)) ON CONFLICT (name) DO NOTHING",
+            logger: logger)
+        for try await value in try await client.query(
+            "SELECT value FROM secret WHERE name = \(name)", logger: logger
+        ).decode(Data.self) {
+            return Array(value)
+        }
+        throw StoreError.cannotOpen(path: "secret \(name)", reason: "It vanished after being written.")
+    }
+
+    public func reserveEventIDs(_ count: UInt64) async throws -> UInt64 {
+        // A sequence cannot step by a varying amount; the lock makes nextval + setval one step.
+        let rows = try await client.query(
+            """
+            WITH turn AS (SELECT pg_advisory_xact_lock(\(Self.eventIDLock)))
+            SELECT setval('event_id', nextval('event_id') + \(Int64(count)) - 1) FROM turn
+            """, logger: logger)
+        for try await last in rows.decode(Int64.self) {
+            return UInt64(last) - count + 1
+        }
+        throw StoreError.cannotOpen(path: "event_id", reason: "The sequence returned nothing.")
+    }
+
+    // MARK: Signals
+
+    public func signal(_ signal: NodeSignal) async throws {
+        for payload in Self.payloads(signal, from: node) {
+            try await client.query("SELECT pg_notify(\(Self.signalChannel), \(payload))", logger: logger)
+        }
+    }
+
+    public func signals() -> AsyncStream<NodeSignal> {
+        let (stream, continuation) = AsyncStream.makeStream(of: NodeSignal.self, bufferingPolicy: .unbounded)
+        let id = nextListener.add(1, ordering: .relaxed).oldValue
+        listeners.withLock { $0[id] = continuation }
+        continuation.onTermination = { [weak self] _ in
+            _ = self?.listeners.withLock { $0.removeValue(forKey: id) }
+        }
+        return stream
+    }
+
+    /// Holds one connection in LISTEN for as long as the store is open, reconnecting after a
+    /// failure. Signals sent while no connection listened are not replayed: queued notifications
+    /// are still delivered when the client next connects.
+    private func listenForSignals() async {
+        while !Task.isCancelled {
+            do {
+                try await client.withConnection { connection in
+                    try await connection.listen(on: Self.signalChannel) { notifications in
+                        for try await notification in notifications {
+                            guard let signal = Self.signal(from: notification.payload, except: node) else { continue }
+                            listeners.withLock { listeners in
+                                for continuation in listeners.values { continuation.yield(signal) }
+                            }
+                        }
+                    }
+                }
+            } catch {
+                if Task.isCancelled { return }
+                logger.error("Listening for other nodes failed; retrying", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    /// `<node> <kind> <channel> <channel> …`: channel ids are URL-safe base64, never spaces.
+    static func payloads(_ signal: NodeSignal, from node: String) -> [String] {
+        let kind: String
+        switch signal {
+        case .queued: kind = "queued"
+        case .ended: kind = "ended"
+        case .unsubscribed: kind = "unsubscribed"
+        case .attached: kind = "attached"
+        }
+        var payloads: [String] = []
+        var current = "\(node) \(kind)"
+        let header = current.utf8.count
+        for channel in signal.channels {
+            if current.utf8.count + 1 + channel.utf8.count > maxPayloadBytes && current.utf8.count > header {
+                payloads.append(current)
+                current = "\(node) \(kind)"
+            }
+            current += " " + channel
+        }
+        if current.utf8.count > header { payloads.append(current) }
+        return payloads
+    }
+
+    static func signal(from payload: String, except node: String) -> NodeSignal? {
+        let words = payload.split(separator: " ").map(String.init)
+        guard words.count >= 3, words[0] != node else { return nil }
+        let channels = Array(words.dropFirst(2))
+        switch words[1] {
+        case "queued": return .queued(channels)
+        case "ended": return .ended(channels)
+        case "unsubscribed": return .unsubscribed(channels)
+        case "attached": return .attached(channels)
+        default: return nil
+        }
+    }
+
+    // MARK: Pieces
+
+    /// Runs `body` in a transaction; an error `body` throws comes out as itself (after rollback).
+    private func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        do {
+            return try await client.withTransaction(logger: logger) { connection in try await body(connection) }
+        } catch let error as PostgresTransactionError {
+            throw error.closureError ?? error
+        }
+    }
+
+    private static func binds(_ values: any PostgresEncodable...) throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: values.count)
+        for value in values { try bindings.append(value) }
+        return bindings
+    }
+
+    private static func exists(_ query: PostgresQuery, on connection: PostgresConnection, logger: Logger)
+        async throws -> Bool
+    {
+        for try await _ in try await connection.query(query, logger: logger) { return true }
+        return false
+    }
+
+    private static func exists(_ query: PostgresQuery, on client: PostgresClient, logger: Logger) async throws -> Bool {
+        for try await _ in try await client.query(query, logger: logger) { return true }
+        return false
+    }
+
+    private static func users(_ rows: PostgresRowSequence) async throws -> [UserRecord] {
+        var found: [UserRecord] = []
+        for try await (username, authname, hash, created) in rows.decode((String, String?, String, Double).self) {
+            found.append(
+                UserRecord(
+                    username: username, authname: authname, passwordHash: hash,
+                    createdAt: Date(timeIntervalSince1970: created)))
+        }
+        return found
+    }
+
+    private static func subscriptions(_ rows: PostgresRowSequence) async throws -> [SubscriptionRecord] {
+        var found: [SubscriptionRecord] = []
+        for try await (id, username, channelID, services, expires, expiresAt, createdAt) in rows.decode(
+            (String, String, String, String, Int, Double, Double).self)
+        {
+            found.append(
+                SubscriptionRecord(
+                    id: id, username: username, channelID: channelID, services: try StoredServices.decode(services),
+                    expires: expires, expiresAt: Date(timeIntervalSince1970: expiresAt),
+                    createdAt: Date(timeIntervalSince1970: createdAt)))
+        }
+        return found
+    }
+}
+
+/// Opens the store `database` names: a `postgres://` URL or a SQLite file path.
+public func openStore(_ database: String, listen: Bool = true, logger: Logger) async throws -> any PlatformStore {
+    if PostgresStore.isURL(database) {
+        return try await PostgresStore(url: database, listen: listen, logger: logger)
+    }
+    return try SQLiteStore(path: database)
+}

@@ -1,0 +1,154 @@
+import Foundation
+import KandyLinkServer
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// A `kandy-link serve` process: a platform node as an operator runs it, on an ephemeral port.
+public final class PlatformNode: Sendable {
+    public let port: Int
+    private let process: Process
+
+    /// The `kandy-link` binary built next to the tests (`KANDY_LINK_BINARY` overrides).
+    public static var binary: URL {
+        if let path = ProcessInfo.processInfo.environment["KANDY_LINK_BINARY"] { return URL(fileURLWithPath: path) }
+        var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for _ in 0..<4 {
+            let candidate = directory.appendingPathComponent("kandy-link")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+            directory.deleteLastPathComponent()
+        }
+        return URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+            .appendingPathComponent(".build/debug/kandy-link")
+    }
+
+    public struct StartFailure: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Starts a node on `database` serving TLS with `certificate`; returns once it listens.
+    public static func start(
+        database: String, certificate: DevelopmentCertificate.Files, arguments: [String] = []
+    ) async throws -> PlatformNode {
+        let process = Process()
+        process.executableURL = binary
+        process.arguments =
+            [
+                "serve", "--database", database, "--tls-cert", certificate.chainPath, "--tls-key", certificate.keyPath,
+                "--port", "0", "--log-level", "warning",
+            ] + arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.standardError
+        let seen = Mutex(Data())
+        let (lines, sink) = AsyncStream.makeStream(of: String.self)
+        output.fileHandleForReading.readabilityHandler = { handle in
+            let chunk = handle.availableData
+            guard !chunk.isEmpty else {
+                handle.readabilityHandler = nil
+                sink.finish()
+                return
+            }
+            let text = seen.withLock { seen in
+                seen.append(chunk)
+                return String(decoding: seen, as: UTF8.self)
+            }
+            sink.yield(text)
+        }
+        try process.run()
+        // "KandyLink platform listening on https://127.0.0.1:PORT (…"
+        for await text in lines {
+            guard let range = text.range(of: "listening on https://127.0.0.1:") else { continue }
+            let digits = text[range.upperBound...].prefix { $0.isNumber }
+            if let port = Int(digits) { return PlatformNode(port: port, process: process) }
+        }
+        process.terminate()
+        throw StartFailure(description: "kandy-link serve exited before listening (binary: \(binary.path))")
+    }
+
+    private init(port: Int, process: Process) {
+        self.port = port
+        self.process = process
+    }
+
+    /// Ends the node at once, as a crash or a power cut would: no close frames, nothing flushed.
+    public func kill() async {
+        Foundation.kill(process.processIdentifier, SIGKILL)
+        await exit()
+    }
+
+    /// Stops the node gracefully (SIGTERM).
+    public func stop() async {
+        guard process.isRunning else { return }
+        process.terminate()
+        await exit()
+    }
+
+    private func exit() async {
+        let process = process
+        try? await NIOThreadPool.singleton.runIfActive { process.waitUntilExit() }
+    }
+}
+
+/// A TCP relay standing in for a load balancer: each connection goes to the first backend that
+/// accepts it, bytes passed through untouched (TLS stays end to end).
+public final class TCPRelay: Sendable {
+    public let port: Int
+    private let server: any Channel
+    private let backends: [Int]
+
+    public init(backends: [Int]) async throws {
+        self.backends = backends
+        let ports = backends
+        server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.autoRead, value: false)
+            .childChannelInitializer { inbound in
+                Self.connect(inbound, to: ports)
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        port = server.localAddress?.port ?? 0
+    }
+
+    public func close() async {
+        try? await server.close()
+    }
+
+    private static func connect(_ inbound: any Channel, to ports: [Int]) -> EventLoopFuture<Void> {
+        guard let port = ports.first else {
+            return inbound.eventLoop.makeFailedFuture(ChannelError.connectTimeout(.seconds(0)))
+        }
+        return ClientBootstrap(group: inbound.eventLoop)
+            .channelInitializer { outbound in
+                outbound.pipeline.addHandler(Splice(partner: inbound))
+            }
+            .connect(host: "127.0.0.1", port: port)
+            .flatMap { outbound in
+                // Reading starts only now, so nothing arrives before there is somewhere to send it.
+                inbound.pipeline.addHandler(Splice(partner: outbound)).flatMap {
+                    inbound.setOption(.autoRead, value: true)
+                }
+            }
+            .flatMapError { _ in connect(inbound, to: Array(ports.dropFirst())) }
+    }
+
+    /// Writes what one side reads to the other, and closes both when either closes.
+    private final class Splice: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        let partner: any Channel
+
+        init(partner: any Channel) { self.partner = partner }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            partner.writeAndFlush(Self.unwrapInboundIn(data), promise: nil)
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            partner.close(promise: nil)
+        }
+
+        func errorCaught(context: ChannelHandlerContext, error: any Error) {
+            context.close(promise: nil)
+        }
+    }
+}

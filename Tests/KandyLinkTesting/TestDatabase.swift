@@ -1,0 +1,58 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// A PostgreSQL database of its own for one test, on the server that `KANDY_LINK_TEST_POSTGRES`
+/// names (`postgres://user:password@host:port/db` of a role allowed to create databases).
+/// Without it the PostgreSQL tests are left out, unless `KANDY_LINK_REQUIRE_POSTGRES=1` (CI),
+/// where they fail instead.
+public struct TestDatabase: Sendable {
+    /// The new database's URL.
+    public let url: String
+    private let name: String
+    private let server: URLComponents
+
+    public static var serverURL: String? { ProcessInfo.processInfo.environment["KANDY_LINK_TEST_POSTGRES"] }
+    public static var isRequired: Bool { ProcessInfo.processInfo.environment["KANDY_LINK_REQUIRE_POSTGRES"] == "1" }
+    public static var isAvailable: Bool { serverURL != nil || isRequired }
+
+    public struct Unavailable: Error, CustomStringConvertible {
+        public var description: String {
+            "KANDY_LINK_TEST_POSTGRES is not set; .ci/run shows how to start PostgreSQL for the tests."
+        }
+    }
+
+    /// Creates an empty database.
+    public static func create() async throws -> TestDatabase {
+        guard let serverURL, let server = URLComponents(string: serverURL) else { throw Unavailable() }
+        let name = "kandy_link_test_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+        try await administer(server) { client in
+            try await client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"))
+        }
+        var components = server
+        components.path = "/" + name
+        return TestDatabase(url: components.string!, name: name, server: server)
+    }
+
+    /// Drops the database, ending any connection still open to it.
+    public func drop() async {
+        let name = name
+        try? await Self.administer(server) { client in
+            try await client.query(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(name) WITH (FORCE)"))
+        }
+    }
+
+    private static func administer(_ server: URLComponents, _ body: (PostgresClient) async throws -> Void)
+        async throws
+    {
+        let configuration = PostgresClient.Configuration(
+            host: server.host ?? "127.0.0.1", port: server.port ?? 5432, username: server.user ?? "postgres",
+            password: server.password, database: String(server.path.drop { $0 == "/" }), tls: .disable)
+        let client = PostgresClient(configuration: configuration, backgroundLogger: Logger(label: "test-database"))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await client.run() }
+            defer { group.cancelAll() }
+            try await body(client)
+        }
+    }
+}
