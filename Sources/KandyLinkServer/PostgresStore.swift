@@ -40,7 +40,8 @@ public final class PostgresStore: PlatformStore {
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.client = client
         self.logger = logger
-        self.running = Task { await client.run() }
+        // Started at once, so run() is under way before the first query leases a connection.
+        self.running = Task.immediate { await client.run() }
         do {
             try await Self.migrate(client, logger: logger)
         } catch {
