@@ -169,6 +169,13 @@ final class NotificationHub: Sendable {
 
     private func existing(_ channelID: String) -> Channel? { channels.withLock { $0[channelID] } }
 
+    /// The channels whose socket is held here.
+    func channelsWithSockets() -> [String] {
+        channels.withLock { Array($0.values) }.compactMap { channel in
+            channel.state.withLock { $0.socket != nil } ? channel.id : nil
+        }
+    }
+
     private func channel(_ channelID: String) -> Channel {
         channels.withLock { channels in
             if let channel = channels[channelID] { return channel }

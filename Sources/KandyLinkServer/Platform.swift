@@ -271,6 +271,8 @@ public final class Platform: Sendable {
             for channelID in channelIDs { await hub.scheduleClose(channelID: channelID, at: deadline) }
         case .attached(let channelIDs):
             for channelID in channelIDs { hub.release(channelID: channelID) }
+        case .resume:
+            for channelID in hub.channelsWithSockets() { await hub.drain(channelID: channelID, now: clock.now()) }
         }
     }
 

@@ -58,10 +58,12 @@ public final class PostgresStore: PlatformStore {
         let listening = listening.withLock { $0 }
         listening?.cancel()
         await listening?.value
-        listeners.withLock { listeners in
-            for continuation in listeners.values { continuation.finish() }
-            listeners = [:]
+        // Finished outside the lock: finishing runs onTermination, which takes the lock.
+        let open = listeners.withLock { listeners in
+            defer { listeners = [:] }
+            return Array(listeners.values)
         }
+        for continuation in open { continuation.finish() }
         running.cancel()
         await running.value
     }
@@ -626,24 +628,31 @@ public final class PostgresStore: PlatformStore {
     /// failure. Signals sent while no connection listened are not replayed: queued notifications
     /// are still delivered when the client next connects.
     private func listenForSignals() async {
+        var first = true
         while !Task.isCancelled {
             do {
                 try await client.withConnection { connection in
                     try await connection.listen(on: Self.signalChannel) { notifications in
+                        // Listening again after a failure: what was signalled meanwhile is lost.
+                        if !first { broadcast(.resume) }
+                        first = false
                         for try await notification in notifications {
                             guard let signal = Self.signal(from: notification.payload, except: node) else { continue }
-                            listeners.withLock { listeners in
-                                for continuation in listeners.values { continuation.yield(signal) }
-                            }
+                            broadcast(signal)
                         }
                     }
                 }
             } catch {
                 if Task.isCancelled { return }
-                logger.error("Listening for other nodes failed; retrying", metadata: ["error": "\(error)"])
+                logger.warning(
+                    "Listening for other nodes failed; retrying", metadata: ["error": "\(String(reflecting: error))"])
                 try? await Task.sleep(for: .seconds(1))
             }
         }
+    }
+
+    private func broadcast(_ signal: NodeSignal) {
+        for continuation in listeners.withLock({ Array($0.values) }) { continuation.yield(signal) }
     }
 
     /// `<node> <kind> <channel> <channel> …`: channel ids are URL-safe base64, never spaces.
@@ -654,6 +663,7 @@ public final class PostgresStore: PlatformStore {
         case .ended: kind = "ended"
         case .unsubscribed: kind = "unsubscribed"
         case .attached: kind = "attached"
+        case .resume: return []
         }
         var payloads: [String] = []
         var current = "\(node) \(kind)"

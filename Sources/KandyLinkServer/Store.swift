@@ -169,10 +169,14 @@ public enum NodeSignal: Sendable, Equatable {
     case unsubscribed([String])
     /// These channels' sockets are now held by the signalling node: close any other.
     case attached([String])
+    /// Signals may have been missed (the store's listening connection was re-established):
+    /// whatever is queued for a socket held here should be written now.
+    case resume
 
     public var channels: [String] {
         switch self {
         case .queued(let ids), .ended(let ids), .unsubscribed(let ids), .attached(let ids): ids
+        case .resume: []
         }
     }
 }

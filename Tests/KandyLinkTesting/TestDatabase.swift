@@ -42,6 +42,18 @@ public struct TestDatabase: Sendable {
         }
     }
 
+    /// Cuts the connections that LISTEN on this database, as a network failure would.
+    public func terminateListeners() async throws {
+        let name = name
+        try await Self.administer(server) { client in
+            try await client.query(
+                """
+                SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                WHERE datname = \(name) AND query ILIKE 'LISTEN%'
+                """)
+        }
+    }
+
     private static func administer(_ server: URLComponents, _ body: (PostgresClient) async throws -> Void)
         async throws
     {
