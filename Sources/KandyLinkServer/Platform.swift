@@ -64,7 +64,12 @@ public final class Platform: Sendable {
         }
         let store = opened
         self.store = store
-        self.accounts = try await Accounts(store: store, configuration: configuration, clock: clock)
+        do {
+            self.accounts = try await Accounts(store: store, configuration: configuration, clock: clock)
+        } catch {
+            if ownsStore { await store.close() }
+            throw error
+        }
         self.subscriptions = Subscriptions(
             store: store,
             policy: .init(
@@ -296,10 +301,18 @@ public final class Platform: Sendable {
     private func channelUpgrade(_ head: HTTPRequest, channel: any Channel) async throws -> ShouldUpgradeResult<
         WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>
     > {
-        guard case .channel(let user, let channelID)? = try? LinkRoute.parse(head.path ?? ""),
-            let record = try await subscriptions.subscription(channelID: channelID, now: clock.now()),
-            record.username == user
-        else {
+        guard case .channel(let user, let channelID)? = try? LinkRoute.parse(head.path ?? "") else {
+            logger.debug("Channel refused: not a channel path")
+            return .dontUpgrade
+        }
+        let record: SubscriptionRecord?
+        do {
+            record = try await subscriptions.subscription(channelID: channelID, now: clock.now())
+        } catch {
+            logger.error("Channel refused: the store is unavailable", metadata: ["error": "\(error)"])
+            return .dontUpgrade
+        }
+        guard let record, record.username == user else {
             logger.debug("Channel refused: unknown or ended")
             return .dontUpgrade
         }

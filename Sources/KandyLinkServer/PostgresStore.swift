@@ -41,7 +41,11 @@ public final class PostgresStore: PlatformStore {
         self.client = client
         self.logger = logger
         // Started at once, so run() is under way before the first query leases a connection.
-        self.running = Task.immediate { await client.run() }
+        if #available(macOS 26.0, *) {
+            self.running = Task.immediate { await client.run() }
+        } else {
+            self.running = Task { await client.run() }
+        }
         do {
             try await Self.migrate(client, logger: logger)
         } catch {
