@@ -129,8 +129,8 @@ public final class SQLiteStore: PlatformStore {
     public func user(login: String) async throws -> UserRecord? {
         try readNow { db in
             let row =
-                try Row.fetchOne(db, sql: "SELECT * FROM user WHERE username = ?", arguments: [login])
-                ?? Row.fetchOne(db, sql: "SELECT * FROM user WHERE authname = ?", arguments: [login])
+                try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM user WHERE username = ?"), arguments: [login])
+                ?? Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM user WHERE authname = ?"), arguments: [login])
             return row.map(Self.user)
         }
     }
@@ -220,7 +220,7 @@ public final class SQLiteStore: PlatformStore {
     public func subscription(channelID: String, now: Date) async throws -> SubscriptionRecord? {
         try readNow { db in
             try Row.fetchOne(
-                db, sql: "SELECT * FROM subscription WHERE channel_id = ? AND expires_at > ?",
+                db.cachedStatement(sql: "SELECT * FROM subscription WHERE channel_id = ? AND expires_at > ?"),
                 arguments: [channelID, now.timeIntervalSince1970]
             ).map(Self.subscription)
         }
@@ -245,12 +245,13 @@ public final class SQLiteStore: PlatformStore {
         let names = Array(Set(usernames))
         guard !names.isEmpty else { return [] }
         let placeholders = Array(repeating: "?", count: names.count).joined(separator: ", ")
+        // Hot (every instant message and presence change): the statement is prepared once.
         return try Row.fetchAll(
-            db,
-            sql: """
-                SELECT * FROM subscription WHERE username IN (\(placeholders)) AND expires_at > ?
-                ORDER BY created_at, rowid
-                """,
+            db.cachedStatement(
+                sql: """
+                    SELECT * FROM subscription WHERE username IN (\(placeholders)) AND expires_at > ?
+                    ORDER BY created_at, rowid
+                    """),
             arguments: StatementArguments(
                 names.map { $0 as any DatabaseValueConvertible } + [now.timeIntervalSince1970])
         ).map(Self.subscription)
@@ -506,6 +507,9 @@ enum StoredServices {
     }
 
     static func decode(_ text: String) throws -> [String] {
-        try JSONDecoder().decode([String].self, from: Data(text.utf8))
+        try decoder.decode([String].self, from: Data(text.utf8))
     }
+
+    /// Decoding is read-only and a decoder is costly to make (every delivery decodes).
+    private static let decoder = JSONDecoder()
 }
