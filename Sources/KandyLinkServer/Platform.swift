@@ -96,6 +96,16 @@ public final class Platform: Sendable {
     public func run(gracefulShutdownSignals: [UnixSignal] = []) async throws {
         // Whatever ends the run, including a failure before listening, releases listeningPort().
         defer { serverStopped() }
+        do {
+            try await serve(gracefulShutdownSignals: gracefulShutdownSignals)
+        } catch {
+            if ownsStore { await store.close() }
+            throw error
+        }
+        if ownsStore { await store.close() }
+    }
+
+    private func serve(gracefulShutdownSignals: [UnixSignal]) async throws {
         let tls = try makeTLSConfiguration()
         let server = try Self.serverBuilder(
             tls: tls,
@@ -123,13 +133,7 @@ public final class Platform: Sendable {
             if state.stopped { throw CancellationError() }
             state.group = group
         }
-        do {
-            try await group.run()
-        } catch {
-            if ownsStore { await store.close() }
-            throw error
-        }
-        if ownsStore { await store.close() }
+        try await group.run()
     }
 
     /// The port the platform listens on, once it does.
