@@ -9,6 +9,11 @@ public enum WireJSON {
         return try encoder.encode(value)
     }
 
+    /// The document as the text of a WebSocket frame.
+    public static func text<T: Encodable>(_ value: T) throws -> String {
+        String(decoding: try encode(value), as: UTF8.self)
+    }
+
     public static func decode<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
         try JSONDecoder().decode(type, from: data)
     }

@@ -353,7 +353,7 @@ final class NotificationHub: Sendable {
     private static func missedText(_ marker: QueuedNotification) -> String? {
         let document = NotificationDocument(
             notificationMessage: .missed(eventId: String(marker.eventID), count: marker.missed))
-        return (try? WireJSON.encode(document)).map { String(decoding: $0, as: UTF8.self) }
+        return try? WireJSON.text(document)
     }
 
     // MARK: Closing

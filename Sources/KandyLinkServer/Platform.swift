@@ -67,6 +67,7 @@ public final class Platform: Sendable {
         do {
             self.accounts = try await Accounts(store: store, configuration: configuration, clock: clock)
         } catch {
+            // Only on failure: on success the store lives as long as the platform.
             if ownsStore { await store.close() }
             throw error
         }
@@ -96,13 +97,11 @@ public final class Platform: Sendable {
     public func run(gracefulShutdownSignals: [UnixSignal] = []) async throws {
         // Whatever ends the run, including a failure before listening, releases listeningPort().
         defer { serverStopped() }
-        do {
+        try await withCleanup {
             try await serve(gracefulShutdownSignals: gracefulShutdownSignals)
-        } catch {
+        } cleanup: {
             if ownsStore { await store.close() }
-            throw error
         }
-        if ownsStore { await store.close() }
     }
 
     private func serve(gracefulShutdownSignals: [UnixSignal]) async throws {
@@ -253,9 +252,14 @@ public final class Platform: Sendable {
     /// These subscriptions ended at the client's request: their sockets, wherever they are, are
     /// closed unless the client closes them first.
     func unsubscribed(_ channelIDs: [String]) async {
+        await scheduleCloses(channelIDs)
+        await signal(.unsubscribed(channelIDs))
+    }
+
+    /// Closes these channels' sockets here after the unsubscribe grace delay.
+    private func scheduleCloses(_ channelIDs: [String]) async {
         let deadline = clock.now() + configuration.unsubscribeCloseDelay
         for channelID in channelIDs { await hub.scheduleClose(channelID: channelID, at: deadline) }
-        await signal(.unsubscribed(channelIDs))
     }
 
     /// Tells the other nodes, if any.
@@ -276,8 +280,7 @@ public final class Platform: Sendable {
         case .ended(let channelIDs):
             for channelID in channelIDs { await endChannel(channelID, reason: "Subscription ended") }
         case .unsubscribed(let channelIDs):
-            let deadline = clock.now() + configuration.unsubscribeCloseDelay
-            for channelID in channelIDs { await hub.scheduleClose(channelID: channelID, at: deadline) }
+            await scheduleCloses(channelIDs)
         case .attached(let channelIDs):
             for channelID in channelIDs { hub.release(channelID: channelID) }
         case .resume:
@@ -289,7 +292,7 @@ public final class Platform: Sendable {
     func notification(_ make: (String) -> NotificationMessage) async throws -> (eventID: UInt64, text: String) {
         let eventID = try await events.next()
         let document = NotificationDocument(notificationMessage: make(String(eventID)))
-        return (eventID, String(decoding: try WireJSON.encode(document), as: UTF8.self))
+        return (eventID, try WireJSON.text(document))
     }
 
     /// The same notification under a fresh eventId.
@@ -297,7 +300,7 @@ public final class Platform: Sendable {
         var document = try WireJSON.decode(NotificationDocument.self, from: Data(text.utf8))
         let eventID = try await events.next()
         document.notificationMessage.eventId = String(eventID)
-        return (eventID, String(decoding: try WireJSON.encode(document), as: UTF8.self))
+        return (eventID, try WireJSON.text(document))
     }
 
     // MARK: Channel

@@ -220,15 +220,16 @@ public final class PostgresStore: PlatformStore {
 
     public func addUser(_ user: UserRecord) async throws {
         try await transaction { connection in
-            if try await Self.exists(
-                "SELECT 1 FROM platform_user WHERE username = \(user.username)", on: connection, logger: logger)
+            if try await Self.anyRow(
+                connection.query("SELECT 1 FROM platform_user WHERE username = \(user.username)", logger: logger))
             {
                 throw StoreError.userExists(user.username)
             }
             if let authname = user.authname,
-                try await Self.exists(
-                    "SELECT 1 FROM platform_user WHERE authname = \(authname) OR username = \(authname)",
-                    on: connection, logger: logger)
+                try await Self.anyRow(
+                    connection.query(
+                        "SELECT 1 FROM platform_user WHERE authname = \(authname) OR username = \(authname)",
+                        logger: logger))
             {
                 throw StoreError.authnameTaken(authname)
             }
@@ -258,14 +259,15 @@ public final class PostgresStore: PlatformStore {
     }
 
     public func removeUser(_ username: String) async throws -> Bool {
-        try await Self.exists(
-            "DELETE FROM platform_user WHERE username = \(username) RETURNING 1", on: client, logger: logger)
+        try await Self.anyRow(
+            client.query("DELETE FROM platform_user WHERE username = \(username) RETURNING 1", logger: logger))
     }
 
     public func setPasswordHash(_ hash: String, for username: String) async throws -> Bool {
-        try await Self.exists(
-            "UPDATE platform_user SET password_hash = \(hash) WHERE username = \(username) RETURNING 1",
-            on: client, logger: logger)
+        try await Self.anyRow(
+            client.query(
+                "UPDATE platform_user SET password_hash = \(hash) WHERE username = \(username) RETURNING 1",
+                logger: logger))
     }
 
     public func existingUsers(_ names: [String]) async throws -> Set<String> {
@@ -406,16 +408,17 @@ public final class PostgresStore: PlatformStore {
 
     public func setOfflineUnlessSubscribed(_ username: String, at time: Date) async throws -> Bool {
         let offline = PresenceState.offline
-        return try await Self.exists(
-            """
-            UPDATE presence SET status = \(offline.status.rawValue), activity = \(offline.activity.rawValue),
-                note = NULL, updated_at = \(time.timeIntervalSince1970)
-            WHERE username = \(username)
-            AND NOT (status = \(offline.status.rawValue) AND activity = \(offline.activity.rawValue) AND note IS NULL)
-            AND NOT EXISTS (
-                SELECT 1 FROM subscription WHERE username = \(username) AND expires_at > \(time.timeIntervalSince1970))
-            RETURNING 1
-            """, on: client, logger: logger)
+        return try await Self.anyRow(
+            client.query(
+                """
+                UPDATE presence SET status = \(offline.status.rawValue), activity = \(offline.activity.rawValue),
+                    note = NULL, updated_at = \(time.timeIntervalSince1970)
+                WHERE username = \(username)
+                AND NOT (status = \(offline.status.rawValue) AND activity = \(offline.activity.rawValue) AND note IS NULL)
+                AND NOT EXISTS (
+                    SELECT 1 FROM subscription WHERE username = \(username) AND expires_at > \(time.timeIntervalSince1970))
+                RETURNING 1
+                """, logger: logger))
     }
 
     public func presence(of usernames: [String]) async throws -> [String: PresenceState] {
@@ -477,9 +480,9 @@ public final class PostgresStore: PlatformStore {
         try await transaction { connection in
             // Enqueues and dequeues of one channel, on any node, take turns on its subscription row.
             guard
-                try await Self.exists(
-                    "SELECT 1 FROM subscription WHERE channel_id = \(channelID) FOR UPDATE", on: connection,
-                    logger: logger)
+                try await Self.anyRow(
+                    connection.query(
+                        "SELECT 1 FROM subscription WHERE channel_id = \(channelID) FOR UPDATE", logger: logger))
             else { return false }
             let size = text.utf8.count
             try await connection.query(
@@ -594,7 +597,7 @@ public final class PostgresStore: PlatformStore {
         ).decode(Data.self) {
             return Array(value)
         }
-        throw StoreError.cannotOpen(path: "secret \(name)", reason: "It vanished after being written.")
+        throw StoreError.unexpected("The secret \(name) vanished after being written.")
     }
 
     public func reserveEventIDs(_ count: UInt64) async throws -> UInt64 {
@@ -607,7 +610,7 @@ public final class PostgresStore: PlatformStore {
         for try await last in rows.decode(Int64.self) {
             return UInt64(last) - count + 1
         }
-        throw StoreError.cannotOpen(path: "event_id", reason: "The sequence returned nothing.")
+        throw StoreError.unexpected("The event id sequence returned nothing.")
     }
 
     // MARK: Signals
@@ -713,15 +716,9 @@ public final class PostgresStore: PlatformStore {
         return bindings
     }
 
-    private static func exists(_ query: PostgresQuery, on connection: PostgresConnection, logger: Logger)
-        async throws -> Bool
-    {
-        for try await _ in try await connection.query(query, logger: logger) { return true }
-        return false
-    }
-
-    private static func exists(_ query: PostgresQuery, on client: PostgresClient, logger: Logger) async throws -> Bool {
-        for try await _ in try await client.query(query, logger: logger) { return true }
+    /// Whether the query answered with any row.
+    private static func anyRow(_ rows: PostgresRowSequence) async throws -> Bool {
+        for try await _ in rows { return true }
         return false
     }
 

@@ -74,9 +74,12 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
     case userExists(String)
     case authnameTaken(String)
     case cannotOpen(path: String, reason: String)
+    /// The database answered what it cannot (a row just written is missing).
+    case unexpected(String)
 
     public var description: String {
         switch self {
+        case .unexpected(let what): what
         case .userExists(let name): "A user \(name) already exists."
         case .authnameTaken(let name): "The authname \(name) is already someone's login."
         case .cannotOpen(let path, let reason): "Cannot open the database \(path): \(reason)"

@@ -244,13 +244,10 @@ struct EmbeddedPlatform: Sendable {
         minExpires: Int = 2, maxQueuedNotifications: Int? = nil, _ body: (EmbeddedPlatform) async throws -> T
     ) async throws -> T {
         let embedded = try await start(minExpires: minExpires, maxQueuedNotifications: maxQueuedNotifications)
-        do {
-            let result = try await body(embedded)
+        return try await withCleanup {
+            try await body(embedded)
+        } cleanup: {
             await embedded.stop()
-            return result
-        } catch {
-            await embedded.stop()
-            throw error
         }
     }
 }
@@ -259,13 +256,10 @@ extension Kandy {
     /// Makes an instance for `body` and destroys it afterwards, whether `body` returns or throws.
     static func using<T>(_ configuration: KandyConfiguration, _ body: (Kandy) async throws -> T) async throws -> T {
         let kandy = try Kandy.create(configuration)
-        do {
-            let result = try await body(kandy)
+        return try await withCleanup {
+            try await body(kandy)
+        } cleanup: {
             await kandy.destroy()
-            return result
-        } catch {
-            await kandy.destroy()
-            throw error
         }
     }
 }

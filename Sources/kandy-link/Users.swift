@@ -28,13 +28,10 @@ struct Users: AsyncParsableCommand {
         var logger = Logger(label: "kandy-link.users")
         logger.logLevel = .warning
         let store = try await openStore(database.database, listen: false, logger: logger)
-        do {
-            let result = try await body(try await Accounts(store: store, configuration: configuration))
+        return try await withCleanup {
+            try await body(try await Accounts(store: store, configuration: configuration))
+        } cleanup: {
             await store.close()
-            return result
-        } catch {
-            await store.close()
-            throw error
         }
     }
 

@@ -25,20 +25,16 @@ import Testing
                 try await body(try SQLiteStore(path: directory.appendingPathComponent("store.sqlite").path))
             case .postgres:
                 let database = try await TestDatabase.create()
-                do {
+                try await withCleanup {
                     let store = try await PostgresStore(url: database.url, logger: Logger(label: "store-test"))
-                    do {
+                    try await withCleanup {
                         try await body(store)
-                    } catch {
+                    } cleanup: {
                         await store.close()
-                        throw error
                     }
-                    await store.close()
-                } catch {
+                } cleanup: {
                     await database.drop()
-                    throw error
                 }
-                await database.drop()
             }
         }
 

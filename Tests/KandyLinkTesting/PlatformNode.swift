@@ -95,10 +95,8 @@ public final class PlatformNode: Sendable {
 public final class TCPRelay: Sendable {
     public let port: Int
     private let server: any Channel
-    private let backends: [Int]
 
     public init(backends: [Int]) async throws {
-        self.backends = backends
         let ports = backends
         server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)

@@ -107,30 +107,29 @@ private struct Cluster {
         let database = try await TestDatabase.create()
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("nodes-\(UUID().uuidString)")
         var nodes: [PlatformNode] = []
-        do {
+        try await withCleanup {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             let certificate = try DevelopmentCertificate.loadOrCreate(in: directory)
             // Users are added through the platform's own accounts, before any node starts.
             let store = try await PostgresStore(url: database.url, listen: false, logger: Logger(label: "nodes-test"))
-            var configuration = PlatformConfiguration()
-            configuration.passwordCost = 4
-            let accounts = try await Accounts(store: store, configuration: configuration)
-            for user in [PlatformFixture.alice, PlatformFixture.bob] {
-                try await accounts.add(username: user, password: PlatformFixture.password)
+            try await withCleanup {
+                var configuration = PlatformConfiguration()
+                configuration.passwordCost = 4
+                let accounts = try await Accounts(store: store, configuration: configuration)
+                for user in [PlatformFixture.alice, PlatformFixture.bob] {
+                    try await accounts.add(username: user, password: PlatformFixture.password)
+                }
+            } cleanup: {
+                await store.close()
             }
-            await store.close()
             nodes.append(try await PlatformNode.start(database: database.url, certificate: certificate))
             nodes.append(try await PlatformNode.start(database: database.url, certificate: certificate))
             try await body(Cluster(a: nodes[0], b: nodes[1], certificate: certificate))
-        } catch {
+        } cleanup: {
             for node in nodes { await node.stop() }
             await database.drop()
             try? FileManager.default.removeItem(at: directory)
-            throw error
         }
-        for node in nodes { await node.stop() }
-        await database.drop()
-        try? FileManager.default.removeItem(at: directory)
     }
 
     /// A client logged in as `user` through `port`, subscribed to call, Presence and IM.
