@@ -187,6 +187,9 @@ import Testing
             return
         }
         #expect(resub.isFailure && resub.error?.statusCode == 39)
+        // Credentials are forgotten with the `auth:change` that follows `subscription:change`.
+        let forgotten = await recorder.next { $0.name == .authChange && $0 != .authChange(.init()) }
+        #expect(forgotten == .authChange(.init(forced: true, reason: .gone)))
         #expect(kandy.getUserInfo().username == nil)
         await kandy.destroy()
         try await rig.fixture.stop()
