@@ -50,6 +50,25 @@ public struct Accounts: Sendable {
             UserRecord(username: username, authname: authname, passwordHash: hash, createdAt: clock.now()))
     }
 
+    /// Adds those of `usernames` that are missing, all with `password` (hashed once: a load
+    /// test's thousands of users would otherwise cost a bcrypt each). Returns how many were added.
+    @discardableResult
+    public func addMissing(usernames: [String], password: String) async throws -> Int {
+        if let bad = usernames.first(where: { !LinkRoute.isAcceptableUsername($0) }) {
+            throw AccountError.invalidUsername(bad)
+        }
+        guard !password.isEmpty else { throw AccountError.emptyPassword }
+        let existing = Set(try await store.users().map(\.username))
+        let missing = usernames.filter { !existing.contains($0) }
+        guard !missing.isEmpty else { return 0 }
+        let hash = try await hash(password)
+        let now = clock.now()
+        for username in missing {
+            try await store.addUser(UserRecord(username: username, authname: nil, passwordHash: hash, createdAt: now))
+        }
+        return missing.count
+    }
+
     public func list() async throws -> [UserRecord] { try await store.users() }
 
     public func remove(username: String) async throws {
@@ -70,6 +89,16 @@ public struct Accounts: Sendable {
         }
         let expiresAt = clock.now() + tokenLifetime
         return (tokens.issue(for: username, expiresAt: expiresAt), expiresAt)
+    }
+
+    /// Tokens for many users at once, checked against one listing of the users.
+    public func tokens(for usernames: [String]) async throws -> [String] {
+        let existing = Set(try await store.users().map(\.username))
+        let expiresAt = clock.now() + tokenLifetime
+        return try usernames.map { username in
+            guard existing.contains(username) else { throw AccountError.unknownUser(username) }
+            return tokens.issue(for: username, expiresAt: expiresAt)
+        }
     }
 
     private func hash(_ password: String) async throws -> String {

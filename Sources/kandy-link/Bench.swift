@@ -10,7 +10,10 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure the platform and the SDK.",
         discussion: "Build with -c release for numbers worth comparing: swift run -c release kandy-link bench connect",
-        subcommands: [Connect.self, InstantMessages.self, CatchUp.self])
+        subcommands: [
+            Channels.self, Churn.self, Fanout.self, Connect.self, InstantMessages.self, CatchUp.self,
+            ChannelsWorker.self,
+        ])
 
     struct Connect: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -23,11 +23,15 @@ struct Users: AsyncParsableCommand {
 
     /// Opens the database for `body` and closes it afterwards, whether `body` returns or throws.
     static func withAccounts<T>(_ database: DatabaseOption, _ body: (Accounts) async throws -> T) async throws -> T {
+        try await withAccounts(database.database, body)
+    }
+
+    static func withAccounts<T>(_ database: String, _ body: (Accounts) async throws -> T) async throws -> T {
         var configuration = PlatformConfiguration()
-        configuration.database = database.database
+        configuration.database = database
         var logger = Logger(label: "kandy-link.users")
         logger.logLevel = .warning
-        let store = try await openStore(database.database, listen: false, logger: logger)
+        let store = try await openStore(database, listen: false, logger: logger)
         return try await withCleanup {
             try await body(try await Accounts(store: store, configuration: configuration))
         } cleanup: {

@@ -1,0 +1,137 @@
+import Foundation
+import KandyLinkServer
+import NIOPosix
+import Synchronization
+
+/// What Linux says about a process: resident memory and CPU time so far (`/proc/PID/…`).
+struct ProcessReading: Sendable {
+    var residentBytes: Int
+    /// User + system CPU time, in seconds.
+    var cpuSeconds: Double
+
+    static func of(_ pid: Int32) -> ProcessReading? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+            let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let rss = field("VmRSS:", in: status)
+        else { return nil }
+        // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+        guard let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        return ProcessReading(residentBytes: rss * 1024, cpuSeconds: (user + system) / ticks)
+    }
+
+    /// Busy and total jiffies of the whole machine (`/proc/stat`'s cpu line).
+    static func machineJiffies() -> (busy: Double, total: Double) {
+        guard let stat = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+            let line = stat.split(separator: "\n").first(where: { $0.hasPrefix("cpu ") })
+        else { return (0, 0) }
+        let values = line.split(separator: " ").dropFirst().compactMap { Double($0) }
+        let total = values.reduce(0, +)
+        let idle = values.count > 4 ? values[3] + values[4] : 0  // idle + iowait
+        return (total - idle, total)
+    }
+
+    private static func field(_ name: String, in text: String) -> Int? {
+        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(name) }) else { return nil }
+        return Int(line.split(separator: " ").dropFirst().first ?? "")
+    }
+
+    /// Raises this process's open-files limit to its hard limit (a worker holds many sockets).
+    static func raiseOpenFilesLimit() -> Int {
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        limit.rlim_cur = limit.rlim_max
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        return Int(limit.rlim_cur)
+    }
+}
+
+/// `kandy-link serve` processes started by the bench: nodes on one database, on loopback with
+/// the development certificate, each on a free port.
+final class ServerProcesses: Sendable {
+    struct Node: Sendable {
+        var pid: Int32
+        var port: Int
+    }
+
+    let nodes: [Node]
+    let certificatePath: String
+    private let processes: [Process]
+
+    private init(nodes: [Node], certificatePath: String, processes: [Process]) {
+        self.nodes = nodes
+        self.certificatePath = certificatePath
+        self.processes = processes
+    }
+
+    /// Starts `count` nodes, one after another (the first creates the certificate the others
+    /// reuse), each with `arguments` added.
+    static func start(count: Int, database: String, directory: URL, arguments: [String]) async throws
+        -> ServerProcesses
+    {
+        var started: [(Process, Node)] = []
+        do {
+            for _ in 0..<count {
+                started.append(try await startOne(database: database, directory: directory, arguments: arguments))
+            }
+        } catch {
+            for (process, _) in started { process.terminate() }
+            throw error
+        }
+        return ServerProcesses(
+            nodes: started.map(\.1),
+            certificatePath: directory.appendingPathComponent(DevelopmentCertificate.chainFileName).path,
+            processes: started.map(\.0))
+    }
+
+    private static func startOne(database: String, directory: URL, arguments: [String]) async throws -> (
+        Process, Node
+    ) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CommandLine.executablePath)
+        process.currentDirectoryURL = directory
+        process.arguments =
+            ["serve", "--dev-tls", "--database", database, "--port", "0", "--log-level", "error"] + arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.standardError
+        let (lines, sink) = AsyncStream.makeStream(of: String.self)
+        let seen = Mutex("")
+        output.fileHandleForReading.readabilityHandler = { handle in
+            let chunk = handle.availableData
+            guard !chunk.isEmpty else {
+                handle.readabilityHandler = nil
+                sink.finish()
+                return
+            }
+            sink.yield(
+                seen.withLock {
+                    $0 += String(decoding: chunk, as: UTF8.self); return $0
+                })
+        }
+        try process.run()
+        for await text in lines {
+            guard let range = text.range(of: "listening on https://127.0.0.1:") else { continue }
+            if let port = Int(text[range.upperBound...].prefix { $0.isNumber }) {
+                return (process, Node(pid: process.processIdentifier, port: port))
+            }
+        }
+        throw CommandFailure("kandy-link serve exited before listening")
+    }
+
+    func stop() async {
+        for process in processes where process.isRunning { process.terminate() }
+        for process in processes {
+            try? await NIOThreadPool.singleton.runIfActive { process.waitUntilExit() }
+        }
+    }
+}
+
+extension CommandLine {
+    /// This program's own binary, to start nodes and workers from.
+    static var executablePath: String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? arguments[0]
+    }
+}
