@@ -1,5 +1,6 @@
 import Foundation
 import KandyLinkProtocol
+import Synchronization
 
 /// The platform's subscriptions: the rules of subscribe, refresh, unsubscribe, `forceLogOut`
 /// and expiry. The store holds them, so every node sharing it sees the same subscriptions: a
@@ -7,6 +8,10 @@ import KandyLinkProtocol
 ///
 /// Sockets are not touched here: callers act on what each operation returns (who was evicted
 /// or expired).
+///
+/// A node that has the store to itself remembers each user's live subscriptions once read: every
+/// notification needs its recipients' channels, and every change to them passes through here.
+/// With a shared store another node may change them at any time, so each read goes to the store.
 final class Subscriptions: Sendable {
     struct Policy: Sendable {
         var maxSessionsPerUser: Int
@@ -21,10 +26,30 @@ final class Subscriptions: Sendable {
 
     let policy: Policy
     private let store: any PlatformStore
+    private let remembered = Mutex(Remembered())
+    private let remembers: Bool
+
+    /// Users' subscriptions as last read. `generation` moves on every change, so that a read
+    /// which overlapped a change does not store what it saw.
+    private struct Remembered {
+        var users: [String: [SubscriptionRecord]] = [:]
+        var generation: UInt64 = 0
+        static let capacity = 200_000
+    }
 
     init(store: any PlatformStore, policy: Policy) {
         self.store = store
         self.policy = policy
+        remembers = !store.isShared
+    }
+
+    /// Forgets what was read of `users`: their subscriptions changed.
+    private func changed(_ users: some Sequence<String>) {
+        guard remembers else { return }
+        remembered.withLock { remembered in
+            remembered.generation &+= 1
+            for user in users { remembered.users[user] = nil }
+        }
     }
 
     func count(now: Date) async throws -> Int { try await store.subscriptionCount(now: now) }
@@ -43,7 +68,28 @@ final class Subscriptions: Sendable {
 
     /// The live subscriptions of `users`.
     func live(of users: [String], now: Date) async throws -> [SubscriptionRecord] {
-        try await store.subscriptions(of: users, now: now)
+        guard remembers else { return try await store.subscriptions(of: users, now: now) }
+        var records: [SubscriptionRecord] = []
+        var unknown: [String] = []
+        let generation = remembered.withLock { remembered in
+            for user in users {
+                if let known = remembered.users[user] {
+                    records += known.filter { $0.expiresAt > now }
+                } else {
+                    unknown.append(user)
+                }
+            }
+            return remembered.generation
+        }
+        guard !unknown.isEmpty else { return records }
+        let read = try await store.subscriptions(of: unknown, now: now)
+        remembered.withLock { remembered in
+            guard remembered.generation == generation else { return }
+            if remembered.users.count + unknown.count > Remembered.capacity { remembered.users = [:] }
+            for user in unknown { remembered.users[user] = [] }
+            for record in read { remembered.users[record.username, default: []].append(record) }
+        }
+        return records + read
     }
 
     /// The channels of those of `records` that were granted `service`.
@@ -77,10 +123,12 @@ final class Subscriptions: Sendable {
                 }
                 return Array(live.prefix(excess))
             }
+            changed([user])
             return (record, evicted)
         } catch let error as PlatformError {
             throw error
         } catch {
+            changed([user])  // whether it was stored is unknown
             throw PlatformError(.internalError, "The subscription could not be stored.")
         }
     }
@@ -91,6 +139,7 @@ final class Subscriptions: Sendable {
     {
         let granted = try Self.grant(services)
         let record: SubscriptionRecord?
+        defer { changed([user]) }
         do {
             record = try await store.refreshSubscription(
                 id: id, of: user, services: granted.map(\.rawValue), expires: policy.grant(expires), now: now)
@@ -104,6 +153,7 @@ final class Subscriptions: Sendable {
     /// Ends a subscription at the client's request.
     func unsubscribe(user: String, id: String, now: Date) async throws(PlatformError) -> SubscriptionRecord {
         let record: SubscriptionRecord?
+        defer { changed([user]) }
         do {
             record = try await store.deleteSubscription(id: id, of: user, now: now)
         } catch {
@@ -116,7 +166,9 @@ final class Subscriptions: Sendable {
     /// Removes and returns every subscription whose lifetime ran out; with several nodes, each
     /// expired subscription is returned to one of them only.
     func expire(now: Date) async throws -> [SubscriptionRecord] {
-        try await store.deleteExpiredSubscriptions(now: now)
+        let expired = try await store.deleteExpiredSubscriptions(now: now)
+        if !expired.isEmpty { changed(expired.map(\.username)) }
+        return expired
     }
 
     private static func notFound(_ id: String, _ user: String) -> PlatformError {
