@@ -53,20 +53,32 @@ final class NotificationHub: Sendable {
         let serial: UInt64
         let channelID: String
         let outbox: AsyncStream<Outbound>.Continuation
+        /// Writes a text frame straight to the connection, when the socket has one: no hop through
+        /// the outbox's task per notification. Closing always goes through the outbox, after
+        /// whatever was written.
+        let direct: (@Sendable (String) -> Void)?
         /// Milliseconds since 1970 of the last frame received.
         let lastSeen: Atomic<Int64>
         /// When the platform closes this socket unless the client does first; 0 = not scheduled.
         let closeAt: Atomic<Int64>
 
-        init(serial: UInt64, channelID: String, outbox: AsyncStream<Outbound>.Continuation, now: Date) {
+        init(
+            serial: UInt64, channelID: String, outbox: AsyncStream<Outbound>.Continuation,
+            direct: (@Sendable (String) -> Void)?, now: Date
+        ) {
             self.serial = serial
             self.channelID = channelID
             self.outbox = outbox
+            self.direct = direct
             self.lastSeen = Atomic(now.milliseconds)
             self.closeAt = Atomic(0)
         }
 
         func touch(_ now: Date) { lastSeen.store(now.milliseconds, ordering: .relaxed) }
+
+        func send(_ text: String) {
+            if let direct { direct(text) } else { outbox.yield(.text(text)) }
+        }
 
         func close(_ code: WebSocketErrorCode, _ reason: String) {
             outbox.yield(.close(code, reason))
@@ -199,10 +211,13 @@ final class NotificationHub: Sendable {
     /// Makes a new socket the live one of its channel (an older socket there is closed) and
     /// writes to it, in order, what the client has not had: remembered notifications after
     /// `lastEventID` (all of them when nil) and the stored queue.
-    func attach(channelID: String, lastEventID: UInt64?, now: Date) async -> (Socket, AsyncStream<Outbound>) {
+    func attach(
+        channelID: String, lastEventID: UInt64?, now: Date, direct: (@Sendable (String) -> Void)? = nil
+    ) async -> (Socket, AsyncStream<Outbound>) {
         let (stream, continuation) = AsyncStream.makeStream(of: Outbound.self, bufferingPolicy: .unbounded)
         let socket = Socket(
-            serial: serials.add(1, ordering: .relaxed).oldValue, channelID: channelID, outbox: continuation, now: now)
+            serial: serials.add(1, ordering: .relaxed).oldValue, channelID: channelID, outbox: continuation,
+            direct: direct, now: now)
         let nowMs = now.milliseconds
         let channel = channel(channelID)
         await channel.turn {
@@ -220,7 +235,7 @@ final class NotificationHub: Sendable {
                     replay.append(Written(eventID: entry.eventID, text: text, at: nowMs))
                 }
                 replay.sort { $0.eventID < $1.eventID }
-                for entry in replay { continuation.yield(.text(entry.text)) }
+                for entry in replay { socket.send(entry.text) }
                 state.window = []
                 state.windowBytes = 0
                 for entry in replay { remember(entry, in: &state) }
@@ -329,7 +344,7 @@ final class NotificationHub: Sendable {
 
     private func write(_ entry: Written, to socket: Socket, in state: inout Channel.State) {
         state.lastEventID = entry.eventID
-        socket.outbox.yield(.text(entry.text))
+        socket.send(entry.text)
         remember(entry, in: &state)
     }
 
@@ -373,7 +388,7 @@ final class NotificationHub: Sendable {
         }
         guard let socket else { return }
         openSockets.subtract(1, ordering: .relaxed)
-        if let text { socket.outbox.yield(.text(text)) }
+        if let text { socket.send(text) }
         socket.close(code, reason)
     }
 

@@ -7,6 +7,7 @@ import KandyLinkProtocol
 import Logging
 import NIOCore
 import NIOSSL
+import NIOWebSocket
 import ServiceLifecycle
 import Synchronization
 import UnixSignals
@@ -336,7 +337,8 @@ public final class Platform: Sendable {
         let lastEventID = Self.lastEventID(in: head.path ?? "")
         return .upgrade([:]) { [self] inbound, outbound, _ in
             try await self.serveChannel(
-                channelID: channelID, lastEventID: lastEventID, inbound: inbound, outbound: outbound)
+                channelID: channelID, lastEventID: lastEventID, connection: channel, inbound: inbound,
+                outbound: outbound)
         }
     }
 
@@ -353,9 +355,17 @@ public final class Platform: Sendable {
     /// One socket's life: its outbox drained in order, every inbound frame counted as liveness,
     /// keepalives never answered (spec §4.4).
     private func serveChannel(
-        channelID: String, lastEventID: UInt64?, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter
+        channelID: String, lastEventID: UInt64?, connection: any Channel, inbound: WebSocketInboundStream,
+        outbound: WebSocketOutboundWriter
     ) async throws {
-        let (socket, outbox) = await hub.attach(channelID: channelID, lastEventID: lastEventID, now: clock.now())
+        // Notifications are written to the connection as frames from wherever they are sent: a
+        // notification to many channels costs a write each, not a task switch each.
+        let (socket, outbox) = await hub.attach(
+            channelID: channelID, lastEventID: lastEventID, now: clock.now(),
+            direct: { text in
+                let frame = WebSocketFrame(fin: true, opcode: .text, data: connection.allocator.buffer(string: text))
+                connection.writeAndFlush(frame, promise: nil)
+            })
         defer { hub.detach(socket) }
         await signal(.attached([channelID]))
         try await withThrowingTaskGroup(of: Void.self) { group in
