@@ -53,23 +53,22 @@ final class NotificationHub: Sendable {
         let serial: UInt64
         let channelID: String
         let outbox: AsyncStream<Outbound>.Continuation
-        /// Writes a text frame straight to the connection, when the socket has one: no hop through
-        /// the outbox's task per notification. Closing always goes through the outbox, after
-        /// whatever was written.
-        let direct: (@Sendable (String) -> Void)?
+        /// The connection itself, when the socket has one: frames are written to it from wherever
+        /// a notification is sent, without a hop through a task per notification.
+        let connection: Connection?
         /// Milliseconds since 1970 of the last frame received.
         let lastSeen: Atomic<Int64>
         /// When the platform closes this socket unless the client does first; 0 = not scheduled.
         let closeAt: Atomic<Int64>
 
         init(
-            serial: UInt64, channelID: String, outbox: AsyncStream<Outbound>.Continuation,
-            direct: (@Sendable (String) -> Void)?, now: Date
+            serial: UInt64, channelID: String, outbox: AsyncStream<Outbound>.Continuation, connection: Connection?,
+            now: Date
         ) {
             self.serial = serial
             self.channelID = channelID
             self.outbox = outbox
-            self.direct = direct
+            self.connection = connection
             self.lastSeen = Atomic(now.milliseconds)
             self.closeAt = Atomic(0)
         }
@@ -77,12 +76,25 @@ final class NotificationHub: Sendable {
         func touch(_ now: Date) { lastSeen.store(now.milliseconds, ordering: .relaxed) }
 
         func send(_ text: String) {
-            if let direct { direct(text) } else { outbox.yield(.text(text)) }
+            if let connection { connection.write(text) } else { outbox.yield(.text(text)) }
         }
 
         func close(_ code: WebSocketErrorCode, _ reason: String) {
-            outbox.yield(.close(code, reason))
+            if let connection { connection.close(code, reason) } else { outbox.yield(.close(code, reason)) }
             outbox.finish()
+        }
+    }
+
+    /// Writes to a socket's connection. A close must follow every write made before it.
+    struct Connection: Sendable {
+        var write: @Sendable (String) -> Void
+        var close: @Sendable (WebSocketErrorCode, String) -> Void
+
+        init(
+            write: @escaping @Sendable (String) -> Void, close: @escaping @Sendable (WebSocketErrorCode, String) -> Void
+        ) {
+            self.write = write
+            self.close = close
         }
     }
 
@@ -212,12 +224,12 @@ final class NotificationHub: Sendable {
     /// writes to it, in order, what the client has not had: remembered notifications after
     /// `lastEventID` (all of them when nil) and the stored queue.
     func attach(
-        channelID: String, lastEventID: UInt64?, now: Date, direct: (@Sendable (String) -> Void)? = nil
+        channelID: String, lastEventID: UInt64?, now: Date, connection: Connection? = nil
     ) async -> (Socket, AsyncStream<Outbound>) {
         let (stream, continuation) = AsyncStream.makeStream(of: Outbound.self, bufferingPolicy: .unbounded)
         let socket = Socket(
             serial: serials.add(1, ordering: .relaxed).oldValue, channelID: channelID, outbox: continuation,
-            direct: direct, now: now)
+            connection: connection, now: now)
         let nowMs = now.milliseconds
         let channel = channel(channelID)
         await channel.turn {

@@ -352,38 +352,29 @@ public final class Platform: Sendable {
         return nil
     }
 
-    /// One socket's life: its outbox drained in order, every inbound frame counted as liveness,
-    /// keepalives never answered (spec §4.4).
+    /// One socket's life: every inbound frame counted as liveness, keepalives never answered
+    /// (spec §4.4). Notifications are written to the connection as frames from wherever they are
+    /// sent, and a close is the only thing that needs a task of its own: an idle channel holds no
+    /// task beyond the one reading it.
     private func serveChannel(
         channelID: String, lastEventID: UInt64?, connection: any Channel, inbound: WebSocketInboundStream,
         outbound: WebSocketOutboundWriter
     ) async throws {
-        // Notifications are written to the connection as frames from wherever they are sent: a
-        // notification to many channels costs a write each, not a task switch each.
-        let (socket, outbox) = await hub.attach(
+        let (socket, _) = await hub.attach(
             channelID: channelID, lastEventID: lastEventID, now: clock.now(),
-            direct: { text in
-                let frame = WebSocketFrame(fin: true, opcode: .text, data: connection.allocator.buffer(string: text))
-                connection.writeAndFlush(frame, promise: nil)
-            })
+            connection: .init(
+                write: { text in
+                    let frame = WebSocketFrame(
+                        fin: true, opcode: .text, data: connection.allocator.buffer(string: text))
+                    connection.writeAndFlush(frame, promise: nil)
+                },
+                close: { code, reason in
+                    Task { try? await outbound.close(code, reason: reason) }
+                }))
         defer { hub.detach(socket) }
         await signal(.attached([channelID]))
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                for await item in outbox {
-                    switch item {
-                    case .text(let text):
-                        try await outbound.write(.text(text))
-                    case .close(let code, let reason):
-                        try await outbound.close(code, reason: reason)
-                        return
-                    }
-                }
-            }
-            for try await _ in inbound.messages(maxSize: configuration.maxFrameBytes) {
-                socket.touch(clock.now())
-            }
-            group.cancelAll()
+        for try await _ in inbound.messages(maxSize: configuration.maxFrameBytes) {
+            socket.touch(clock.now())
         }
     }
 }

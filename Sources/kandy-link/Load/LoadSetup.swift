@@ -26,6 +26,9 @@ struct LoadOptions: ParsableArguments {
     @Option(help: "Nodes to start without --server (more than one needs a postgres:// --database).")
     var nodes = 1
 
+    @Flag(help: "Start the nodes with --plaintext instead of TLS (to see what TLS costs).")
+    var plaintext = false
+
     @Option(help: ArgumentHelp("Also write the result as JSON to this file.", valueName: "file"))
     var json: String?
 
@@ -81,10 +84,11 @@ struct LoadSetup: Sendable {
         let pids: [Int32]
         if options.server.isEmpty {
             let servers = try await ServerProcesses.start(
-                count: options.nodes, database: database, directory: directory, arguments: nodeArguments)
+                count: options.nodes, database: database, directory: directory, secure: !options.plaintext,
+                arguments: nodeArguments)
             started = servers
             nodes = servers.nodes.map { .init(host: "127.0.0.1", port: $0.port) }
-            (secure, trust, pids) = (true, servers.certificatePath, servers.nodes.map(\.pid))
+            (secure, trust, pids) = (!options.plaintext, servers.certificatePath, servers.nodes.map(\.pid))
         } else {
             nodes = try options.server.map { url in
                 guard let components = URLComponents(string: url), let host = components.host else {

@@ -68,13 +68,14 @@ final class ServerProcesses: Sendable {
 
     /// Starts `count` nodes, one after another (the first creates the certificate the others
     /// reuse), each with `arguments` added.
-    static func start(count: Int, database: String, directory: URL, arguments: [String]) async throws
+    static func start(count: Int, database: String, directory: URL, secure: Bool, arguments: [String]) async throws
         -> ServerProcesses
     {
         var started: [(Process, Node)] = []
         do {
             for _ in 0..<count {
-                started.append(try await startOne(database: database, directory: directory, arguments: arguments))
+                started.append(
+                    try await startOne(database: database, directory: directory, secure: secure, arguments: arguments))
             }
         } catch {
             for (process, _) in started { process.terminate() }
@@ -86,14 +87,18 @@ final class ServerProcesses: Sendable {
             processes: started.map(\.0))
     }
 
-    private static func startOne(database: String, directory: URL, arguments: [String]) async throws -> (
-        Process, Node
-    ) {
+    private static func startOne(database: String, directory: URL, secure: Bool, arguments: [String]) async throws
+        -> (Process, Node)
+    {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: CommandLine.executablePath)
         process.currentDirectoryURL = directory
         process.arguments =
-            ["serve", "--dev-tls", "--database", database, "--port", "0", "--log-level", "error"] + arguments
+            [
+                "serve", secure ? "--dev-tls" : "--plaintext", "--database", database, "--port", "0", "--log-level",
+                "error",
+            ]
+            + arguments
         let output = Pipe()
         process.standardOutput = output
         process.standardError = FileHandle.standardError
@@ -113,7 +118,10 @@ final class ServerProcesses: Sendable {
         }
         try process.run()
         for await text in lines {
-            guard let range = text.range(of: "listening on https://127.0.0.1:") else { continue }
+            guard
+                let range = text.range(
+                    of: secure ? "listening on https://127.0.0.1:" : "listening on http://127.0.0.1:")
+            else { continue }
             if let port = Int(text[range.upperBound...].prefix { $0.isNumber }) {
                 return (process, Node(pid: process.processIdentifier, port: port))
             }
