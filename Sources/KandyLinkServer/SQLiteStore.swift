@@ -110,18 +110,22 @@ public final class SQLiteStore: PlatformStore {
 
     public func addUser(_ user: UserRecord) async throws {
         try await pool.write { db in
-            if try Bool.fetchOne(db, sql: "SELECT 1 FROM user WHERE username = ?", arguments: [user.username]) != nil {
+            if try Bool.fetchOne(
+                db.cachedStatement(sql: "SELECT 1 FROM user WHERE username = ?"), arguments: [user.username]) != nil
+            {
                 throw StoreError.userExists(user.username)
             }
             if let authname = user.authname,
                 try Bool.fetchOne(
-                    db, sql: "SELECT 1 FROM user WHERE authname = ? OR username = ?", arguments: [authname, authname])
+                    db.cachedStatement(sql: "SELECT 1 FROM user WHERE authname = ? OR username = ?"),
+                    arguments: [authname, authname])
                     != nil
             {
                 throw StoreError.authnameTaken(authname)
             }
-            try db.execute(
-                sql: "INSERT INTO user (username, authname, password_hash, created_at) VALUES (?, ?, ?, ?)",
+            try db.cachedStatement(
+                sql: "INSERT INTO user (username, authname, password_hash, created_at) VALUES (?, ?, ?, ?)"
+            ).execute(
                 arguments: [user.username, user.authname, user.passwordHash, user.createdAt.timeIntervalSince1970])
         }
     }
@@ -137,21 +141,23 @@ public final class SQLiteStore: PlatformStore {
 
     public func users() async throws -> [UserRecord] {
         try readNow { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM user ORDER BY username").map(Self.user)
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM user ORDER BY username")).map(Self.user)
         }
     }
 
     public func removeUser(_ username: String) async throws -> Bool {
         try await pool.write { db in
-            try db.execute(sql: "DELETE FROM subscription WHERE username = ?", arguments: [username])
-            try db.execute(sql: "DELETE FROM user WHERE username = ?", arguments: [username])
+            try db.cachedStatement(sql: "DELETE FROM subscription WHERE username = ?").execute(arguments: [username])
+            try db.cachedStatement(sql: "DELETE FROM user WHERE username = ?").execute(arguments: [username])
             return db.changesCount > 0
         }
     }
 
     public func setPasswordHash(_ hash: String, for username: String) async throws -> Bool {
         try await pool.write { db in
-            try db.execute(sql: "UPDATE user SET password_hash = ? WHERE username = ?", arguments: [hash, username])
+            try db.cachedStatement(sql: "UPDATE user SET password_hash = ? WHERE username = ?").execute(arguments: [
+                hash, username,
+            ])
             return db.changesCount > 0
         }
     }
@@ -164,13 +170,14 @@ public final class SQLiteStore: PlatformStore {
             let live = try Self.liveSubscriptions(of: [subscription.username], now: now, in: db)
             let evicted = try evict(live)
             for record in evicted {
-                try db.execute(sql: "DELETE FROM subscription WHERE id = ?", arguments: [record.id])
+                try db.cachedStatement(sql: "DELETE FROM subscription WHERE id = ?").execute(arguments: [record.id])
             }
-            try db.execute(
+            try db.cachedStatement(
                 sql: """
                     INSERT INTO subscription (id, username, channel_id, services, expires, expires_at, created_at)
                     VALUES (?, ?, ?, ?, ?, ?, ?)
-                    """,
+                    """
+            ).execute(
                 arguments: [
                     subscription.id, subscription.username, subscription.channelID,
                     try StoredServices.encode(subscription.services), subscription.expires,
@@ -184,17 +191,18 @@ public final class SQLiteStore: PlatformStore {
         async throws -> SubscriptionRecord?
     {
         try await pool.write { db in
-            try db.execute(
+            try db.cachedStatement(
                 sql: """
                     UPDATE subscription SET services = ?, expires = ?, expires_at = ?
                     WHERE id = ? AND username = ? AND expires_at > ?
-                    """,
+                    """
+            ).execute(
                 arguments: [
                     try StoredServices.encode(services), expires, (now + TimeInterval(expires)).timeIntervalSince1970,
                     id, username, now.timeIntervalSince1970,
                 ])
             guard db.changesCount > 0 else { return nil }
-            return try Row.fetchOne(db, sql: "SELECT * FROM subscription WHERE id = ?", arguments: [id])
+            return try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM subscription WHERE id = ?"), arguments: [id])
                 .map(Self.subscription)
         }
     }
@@ -202,7 +210,8 @@ public final class SQLiteStore: PlatformStore {
     public func deleteSubscription(id: String, of username: String, now: Date) async throws -> SubscriptionRecord? {
         try await pool.write { db in
             try Row.fetchOne(
-                db, sql: "DELETE FROM subscription WHERE id = ? AND username = ? AND expires_at > ? RETURNING *",
+                db.cachedStatement(
+                    sql: "DELETE FROM subscription WHERE id = ? AND username = ? AND expires_at > ? RETURNING *"),
                 arguments: [id, username, now.timeIntervalSince1970]
             ).map(Self.subscription)
         }
@@ -211,7 +220,7 @@ public final class SQLiteStore: PlatformStore {
     public func deleteExpiredSubscriptions(now: Date) async throws -> [SubscriptionRecord] {
         try await pool.write { db in
             try Row.fetchAll(
-                db, sql: "DELETE FROM subscription WHERE expires_at <= ? RETURNING *",
+                db.cachedStatement(sql: "DELETE FROM subscription WHERE expires_at <= ? RETURNING *"),
                 arguments: [now.timeIntervalSince1970]
             ).map(Self.subscription)
         }
@@ -233,7 +242,7 @@ public final class SQLiteStore: PlatformStore {
     public func subscriptionCount(now: Date) async throws -> Int {
         try readNow { db in
             try Int.fetchOne(
-                db, sql: "SELECT count(*) FROM subscription WHERE expires_at > ?",
+                db.cachedStatement(sql: "SELECT count(*) FROM subscription WHERE expires_at > ?"),
                 arguments: [now.timeIntervalSince1970]) ?? 0
         }
     }
@@ -269,7 +278,9 @@ public final class SQLiteStore: PlatformStore {
         try readNow { db in
             var found = Set<String>()
             for name in Set(names)
-            where try Bool.fetchOne(db, sql: "SELECT 1 FROM user WHERE username = ?", arguments: [name]) != nil {
+            where try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM user WHERE username = ?"), arguments: [name])
+                != nil
+            {
                 found.insert(name)
             }
             return found
@@ -278,13 +289,14 @@ public final class SQLiteStore: PlatformStore {
 
     public func setPresence(_ state: PresenceState, for username: String, at time: Date) async throws {
         try await pool.write { db in
-            try db.execute(
+            try db.cachedStatement(
                 sql: """
                     INSERT INTO presence (username, status, activity, note, updated_at) VALUES (?, ?, ?, ?, ?)
                     ON CONFLICT(username) DO UPDATE SET
                         status = excluded.status, activity = excluded.activity, note = excluded.note,
                         updated_at = excluded.updated_at
-                    """,
+                    """
+            ).execute(
                 arguments: [
                     username, state.status.rawValue, state.activity.rawValue, state.note, time.timeIntervalSince1970,
                 ])
@@ -294,12 +306,13 @@ public final class SQLiteStore: PlatformStore {
     public func setOfflineUnlessSubscribed(_ username: String, at time: Date) async throws -> Bool {
         let offline = PresenceState.offline
         return try await pool.write { db in
-            try db.execute(
+            try db.cachedStatement(
                 sql: """
                     UPDATE presence SET status = ?, activity = ?, note = NULL, updated_at = ?
                     WHERE username = ? AND NOT (status = ? AND activity = ? AND note IS NULL)
                     AND NOT EXISTS (SELECT 1 FROM subscription WHERE username = ? AND expires_at > ?)
-                    """,
+                    """
+            ).execute(
                 arguments: [
                     offline.status.rawValue, offline.activity.rawValue, time.timeIntervalSince1970, username,
                     offline.status.rawValue, offline.activity.rawValue, username, time.timeIntervalSince1970,
@@ -314,7 +327,8 @@ public final class SQLiteStore: PlatformStore {
             for name in Set(usernames) {
                 guard
                     let row = try Row.fetchOne(
-                        db, sql: "SELECT status, activity, note FROM presence WHERE username = ?", arguments: [name])
+                        db.cachedStatement(sql: "SELECT status, activity, note FROM presence WHERE username = ?"),
+                        arguments: [name])
                 else { continue }
                 found[name] = PresenceState(
                     status: PresenceStatus(rawValue: row["status"]),
@@ -338,12 +352,14 @@ public final class SQLiteStore: PlatformStore {
     private func addWatches(_ presentities: [String], by watcher: String, limit: Int) async throws {
         try await pool.write { db in
             for presentity in presentities {
-                try db.execute(
-                    sql: "INSERT OR IGNORE INTO presence_watch (watcher, presentity) VALUES (?, ?)",
-                    arguments: [watcher, presentity])
+                try db.cachedStatement(sql: "INSERT OR IGNORE INTO presence_watch (watcher, presentity) VALUES (?, ?)")
+                    .execute(
+                        arguments: [watcher, presentity])
             }
             let count =
-                try Int.fetchOne(db, sql: "SELECT count(*) FROM presence_watch WHERE watcher = ?", arguments: [watcher])
+                try Int.fetchOne(
+                    db.cachedStatement(sql: "SELECT count(*) FROM presence_watch WHERE watcher = ?"),
+                    arguments: [watcher])
                 ?? 0
             if count > limit { throw WatchLimitExceeded() }
         }
@@ -354,8 +370,7 @@ public final class SQLiteStore: PlatformStore {
     public func unwatch(_ presentities: [String], by watcher: String) async throws {
         try await pool.write { db in
             for presentity in presentities {
-                try db.execute(
-                    sql: "DELETE FROM presence_watch WHERE watcher = ? AND presentity = ?",
+                try db.cachedStatement(sql: "DELETE FROM presence_watch WHERE watcher = ? AND presentity = ?").execute(
                     arguments: [watcher, presentity])
             }
         }
@@ -364,7 +379,7 @@ public final class SQLiteStore: PlatformStore {
     public func watchers(of presentity: String) async throws -> [String] {
         try readNow { db in
             try String.fetchAll(
-                db, sql: "SELECT watcher FROM presence_watch WHERE presentity = ? ORDER BY watcher",
+                db.cachedStatement(sql: "SELECT watcher FROM presence_watch WHERE presentity = ? ORDER BY watcher"),
                 arguments: [presentity])
         }
     }
@@ -372,15 +387,18 @@ public final class SQLiteStore: PlatformStore {
     public func enqueue(channelID: String, eventID: UInt64, text: String, bound: QueueBound) async throws -> Bool {
         try await pool.write { db in
             guard
-                try Bool.fetchOne(db, sql: "SELECT 1 FROM subscription WHERE channel_id = ?", arguments: [channelID])
+                try Bool.fetchOne(
+                    db.cachedStatement(sql: "SELECT 1 FROM subscription WHERE channel_id = ?"), arguments: [channelID])
                     != nil
             else { return false }
             let size = text.utf8.count
-            try db.execute(
-                sql: "INSERT INTO queued_notification (channel_id, event_id, body, bytes) VALUES (?, ?, ?, ?)",
+            try db.cachedStatement(
+                sql: "INSERT INTO queued_notification (channel_id, event_id, body, bytes) VALUES (?, ?, ?, ?)"
+            ).execute(
                 arguments: [channelID, Int64(eventID), text, size])
             let totals = try Row.fetchOne(
-                db, sql: "SELECT count, bytes FROM notification_queue WHERE channel_id = ?", arguments: [channelID])
+                db.cachedStatement(sql: "SELECT count, bytes FROM notification_queue WHERE channel_id = ?"),
+                arguments: [channelID])
             var count: Int = (totals?["count"] ?? 0) + 1
             var bytes: Int = (totals?["bytes"] ?? 0) + size
             var dropped = 0
@@ -395,9 +413,9 @@ public final class SQLiteStore: PlatformStore {
                     arguments: [channelID])
             {
                 newestDropped = oldest["event_id"]
-                try db.execute(
-                    sql: "DELETE FROM queued_notification WHERE channel_id = ? AND event_id = ?",
-                    arguments: [channelID, newestDropped])
+                try db.cachedStatement(sql: "DELETE FROM queued_notification WHERE channel_id = ? AND event_id = ?")
+                    .execute(
+                        arguments: [channelID, newestDropped])
                 count -= 1
                 bytes -= oldest["bytes"] as Int
                 dropped += 1
@@ -406,23 +424,25 @@ public final class SQLiteStore: PlatformStore {
                 // One marker stands for every dropped notification, with the newest dropped id,
                 // so it sorts before the notifications that were kept.
                 let marker = try Row.fetchOne(
-                    db, sql: "SELECT event_id, missed FROM queued_notification WHERE channel_id = ? AND body IS NULL",
+                    db.cachedStatement(
+                        sql: "SELECT event_id, missed FROM queued_notification WHERE channel_id = ? AND body IS NULL"),
                     arguments: [channelID])
                 if let marker {
-                    try db.execute(
-                        sql: "DELETE FROM queued_notification WHERE channel_id = ? AND event_id = ?",
-                        arguments: [channelID, marker["event_id"] as Int64])
+                    try db.cachedStatement(sql: "DELETE FROM queued_notification WHERE channel_id = ? AND event_id = ?")
+                        .execute(
+                            arguments: [channelID, marker["event_id"] as Int64])
                 }
                 try db.execute(
                     sql:
                         "INSERT INTO queued_notification (channel_id, event_id, body, bytes, missed) VALUES (?, ?, NULL, 0, ?)",
                     arguments: [channelID, newestDropped, (marker?["missed"] ?? 0) + dropped])
             }
-            try db.execute(
+            try db.cachedStatement(
                 sql: """
                     INSERT INTO notification_queue (channel_id, count, bytes) VALUES (?, ?, ?)
                     ON CONFLICT(channel_id) DO UPDATE SET count = excluded.count, bytes = excluded.bytes
-                    """,
+                    """
+            ).execute(
                 arguments: [channelID, count, bytes])
             return true
         }
@@ -442,9 +462,9 @@ public final class SQLiteStore: PlatformStore {
 
     public func dequeue(channelID: String, through eventID: UInt64) async throws {
         try await pool.write { db in
-            try db.execute(
-                sql: "DELETE FROM queued_notification WHERE channel_id = ? AND event_id <= ?",
-                arguments: [channelID, Int64(eventID)])
+            try db.cachedStatement(sql: "DELETE FROM queued_notification WHERE channel_id = ? AND event_id <= ?")
+                .execute(
+                    arguments: [channelID, Int64(eventID)])
             let left = try Row.fetchOne(
                 db,
                 sql: """
@@ -454,31 +474,37 @@ public final class SQLiteStore: PlatformStore {
                 arguments: [channelID])
             let count: Int = left?["count"] ?? 0
             if count == 0 {
-                try db.execute(sql: "DELETE FROM notification_queue WHERE channel_id = ?", arguments: [channelID])
+                try db.cachedStatement(sql: "DELETE FROM notification_queue WHERE channel_id = ?").execute(arguments: [
+                    channelID
+                ])
             } else {
-                try db.execute(
-                    sql: "UPDATE notification_queue SET count = ?, bytes = ? WHERE channel_id = ?",
-                    arguments: [count, left?["bytes"] ?? 0, channelID])
+                try db.cachedStatement(sql: "UPDATE notification_queue SET count = ?, bytes = ? WHERE channel_id = ?")
+                    .execute(
+                        arguments: [count, left?["bytes"] ?? 0, channelID])
             }
         }
     }
 
     public func secret(_ name: String, make: @Sendable () -> [UInt8]) async throws -> [UInt8] {
         try await pool.write { db in
-            if let existing = try Data.fetchOne(db, sql: "SELECT value FROM secret WHERE name = ?", arguments: [name]) {
+            if let existing = try Data.fetchOne(
+                db.cachedStatement(sql: "SELECT value FROM secret WHERE name = ?"), arguments: [name])
+            {
                 return Array(existing)
             }
             let value = make()
-            try db.execute(sql: "INSERT INTO secret (name, value) VALUES (?, ?)", arguments: [name, Data(value)])
+            try db.cachedStatement(sql: "INSERT INTO secret (name, value) VALUES (?, ?)").execute(arguments: [
+                name, Data(value),
+            ])
             return value
         }
     }
 
     public func reserveEventIDs(_ count: UInt64) async throws -> UInt64 {
         try await pool.write { db in
-            let current = try Int64.fetchOne(db, sql: "SELECT value FROM counter WHERE name = 'event'") ?? 0
-            try db.execute(
-                sql: "INSERT OR REPLACE INTO counter (name, value) VALUES ('event', ?)",
+            let current =
+                try Int64.fetchOne(db.cachedStatement(sql: "SELECT value FROM counter WHERE name = 'event'")) ?? 0
+            try db.cachedStatement(sql: "INSERT OR REPLACE INTO counter (name, value) VALUES ('event', ?)").execute(
                 arguments: [current + Int64(count)])
             return UInt64(current) + 1
         }
