@@ -63,8 +63,19 @@ public struct Accounts: Sendable {
         guard !missing.isEmpty else { return 0 }
         let hash = try await hash(password)
         let now = clock.now()
-        for username in missing {
-            try await store.addUser(UserRecord(username: username, authname: nil, passwordHash: hash, createdAt: now))
+        let store = self.store
+        // A few at once: each is a transaction, and a server database commits them together.
+        let lanes = min(16, missing.count)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for lane in 0..<lanes {
+                group.addTask {
+                    for username in stride(from: lane, to: missing.count, by: lanes).map({ missing[$0] }) {
+                        try await store.addUser(
+                            UserRecord(username: username, authname: nil, passwordHash: hash, createdAt: now))
+                    }
+                }
+            }
+            try await group.waitForAll()
         }
         return missing.count
     }

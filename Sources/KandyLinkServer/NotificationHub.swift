@@ -193,6 +193,11 @@ final class NotificationHub: Sendable {
 
     private func existing(_ channelID: String) -> Channel? { channels.withLock { $0[channelID] } }
 
+    /// When the client on this channel's socket was last heard from (milliseconds since 1970).
+    func lastSeen(channelID: String) -> Int64? {
+        existing(channelID)?.state.withLock { $0.socket?.lastSeen.load(ordering: .relaxed) }
+    }
+
     /// The channels whose socket is held here.
     func channelsWithSockets() -> [String] {
         channels.withLock { Array($0.values) }.compactMap { channel in

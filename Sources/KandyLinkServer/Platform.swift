@@ -372,9 +372,38 @@ public final class Platform: Sendable {
                     Task { try? await outbound.close(code, reason: reason) }
                 }))
         defer { hub.detach(socket) }
+        let clock = self.clock
+        try? await connection.eventLoop.submit {
+            let decoder = try connection.pipeline.syncOperations.context(
+                handlerType: ByteToMessageHandler<WebSocketFrameDecoder>.self)
+            try connection.pipeline.syncOperations.addHandler(
+                ChannelLiveness { socket.touch(clock.now()) }, position: .after(decoder.handler))
+        }.get()
         await signal(.attached([channelID]))
+        // What still reaches here (a frame that came before the handler above) only says the
+        // client is there; control frames are answered inside the iteration.
         for try await _ in inbound.messages(maxSize: configuration.maxFrameBytes) {
             socket.touch(clock.now())
+        }
+    }
+}
+
+/// Takes the client's data frames off a channel's connection as they are decoded: they are
+/// keepalives (spec §4.3), which only say the client is there, and need not wake the socket's
+/// task. Control frames (close, ping) go on to it.
+private final class ChannelLiveness: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias InboundOut = WebSocketFrame
+
+    private let touch: @Sendable () -> Void
+
+    init(touch: @escaping @Sendable () -> Void) { self.touch = touch }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        touch()
+        switch unwrapInboundIn(data).opcode {
+        case .text, .binary, .continuation: break
+        default: context.fireChannelRead(data)
         }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import KandyLinkProtocol
+import KandyLinkTesting
 import Testing
 
 @testable import KandyLinkServer
@@ -105,6 +106,28 @@ import Testing
             let again = try await test.openChannel(path, query: "?")
             again.close()
             _ = try await again.drain()
+        }
+    }
+
+    @Test func keepalivesKeepASocketOpenPastTheAllowance() async throws {
+        try await TestPlatform.with { test in
+            let response = try await test.subscribe()
+            let path = try #require(response.subscriptionParams).notificationChannel
+            let channelID = String(try #require(path.split(separator: "/").last))
+            let channel = try await test.openChannel(path)
+
+            test.clock.advance(by: 60)
+            let sent = test.clock.now().milliseconds
+            channel.send(KeepaliveMessage.text)
+            let heard = await eventually { test.platform.hub.lastSeen(channelID: channelID) == sent }
+            #expect(heard)
+            test.clock.advance(by: 60)  // past the allowance since opening, not since the keepalive
+            await test.platform.sweep()
+            #expect(test.platform.hub.count == 1)
+            channel.close()
+            let (messages, close) = try await channel.drain()
+            #expect(messages.isEmpty)
+            #expect(close?.closeCode == .normalClosure)
         }
     }
 
