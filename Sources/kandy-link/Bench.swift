@@ -27,6 +27,7 @@ struct Bench: AsyncParsableCommand {
 
         @Option(help: "Connects to time.") var runs = 200
         @Option(help: "Instances to create for the memory figure.") var clients = 1000
+        @Option(help: ArgumentHelp("Also write the result as JSON to this file.", valueName: "file")) var json: String?
 
         func validate() throws {
             guard runs > 0, clients > 0 else { throw ValidationError("--runs and --clients must be positive.") }
@@ -51,9 +52,6 @@ struct Bench: AsyncParsableCommand {
                     try await kandy.services.unsubscribe(["call", "Presence", "IM"])
                 }
             }
-            samples.sort()
-            func percentile(_ p: Double) -> String { Bench.milliseconds(Bench.percentile(samples, p)) }
-
             let before = Self.residentBytes()
             var instances: [Kandy] = []
             let after: Int
@@ -70,9 +68,14 @@ struct Bench: AsyncParsableCommand {
             }
             for kandy in instances { await kandy.destroy() }
 
-            print("connect (setCredentials → subscribed, channel open), \(samples.count) runs:")
-            print("  p50 \(percentile(0.5))   p99 \(percentile(0.99))   max \(percentile(1))")
-            print("memory per client instance, \(clients) instances: \((after - before) / clients / 1024) KB")
+            let times = Percentiles(samples.map { Bench.seconds($0) * 1000 })
+            var report = BenchReport(scenario: "connect (setCredentials → subscribed, channel open)")
+            report.add("runs", Double(samples.count))
+            report.add("connect p50", times.at(0.5), "ms")
+            report.add("connect p99", times.at(0.99), "ms")
+            report.add("connect max", times.max, "ms")
+            report.add("memory per client instance", Double(after - before) / Double(clients) / 1024, "KB")
+            try report.publish(json: json)
         }
 
         static func residentBytes() -> Int {
@@ -204,10 +207,11 @@ struct Bench: AsyncParsableCommand {
                     latencies.count, messages - latencies.count, timeline.duplicates.load(ordering: .relaxed),
                     timeline.failedSends.load(ordering: .relaxed), seconds, Double(latencies.count) / seconds))
             if !latencies.isEmpty {
+                let times = Percentiles(latencies.map { Bench.seconds($0) * 1000 })
                 print(
-                    "  latency p50 \(Bench.milliseconds(Bench.percentile(latencies, 0.5)))   "
-                        + "p99 \(Bench.milliseconds(Bench.percentile(latencies, 0.99)))   "
-                        + "max \(Bench.milliseconds(latencies[latencies.count - 1]))")
+                    String(
+                        format: "  latency p50 %.2f ms   p99 %.2f ms   max %.2f ms", times.at(0.5), times.at(0.99),
+                        times.max))
             }
         }
     }
@@ -303,11 +307,6 @@ struct Bench: AsyncParsableCommand {
                     format: "  delivered %d in %.3f s: %.0f notifications/s", received, seconds,
                     Double(received) / seconds))
         }
-    }
-
-    /// The sample at fraction `p` of sorted `samples`.
-    static func percentile(_ samples: [Duration], _ p: Double) -> Duration {
-        samples[min(samples.count - 1, Int(Double(samples.count) * p))]
     }
 
     static func milliseconds(_ duration: Duration) -> String {

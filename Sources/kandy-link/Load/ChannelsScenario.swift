@@ -226,23 +226,7 @@ struct ChannelsWorkerProcess {
         process.standardInput = input
         process.standardOutput = output
         process.standardError = FileHandle.standardError
-        let (lines, sink) = AsyncStream.makeStream(of: String.self)
-        let partial = Mutex("")
-        output.fileHandleForReading.readabilityHandler = { handle in
-            let chunk = handle.availableData
-            guard !chunk.isEmpty else {
-                handle.readabilityHandler = nil
-                sink.finish()
-                return
-            }
-            let complete = partial.withLock { partial -> [String] in
-                partial += String(decoding: chunk, as: UTF8.self)
-                var lines = partial.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-                partial = lines.removeLast()
-                return lines
-            }
-            for line in complete { sink.yield(line) }
-        }
+        let lines = output.lines()
         try process.run()
         return ChannelsWorkerProcess(process: process, input: input, lines: lines)
     }

@@ -102,27 +102,12 @@ final class ServerProcesses: Sendable {
         let output = Pipe()
         process.standardOutput = output
         process.standardError = FileHandle.standardError
-        let (lines, sink) = AsyncStream.makeStream(of: String.self)
-        let seen = Mutex("")
-        output.fileHandleForReading.readabilityHandler = { handle in
-            let chunk = handle.availableData
-            guard !chunk.isEmpty else {
-                handle.readabilityHandler = nil
-                sink.finish()
-                return
-            }
-            sink.yield(
-                seen.withLock {
-                    $0 += String(decoding: chunk, as: UTF8.self); return $0
-                })
-        }
+        let lines = output.lines()
         try process.run()
-        for await text in lines {
-            guard
-                let range = text.range(
-                    of: secure ? "listening on https://127.0.0.1:" : "listening on http://127.0.0.1:")
-            else { continue }
-            if let port = Int(text[range.upperBound...].prefix { $0.isNumber }) {
+        let banner = secure ? "listening on https://127.0.0.1:" : "listening on http://127.0.0.1:"
+        for await line in lines {
+            guard let range = line.range(of: banner) else { continue }
+            if let port = Int(line[range.upperBound...].prefix { $0.isNumber }) {
                 return (process, Node(pid: process.processIdentifier, port: port))
             }
         }
@@ -141,5 +126,29 @@ extension CommandLine {
     /// This program's own binary, to start nodes and workers from.
     static var executablePath: String {
         (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? arguments[0]
+    }
+}
+
+extension Pipe {
+    /// The lines written to this pipe, as they come; the stream ends with the writer.
+    func lines() -> AsyncStream<String> {
+        let (lines, sink) = AsyncStream.makeStream(of: String.self)
+        let partial = Mutex("")
+        fileHandleForReading.readabilityHandler = { handle in
+            let chunk = handle.availableData
+            guard !chunk.isEmpty else {
+                handle.readabilityHandler = nil
+                sink.finish()
+                return
+            }
+            let complete = partial.withLock { partial -> [String] in
+                partial += String(decoding: chunk, as: UTF8.self)
+                var lines = partial.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+                partial = lines.removeLast()
+                return lines
+            }
+            for line in complete { sink.yield(line) }
+        }
+        return lines
     }
 }
