@@ -92,8 +92,14 @@ public final class PostgresStore: PlatformStore {
             host: host, port: components.port ?? 5432, username: user.removingPercentEncoding ?? user,
             password: components.password.map { $0.removingPercentEncoding ?? $0 },
             database: database.isEmpty ? nil : database, tls: tls)
+        // Nodes share the server's max_connections (100 by default): with many nodes each takes
+        // fewer, set as pgx and pgbouncer users spell it.
+        let poolSize = components.queryItems?.first { $0.name == "pool_max_conns" }?.value
+        guard let maximum = poolSize.map({ Int($0) }) ?? 16, (1...1000).contains(maximum) else {
+            throw StoreError.cannotOpen(path: redacted(url), reason: "pool_max_conns must be 1–1000.")
+        }
         configuration.options.minimumConnections = 1
-        configuration.options.maximumConnections = 16
+        configuration.options.maximumConnections = maximum
         return configuration
     }
 
