@@ -1,0 +1,61 @@
+import Foundation
+import KandyLinkTesting
+import NIOPosix
+import Testing
+
+/// `kandy-link bench` scenarios, run as an operator runs them: the load generator against nodes
+/// it starts itself, each a `kandy-link serve` process, with the result read from `--json`.
+@Suite(.timeLimit(.minutes(2))) struct BenchCommandTests {
+    struct Report: Decodable {
+        struct Row: Decodable {
+            var name: String
+            var value: Double
+        }
+
+        var scenario: String
+        var rows: [Row]
+
+        func value(_ name: String) -> Double? { rows.first { $0.name == name }?.value }
+    }
+
+    static func bench(_ arguments: [String]) async throws -> Report {
+        let json = FileManager.default.temporaryDirectory.appendingPathComponent("bench-\(UUID().uuidString).json")
+        defer { try? FileManager.default.removeItem(at: json) }
+        let process = Process()
+        process.executableURL = PlatformNode.binary
+        process.arguments = ["bench"] + arguments + ["--json", json.path]
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        try await NIOThreadPool.singleton.runIfActive { process.waitUntilExit() }
+        #expect(process.terminationStatus == 0)
+        return try JSONDecoder().decode(Report.self, from: Data(contentsOf: json))
+    }
+
+    @Test func channelsOpenAndIdleWithoutLoss() async throws {
+        let report = try await Self.bench(["channels", "--count", "40", "--rate", "400", "--idle", "1"])
+        #expect(report.value("sessions opened") == 40)
+        #expect(report.value("sessions failed") == 0)
+        #expect(report.value("channels closed while idle") == 0)
+        // The node's memory was read before and after: forty channels cost it something.
+        #expect((report.value("node KB per channel") ?? 0) > 0)
+    }
+
+    @Test(arguments: ["im", "presence"]) func fanoutDeliversEveryNotificationOnce(via: String) async throws {
+        let report = try await Self.bench([
+            "fanout", "--via", via, "--subscribers", "20", "--rate", "200", "--duration", "1",
+        ])
+        let expected = try #require(report.value("notifications expected"))
+        #expect(expected >= 200)
+        #expect(report.value("delivered") == expected)
+        #expect(report.value("lost") == 0)
+        #expect(report.value("duplicates") == 0)
+        #expect(report.value("send errors") == 0)
+        #expect((report.value("latency p50") ?? 0) > 0)
+    }
+
+    @Test func churnCompletesSessionsWithoutErrors() async throws {
+        let report = try await Self.bench(["churn", "--workers", "4", "--duration", "1"])
+        #expect((report.value("sessions completed") ?? 0) > 0)
+        #expect(report.value("errors") == 0)
+    }
+}
