@@ -114,10 +114,18 @@ final class ServerProcesses: Sendable {
         throw CommandFailure("kandy-link serve exited before listening")
     }
 
+    /// SIGTERM, then up to 15 s for each node to finish; one that does not is killed and named
+    /// (a node that cannot shut down is a finding, not a reason for the bench to hang).
     func stop() async {
         for process in processes where process.isRunning { process.terminate() }
-        for process in processes {
-            try? await NIOThreadPool.singleton.runIfActive { process.waitUntilExit() }
+        let deadline = ContinuousClock.now + .seconds(15)
+        while processes.contains(where: \.isRunning), ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        for process in processes where process.isRunning {
+            FileHandle.standardError.write(
+                Data("kandy-link bench: node \(process.processIdentifier) did not stop within 15 s of SIGTERM; killed\n".utf8))
+            kill(process.processIdentifier, SIGKILL)
         }
     }
 }
