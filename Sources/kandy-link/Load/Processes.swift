@@ -124,7 +124,9 @@ final class ServerProcesses: Sendable {
         }
         for process in processes where process.isRunning {
             FileHandle.standardError.write(
-                Data("kandy-link bench: node \(process.processIdentifier) did not stop within 15 s of SIGTERM; killed\n".utf8))
+                Data(
+                    "kandy-link bench: node \(process.processIdentifier) did not stop within 15 s of SIGTERM; killed\n"
+                        .utf8))
             kill(process.processIdentifier, SIGKILL)
         }
     }
