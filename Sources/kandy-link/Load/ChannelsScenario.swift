@@ -32,12 +32,7 @@ extension Bench {
         }
 
         func run() async throws {
-            let setup = try await LoadSetup.prepare(load, users: count)
-            try await withCleanup {
-                try await measure(setup)
-            } cleanup: {
-                await setup.finish()
-            }
+            try await LoadSetup.with(load, users: count) { try await measure($0) }
         }
 
         private func measure(_ setup: LoadSetup) async throws {

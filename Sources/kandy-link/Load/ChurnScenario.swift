@@ -24,21 +24,8 @@ extension Bench {
         }
 
         func run() async throws {
-            let setup = try await LoadSetup.prepare(load, users: workers)
-            try await withCleanup {
-                try await measure(setup)
-            } cleanup: {
-                await setup.finish()
-            }
-        }
-
-        private func measure(_ setup: LoadSetup) async throws {
-            _ = ProcessReading.raiseOpenFilesLimit()
-            let client = try LoadClient(plan: setup.plan, threads: load.threads)
-            try await withCleanup {
-                try await churn(setup, client)
-            } cleanup: {
-                await client.shutdown()
+            try await LoadSetup.with(load, users: workers) { setup in
+                try await LoadClient.using(setup.plan, threads: load.threads) { try await churn(setup, $0) }
             }
         }
 

@@ -49,18 +49,8 @@ extension Bench {
         static let publisher = "bench-publisher"
 
         func run() async throws {
-            let setup = try await LoadSetup.prepare(
-                load, users: subscribers, extraUsers: [Self.sender, Self.publisher])
-            try await withCleanup {
-                _ = ProcessReading.raiseOpenFilesLimit()
-                let client = try LoadClient(plan: setup.plan, threads: load.threads)
-                try await withCleanup {
-                    try await measure(setup, client)
-                } cleanup: {
-                    await client.shutdown()
-                }
-            } cleanup: {
-                await setup.finish()
+            try await LoadSetup.with(load, users: subscribers, extraUsers: [Self.sender, Self.publisher]) { setup in
+                try await LoadClient.using(setup.plan, threads: load.threads) { try await measure(setup, $0) }
             }
         }
 

@@ -1,5 +1,6 @@
 import Foundation
 import KandyLinkProtocol
+import KandyLinkServer
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -61,6 +62,17 @@ final class LoadClient: Sendable {
 
     func shutdown() async {
         try? await group.shutdownGracefully()
+    }
+
+    /// A client for `body` in a process allowed all the sockets it may hold, shut down afterwards.
+    static func using(_ plan: LoadPlan, threads: Int, _ body: (LoadClient) async throws -> Void) async throws {
+        _ = ProcessReading.raiseOpenFilesLimit()
+        let client = try LoadClient(plan: plan, threads: threads)
+        try await withCleanup {
+            try await body(client)
+        } cleanup: {
+            await client.shutdown()
+        }
     }
 
     /// A new connection to node `node`, from the next source address.

@@ -57,7 +57,7 @@ struct LoadSetup: Sendable {
 
     /// Starts nodes if asked, adds `users` users (`bench-user-000001`, …) that are missing
     /// through the platform's accounts, and writes the plan for workers.
-    static func prepare(_ options: LoadOptions, users: Int, extraUsers: [String] = [], nodeArguments: [String] = [])
+    static func prepare(_ options: LoadOptions, users: Int, extraUsers: [String] = [])
         async throws -> LoadSetup
     {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
@@ -84,8 +84,7 @@ struct LoadSetup: Sendable {
         let pids: [Int32]
         if options.server.isEmpty {
             let servers = try await ServerProcesses.start(
-                count: options.nodes, database: database, directory: directory, secure: !options.plaintext,
-                arguments: nodeArguments)
+                count: options.nodes, database: database, directory: directory, secure: !options.plaintext)
             started = servers
             nodes = servers.nodes.map { .init(host: "127.0.0.1", port: $0.port) }
             (secure, trust, pids) = (!options.plaintext, servers.certificatePath, servers.nodes.map(\.pid))
@@ -102,6 +101,19 @@ struct LoadSetup: Sendable {
         let planPath = directory.appendingPathComponent("plan.json").path
         try plan.write(to: planPath)
         return LoadSetup(plan: plan, planPath: planPath, pids: pids, directory: directory, started: started)
+    }
+
+    /// Prepares as ``prepare(_:users:extraUsers:)`` does, runs `body`, and then
+    /// stops the nodes it started, whether `body` returns or throws.
+    static func with(
+        _ options: LoadOptions, users: Int, extraUsers: [String] = [], _ body: (LoadSetup) async throws -> Void
+    ) async throws {
+        let setup = try await prepare(options, users: users, extraUsers: extraUsers)
+        try await withCleanup {
+            try await body(setup)
+        } cleanup: {
+            await setup.finish()
+        }
     }
 
     static func userName(_ index: Int) -> String { String(format: "bench-user-%06d", index) }

@@ -67,15 +67,15 @@ final class ServerProcesses: Sendable {
     }
 
     /// Starts `count` nodes, one after another (the first creates the certificate the others
-    /// reuse), each with `arguments` added.
-    static func start(count: Int, database: String, directory: URL, secure: Bool, arguments: [String]) async throws
+    /// reuse).
+    static func start(count: Int, database: String, directory: URL, secure: Bool) async throws
         -> ServerProcesses
     {
         var started: [(Process, Node)] = []
         do {
             for _ in 0..<count {
                 started.append(
-                    try await startOne(database: database, directory: directory, secure: secure, arguments: arguments))
+                    try await startOne(database: database, directory: directory, secure: secure))
             }
         } catch {
             for (process, _) in started { process.terminate() }
@@ -87,18 +87,16 @@ final class ServerProcesses: Sendable {
             processes: started.map(\.0))
     }
 
-    private static func startOne(database: String, directory: URL, secure: Bool, arguments: [String]) async throws
+    private static func startOne(database: String, directory: URL, secure: Bool) async throws
         -> (Process, Node)
     {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: CommandLine.executablePath)
         process.currentDirectoryURL = directory
-        process.arguments =
-            [
-                "serve", secure ? "--dev-tls" : "--plaintext", "--database", database, "--port", "0", "--log-level",
-                "error",
-            ]
-            + arguments
+        process.arguments = [
+            "serve", secure ? "--dev-tls" : "--plaintext", "--database", database, "--port", "0", "--log-level",
+            "error",
+        ]
         let output = Pipe()
         process.standardOutput = output
         process.standardError = FileHandle.standardError
