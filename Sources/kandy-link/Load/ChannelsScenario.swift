@@ -1,10 +1,6 @@
 import ArgumentParser
 import Foundation
-import KandyLinkServer
-import KandyLinkProtocol
-import NIOCore
 import NIOPosix
-import Synchronization
 
 extension Bench {
     /// Many idle channels: what one session costs a node in memory, and what idling costs in CPU.

@@ -1,8 +1,6 @@
 import ArgumentParser
 import Foundation
-import KandyLinkServer
 import KandyLinkProtocol
-import Synchronization
 
 extension Bench {
     /// Sessions set up and torn down as fast as --workers clients can go: the cost of a login.

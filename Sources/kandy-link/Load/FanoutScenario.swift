@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import KandyLinkServer
 import KandyLinkProtocol
 import NIOCore
 import Synchronization

@@ -1,6 +1,5 @@
 import Foundation
 import KandyLinkServer
-import NIOPosix
 import Synchronization
 
 /// What Linux says about a process: resident memory and CPU time so far (`/proc/PID/…`).
