@@ -24,11 +24,6 @@ import Synchronization
 /// With several nodes the stored queue is also how a notification reaches a socket held by
 /// another node: it is queued, the store signals the nodes, and the holder drains the queue.
 final class NotificationHub: Sendable {
-    enum Outbound: Sendable {
-        case text(String)
-        case close(WebSocketErrorCode, String)
-    }
-
     /// Where a notification went.
     enum Delivery: Equatable, Sendable {
         case sent
@@ -52,22 +47,17 @@ final class NotificationHub: Sendable {
     final class Socket: Sendable {
         let serial: UInt64
         let channelID: String
-        let outbox: AsyncStream<Outbound>.Continuation
-        /// The connection itself, when the socket has one: frames are written to it from wherever
-        /// a notification is sent, without a hop through a task per notification.
-        let connection: Connection?
+        /// Where its frames go: written to the connection from wherever a notification is sent,
+        /// without a hop through a task per notification.
+        let connection: Connection
         /// Milliseconds since 1970 of the last frame received.
         let lastSeen: Atomic<Int64>
         /// When the platform closes this socket unless the client does first; 0 = not scheduled.
         let closeAt: Atomic<Int64>
 
-        init(
-            serial: UInt64, channelID: String, outbox: AsyncStream<Outbound>.Continuation, connection: Connection?,
-            now: Date
-        ) {
+        init(serial: UInt64, channelID: String, connection: Connection, now: Date) {
             self.serial = serial
             self.channelID = channelID
-            self.outbox = outbox
             self.connection = connection
             self.lastSeen = Atomic(now.milliseconds)
             self.closeAt = Atomic(0)
@@ -75,27 +65,15 @@ final class NotificationHub: Sendable {
 
         func touch(_ now: Date) { lastSeen.store(now.milliseconds, ordering: .relaxed) }
 
-        func send(_ text: String) {
-            if let connection { connection.write(text) } else { outbox.yield(.text(text)) }
-        }
+        func send(_ text: String) { connection.write(text) }
 
-        func close(_ code: WebSocketErrorCode, _ reason: String) {
-            if let connection { connection.close(code, reason) } else { outbox.yield(.close(code, reason)) }
-            outbox.finish()
-        }
+        func close(_ code: WebSocketErrorCode, _ reason: String) { connection.close(code, reason) }
     }
 
-    /// Writes to a socket's connection. A close must follow every write made before it.
+    /// Writes to a socket's connection. A close follows every write made before it, and comes once.
     struct Connection: Sendable {
         var write: @Sendable (String) -> Void
         var close: @Sendable (WebSocketErrorCode, String) -> Void
-
-        init(
-            write: @escaping @Sendable (String) -> Void, close: @escaping @Sendable (WebSocketErrorCode, String) -> Void
-        ) {
-            self.write = write
-            self.close = close
-        }
     }
 
     /// A notification written to a socket, kept for replay.
@@ -228,13 +206,9 @@ final class NotificationHub: Sendable {
     /// Makes a new socket the live one of its channel (an older socket there is closed) and
     /// writes to it, in order, what the client has not had: remembered notifications after
     /// `lastEventID` (all of them when nil) and the stored queue.
-    func attach(
-        channelID: String, lastEventID: UInt64?, now: Date, connection: Connection? = nil
-    ) async -> (Socket, AsyncStream<Outbound>) {
-        let (stream, continuation) = AsyncStream.makeStream(of: Outbound.self, bufferingPolicy: .unbounded)
+    func attach(channelID: String, lastEventID: UInt64?, now: Date, connection: Connection) async -> Socket {
         let socket = Socket(
-            serial: serials.add(1, ordering: .relaxed).oldValue, channelID: channelID, outbox: continuation,
-            connection: connection, now: now)
+            serial: serials.add(1, ordering: .relaxed).oldValue, channelID: channelID, connection: connection, now: now)
         let nowMs = now.milliseconds
         let channel = channel(channelID)
         await channel.turn {
@@ -279,7 +253,7 @@ final class NotificationHub: Sendable {
                 }
             }
         }
-        return (socket, stream)
+        return socket
     }
 
     /// Forgets `socket` if it is still its channel's live one; what it was sent is remembered

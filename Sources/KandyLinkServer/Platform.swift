@@ -360,7 +360,7 @@ public final class Platform: Sendable {
         channelID: String, lastEventID: UInt64?, connection: any Channel, inbound: WebSocketInboundStream,
         outbound: WebSocketOutboundWriter
     ) async throws {
-        let (socket, _) = await hub.attach(
+        let socket = await hub.attach(
             channelID: channelID, lastEventID: lastEventID, now: clock.now(),
             connection: .init(
                 write: { text in

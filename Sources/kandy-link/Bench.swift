@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KandyLink
+import KandyLinkServer
 import Logging
 import NIOSSL
 import Synchronization
@@ -52,21 +53,18 @@ struct Bench: AsyncParsableCommand {
                     try await kandy.services.unsubscribe(["call", "Presence", "IM"])
                 }
             }
-            let before = Self.residentBytes()
+            let before = ProcessReading.of(getpid())?.residentBytes ?? 0
             var instances: [Kandy] = []
-            let after: Int
-            do {
+            let after = try await withCleanup {
                 for _ in 0..<clients {
                     let kandy = try Kandy.create(configuration)
                     instances.append(kandy)
                     try await kandy.setCredentials(username: EmbeddedPlatform.username, password: embedded.password)
                 }
-                after = Self.residentBytes()
-            } catch {
+                return ProcessReading.of(getpid())?.residentBytes ?? 0
+            } cleanup: {
                 for kandy in instances { await kandy.destroy() }
-                throw error
             }
-            for kandy in instances { await kandy.destroy() }
 
             let times = Percentiles(samples.map { Bench.seconds($0) * 1000 })
             var report = BenchReport(scenario: "connect (setCredentials → subscribed, channel open)")
@@ -76,14 +74,6 @@ struct Bench: AsyncParsableCommand {
             report.add("connect max", times.max, "ms")
             report.add("memory per client instance", Double(after - before) / Double(clients) / 1024, "KB")
             try report.publish(json: json)
-        }
-
-        static func residentBytes() -> Int {
-            guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-                let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-                let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "")
-            else { return 0 }
-            return kilobytes * 1024
         }
     }
 

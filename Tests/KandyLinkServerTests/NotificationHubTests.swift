@@ -1,6 +1,7 @@
 import Foundation
 import KandyLinkProtocol
 import Logging
+import NIOWebSocket
 import Synchronization
 import Testing
 
@@ -199,6 +200,28 @@ import Testing
 
     static func texts(_ items: [NotificationHub.Outbound]) -> [String] {
         items.compactMap { if case .text(let text) = $0 { text } else { nil } }
+    }
+}
+
+extension NotificationHub {
+    /// What a socket's connection was asked to write.
+    enum Outbound: Sendable {
+        case text(String)
+        case close(WebSocketErrorCode, String)
+    }
+
+    /// Attaches a socket whose connection is a stream: what it was asked to write, ending at its close.
+    func attach(channelID: String, lastEventID: UInt64?, now: Date) async -> (Socket, AsyncStream<Outbound>) {
+        let (stream, outbox) = AsyncStream.makeStream(of: Outbound.self)
+        let socket = await attach(
+            channelID: channelID, lastEventID: lastEventID, now: now,
+            connection: .init(
+                write: { outbox.yield(.text($0)) },
+                close: { code, reason in
+                    outbox.yield(.close(code, reason))
+                    outbox.finish()
+                }))
+        return (socket, stream)
     }
 }
 

@@ -8,6 +8,7 @@ import Synchronization
 public final class PlatformNode: Sendable {
     public let port: Int
     private let process: Process
+    private let ended: Task<Int32, Never>
 
     /// The `kandy-link` binary built next to the tests (`KANDY_LINK_BINARY` overrides).
     public static var binary: URL {
@@ -55,38 +56,51 @@ public final class PlatformNode: Sendable {
             }
             sink.yield(text)
         }
-        try process.run()
+        let ended = try process.runUntilExit()
         // "KandyLink platform listening on https://127.0.0.1:PORT (…"
         for await text in lines {
             guard let range = text.range(of: "listening on https://127.0.0.1:") else { continue }
             let digits = text[range.upperBound...].prefix { $0.isNumber }
-            if let port = Int(digits) { return PlatformNode(port: port, process: process) }
+            if let port = Int(digits) { return PlatformNode(port: port, process: process, ended: ended) }
         }
         process.terminate()
         throw StartFailure(description: "kandy-link serve exited before listening (binary: \(binary.path))")
     }
 
-    private init(port: Int, process: Process) {
+    private init(port: Int, process: Process, ended: Task<Int32, Never>) {
         self.port = port
         self.process = process
+        self.ended = ended
     }
 
     /// Ends the node at once, as a crash or a power cut would: no close frames, nothing flushed.
     public func kill() async {
         Foundation.kill(process.processIdentifier, SIGKILL)
-        await exit()
+        _ = await ended.value
     }
 
     /// Stops the node gracefully (SIGTERM).
     public func stop() async {
         guard process.isRunning else { return }
         process.terminate()
-        await exit()
+        _ = await ended.value
     }
+}
 
-    private func exit() async {
-        let process = process
-        try? await NIOThreadPool.singleton.runIfActive { process.waitUntilExit() }
+extension Process {
+    /// Runs the process; the task ends with it, giving its exit status. (Foundation's
+    /// `waitUntilExit` spins a run loop on Linux and keeps a core busy while it waits.)
+    public func runUntilExit() throws -> Task<Int32, Never> {
+        let (exits, exit) = AsyncStream.makeStream(of: Int32.self)
+        terminationHandler = { process in
+            exit.yield(process.terminationStatus)
+            exit.finish()
+        }
+        try run()
+        return Task {
+            for await status in exits { return status }
+            return -1
+        }
     }
 }
 

@@ -1,6 +1,5 @@
 import Foundation
 import KandyLinkTesting
-import NIOPosix
 import Testing
 
 /// `kandy-link bench` scenarios, run as an operator runs them: the load generator against nodes
@@ -25,9 +24,8 @@ import Testing
         process.executableURL = PlatformNode.binary
         process.arguments = ["bench"] + arguments + ["--json", json.path]
         process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        try await NIOThreadPool.singleton.runIfActive { process.waitUntilExit() }
-        #expect(process.terminationStatus == 0)
+        let ended = try process.runUntilExit()
+        #expect(await ended.value == 0)
         return try JSONDecoder().decode(Report.self, from: Data(contentsOf: json))
     }
 

@@ -56,13 +56,12 @@ extension Bench {
                 firstError = firstError ?? report.firstError
             }
             try await Task.sleep(for: .seconds(2))
+            // Memory after opening, and the start of the idle CPU window.
             let after = setup.readings()
-
-            let cpuStart = setup.readings()
             let workersStart = workers.compactMap { ProcessReading.of($0.pid) }
             let machineStart = ProcessReading.machineJiffies()
             try await Task.sleep(for: .seconds(idle))
-            let cpuEnd = setup.readings()
+            let idleEnd = setup.readings()
             let workersEnd = workers.compactMap { ProcessReading.of($0.pid) }
             let machineEnd = ProcessReading.machineJiffies()
             var dropped = 0
@@ -76,27 +75,24 @@ extension Bench {
             report.add("nodes", Double(setup.plan.nodes.count))
             report.add("worker processes", Double(workerCount))
             let perNode = Double(opened) / Double(max(setup.plan.nodes.count, 1))
-            for (index, (start, end)) in zip(before, after).enumerated() {
-                let name = before.count > 1 ? "node \(index + 1) " : "node "
+            let several = before.count > 1
+            for index in before.indices {
+                let (start, opened, idled) = (before[index], after[index], idleEnd[index])
+                let name = several ? "node \(index + 1) " : "node "
                 report.add(name + "RSS before", Double(start.residentBytes) / 1_048_576, "MiB")
-                report.add(name + "RSS after", Double(end.residentBytes) / 1_048_576, "MiB")
+                report.add(name + "RSS after", Double(opened.residentBytes) / 1_048_576, "MiB")
                 report.add(
-                    name + "KB per channel", Double(end.residentBytes - start.residentBytes) / 1024 / perNode, "KB")
+                    name + "KB per channel", Double(opened.residentBytes - start.residentBytes) / 1024 / perNode, "KB")
+                report.add(
+                    name + "CPU while idle", (idled.cpuSeconds - opened.cpuSeconds) / Double(idle) * 100, "% of a core")
             }
-            if before.count > 1 {
+            if several {
                 let grown = zip(before, after).map { $1.residentBytes - $0.residentBytes }.reduce(0, +)
                 report.add("nodes KB per channel", Double(grown) / 1024 / Double(max(opened, 1)), "KB")
-            }
-            for (index, (start, end)) in zip(cpuStart, cpuEnd).enumerated() {
-                let name = cpuStart.count > 1 ? "node \(index + 1) " : "node "
-                report.add(
-                    name + "CPU while idle", (end.cpuSeconds - start.cpuSeconds) / Double(idle) * 100, "% of a core")
-            }
-            let nodesCPU = zip(cpuStart, cpuEnd).map { $1.cpuSeconds - $0.cpuSeconds }.reduce(0, +)
-            if cpuStart.count > 1 {
+                let nodesCPU = ProcessReading.cpuSeconds(from: after, to: idleEnd)
                 report.add("nodes CPU while idle", nodesCPU / Double(idle) * 100, "% of a core")
             }
-            let workersCPU = zip(workersStart, workersEnd).map { $1.cpuSeconds - $0.cpuSeconds }.reduce(0, +)
+            let workersCPU = ProcessReading.cpuSeconds(from: workersStart, to: workersEnd)
             report.add("load workers CPU while idle", workersCPU / Double(idle) * 100, "% of a core")
             let busy = machineEnd.busy - machineStart.busy
             let total = machineEnd.total - machineStart.total
@@ -130,14 +126,16 @@ extension Bench {
         }
 
         func run() async throws {
-            _ = ProcessReading.raiseOpenFilesLimit()
-            let plan = try LoadPlan.read(from: plan)
-            let client = try LoadClient(plan: plan, threads: threads)
+            try await LoadClient.using(try LoadPlan.read(from: plan), threads: threads) { try await hold($0) }
+        }
+
+        private func hold(_ client: LoadClient) async throws {
+            let plan = client.plan
             let pools = plan.nodes.indices.map { node in
                 ConnectionPool(size: 8) { try await client.connect(node: node) }
             }
             let dropped = Counter()
-            let held = Gathered<WireConnection>()
+            let held = Counter()
             let failures = Failures()
             let pacer = Pacer(rate: rate)
             let (first, count) = (self.first, self.count)
@@ -161,7 +159,7 @@ extension Bench {
                                 socket.channel.eventLoop.scheduleRepeatedTask(
                                     initialDelay: .seconds(30), delay: .seconds(30)
                                 ) { _ in socket.send(text: LoadClient.keepalive) }
-                                held.append(socket)
+                                held.increment()
                             } catch {
                                 failures.record(error)
                             }
@@ -222,19 +220,15 @@ struct ChannelsWorkerProcess {
         return ChannelsWorkerProcess(process: process, input: input, lines: lines)
     }
 
-    private mutating func nextLine() async -> String? {
-        await lines.next()
-    }
-
     mutating func opened() async throws -> Bench.ChannelsWorker.Opened {
-        guard let line = await nextLine() else { throw CommandFailure("a channels worker ended early") }
+        guard let line = await lines.next() else { throw CommandFailure("a channels worker ended early") }
         return try JSONDecoder().decode(Bench.ChannelsWorker.Opened.self, from: Data(line.utf8))
     }
 
     /// Tells the worker to end, and returns how many of its channels closed while idle.
     mutating func finish() async throws -> Int {
         try input.fileHandleForWriting.close()
-        guard let line = await nextLine() else { throw CommandFailure("a channels worker ended early") }
+        guard let line = await lines.next() else { throw CommandFailure("a channels worker ended early") }
         return try JSONDecoder().decode(Bench.ChannelsWorker.Finished.self, from: Data(line.utf8)).dropped
     }
 

@@ -71,8 +71,10 @@ extension Bench {
             report.add("errors", Double(errors))
             report.add("session p50", times.at(0.5) * 1000, "ms")
             report.add("session p99", times.at(0.99) * 1000, "ms")
-            let cpu = zip(before, after).map { $1.cpuSeconds - $0.cpuSeconds }.reduce(0, +)
-            if !before.isEmpty { report.add("nodes CPU", cpu / elapsed * 100, "% of a core") }
+            if !before.isEmpty {
+                report.add(
+                    "nodes CPU", ProcessReading.cpuSeconds(from: before, to: after) / elapsed * 100, "% of a core")
+            }
             try report.publish(json: load.json)
             if let first { print("  first error: \(first)") }
         }

@@ -84,10 +84,7 @@ extension Bench {
                     tally: tally)
                 steps.append(step)
                 guard ladder else { break }
-                let passed =
-                    step.value("lost") == 0 && step.value("send errors") == 0
-                    && (step.value("latency p99") ?? .infinity) < p99Bound
-                if !passed || current * self.step > maxRate { break }
+                if !passes(step) || current * self.step > maxRate { break }
                 current *= self.step
             }
             for socket in sockets { await socket.close() }
@@ -97,10 +94,7 @@ extension Bench {
                 return
             }
             var report = BenchReport(scenario: "fanout ladder")
-            let passing = steps.filter {
-                $0.value("lost") == 0 && $0.value("send errors") == 0
-                    && ($0.value("latency p99") ?? .infinity) < p99Bound
-            }
+            let passing = steps.filter(passes)
             report.add("highest passing rate", passing.last?.value("target rate") ?? 0, "/s")
             report.add("delivered/s at it", passing.last?.value("delivered/s") ?? 0, "/s")
             report.add("p99 at it", passing.last?.value("latency p99") ?? 0, "ms")
@@ -115,6 +109,12 @@ extension Bench {
             }
             report.steps = steps
             try report.publish(json: load.json)
+        }
+
+        /// A ladder step passes with nothing lost, no failed send and p99 under the bound.
+        private func passes(_ step: BenchReport) -> Bool {
+            step.value("lost") == 0 && step.value("send errors") == 0
+                && (step.value("latency p99") ?? .infinity) < p99Bound
         }
 
         /// One rate, for --duration seconds.
@@ -187,8 +187,9 @@ extension Bench {
             report.add("latency p50", result.latencies.at(0.5), "ms")
             report.add("latency p99", result.latencies.at(0.99), "ms")
             report.add("latency max", result.latencies.max, "ms")
-            let cpu = zip(before, after).map { $1.cpuSeconds - $0.cpuSeconds }.reduce(0, +)
-            if !before.isEmpty { report.add("nodes CPU", cpu / sent * 100, "% of a core") }
+            if !before.isEmpty {
+                report.add("nodes CPU", ProcessReading.cpuSeconds(from: before, to: after) / sent * 100, "% of a core")
+            }
             if let firstError { print("  first send error: \(firstError)") }
             return report
         }
@@ -224,7 +225,7 @@ final class Arrivals: Sendable {
     func arrived(_ frame: ByteBuffer) {
         let now = monotonicNanoseconds()
         let bytes = frame.readableBytesView
-        guard let marker = Self.find(bytes) else { return }
+        guard let marker = bytes.firstRange(of: Self.marker)?.lowerBound else { return }
         var index = marker + 3
         var sequence = 0
         var sent: UInt64 = 0
@@ -270,18 +271,7 @@ final class Arrivals: Sendable {
         }
     }
 
-    private static func find(_ bytes: ByteBufferView) -> Int? {
-        var index = bytes.startIndex
-        while index + 2 < bytes.endIndex {
-            if bytes[index] == UInt8(ascii: "~"), bytes[index + 1] == UInt8(ascii: "K"),
-                bytes[index + 2] == UInt8(ascii: "L")
-            {
-                return index
-            }
-            index += 1
-        }
-        return nil
-    }
+    private static let marker = Array("~KL".utf8)
 
     private static func digit(_ byte: UInt8) -> Int? {
         byte >= 48 && byte <= 57 ? Int(byte - 48) : nil

@@ -66,7 +66,7 @@ final class LoadClient: Sendable {
 
     /// A client for `body` in a process allowed all the sockets it may hold, shut down afterwards.
     static func using(_ plan: LoadPlan, threads: Int, _ body: (LoadClient) async throws -> Void) async throws {
-        _ = ProcessReading.raiseOpenFilesLimit()
+        ProcessReading.raiseOpenFilesLimit()
         let client = try LoadClient(plan: plan, threads: threads)
         try await withCleanup {
             try await body(client)
@@ -95,15 +95,10 @@ final class LoadClient: Sendable {
 
     /// POSTs a subscription for `user` on `http`.
     func subscribe(_ user: LoadPlan.User, services: [ServiceName], over http: WireConnection) async throws -> Session {
-        let document = SubscribeRequestDocument(
-            subscribeRequest: .init(expires: 3600, service: services, forceLogOut: .true))
-        let response = try await http.request(
-            "POST", LinkPath.subscriptions(user: user.name), headers: Self.authorization(user),
-            body: ByteBuffer(bytes: try WireJSON.encode(document)))
-        guard response.status == 201 || response.status == 200 else {
-            throw WireConnection.Failure.status(response.status, String(buffer: response.body))
-        }
-        let answer = try WireJSON.decode(SubscribeResponseDocument.self, from: Data(buffer: response.body))
+        let body = try await post(
+            SubscribeRequestDocument(subscribeRequest: .init(expires: 3600, service: services, forceLogOut: .true)),
+            to: LinkPath.subscriptions(user: user.name), as: user, over: http)
+        let answer = try WireJSON.decode(SubscribeResponseDocument.self, from: Data(buffer: body))
         guard let subscription = answer.subscribeResponse.subscription,
             let channel = answer.subscribeResponse.subscriptionParams?.notificationChannel
         else { throw WireConnection.Failure.malformed("no subscription or channel in the answer") }
@@ -112,27 +107,28 @@ final class LoadClient: Sendable {
 
     /// DELETEs a subscription.
     func unsubscribe(_ user: LoadPlan.User, _ session: Session, over http: WireConnection) async throws {
-        let response = try await http.request("DELETE", session.subscription, headers: Self.authorization(user))
-        guard response.status == 200 else {
-            throw WireConnection.Failure.status(response.status, String(buffer: response.body))
-        }
+        try await request("DELETE", session.subscription, as: user, over: http)
     }
 
-    /// POSTs a request body of `document` to `path` as `user`, expecting 200.
-    func post<Document: Encodable>(
-        _ document: Document, to path: String, as user: LoadPlan.User, over http: WireConnection
-    )
-        async throws
+    /// POSTs `document` to `path` as `user`; returns the answer's body.
+    @discardableResult
+    func post(_ document: some Encodable, to path: String, as user: LoadPlan.User, over http: WireConnection)
+        async throws -> ByteBuffer
     {
-        let response = try await http.request(
-            "POST", path, headers: Self.authorization(user), body: ByteBuffer(bytes: try WireJSON.encode(document)))
-        guard response.status == 200 || response.status == 201 else {
-            throw WireConnection.Failure.status(response.status, String(buffer: response.body))
-        }
+        try await request("POST", path, as: user, body: ByteBuffer(bytes: try WireJSON.encode(document)), over: http)
     }
 
-    static func authorization(_ user: LoadPlan.User) -> [(String, String)] {
-        [("Authorization", "Bearer \(user.token)")]
+    /// One request as `user` (a bearer token); anything but a 2xx answer is a failure.
+    @discardableResult
+    private func request(
+        _ method: String, _ path: String, as user: LoadPlan.User, body: ByteBuffer? = nil, over http: WireConnection
+    ) async throws -> ByteBuffer {
+        let response = try await http.request(
+            method, path, headers: [("Authorization", "Bearer \(user.token)")], body: body)
+        guard (200..<300).contains(response.status) else {
+            throw WireConnection.Failure.status(response.status, String(buffer: response.body))
+        }
+        return response.body
     }
 
     /// The protocol keepalive (spec §4.3), sent by every idle channel every 30 s.
@@ -210,14 +206,6 @@ final class ConnectionPool: Sendable {
             return nil
         }
         waiter?.resume(returning: connection)
-    }
-
-    func close() async {
-        let idle = state.withLock { state in
-            defer { state.idle = [] }
-            return state.idle
-        }
-        for connection in idle { await connection.close() }
     }
 }
 

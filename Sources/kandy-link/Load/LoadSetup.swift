@@ -56,19 +56,29 @@ struct LoadSetup: Sendable {
     private let started: ServerProcesses?
 
     /// Starts nodes if asked, adds `users` users (`bench-user-000001`, …) that are missing
-    /// through the platform's accounts, and writes the plan for workers.
-    static func prepare(_ options: LoadOptions, users: Int, extraUsers: [String] = [])
-        async throws -> LoadSetup
-    {
+    /// through the platform's accounts, and writes the plan for workers, in a new folder that goes
+    /// with a failure.
+    private static func prepare(_ options: LoadOptions, users: Int, extraUsers: [String]) async throws -> LoadSetup {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
             "kandy-link-bench-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        do {
+            return try await prepare(options, users: users, extraUsers: extraUsers, in: directory)
+        } catch {
+            try? FileManager.default.removeItem(at: directory)
+            throw error
+        }
+    }
+
+    private static func prepare(_ options: LoadOptions, users: Int, extraUsers: [String], in directory: URL)
+        async throws -> LoadSetup
+    {
         let database =
             options.database
             ?? (options.server.isEmpty
                 ? directory.appendingPathComponent("bench.sqlite").path
                 : ProcessInfo.processInfo.environment["KANDY_LINK_DATABASE"] ?? "kandy-link.sqlite")
-        let names = (1...max(users, 1)).prefix(users).map(userName) + extraUsers
+        let names = (0..<users).map { userName($0 + 1) } + extraUsers
 
         // Users first: nodes started afterwards find them, and a running node reads them from the store.
         let tokens = try await Users.withAccounts(database) { accounts in
@@ -103,8 +113,8 @@ struct LoadSetup: Sendable {
         return LoadSetup(plan: plan, planPath: planPath, pids: pids, directory: directory, started: started)
     }
 
-    /// Prepares as ``prepare(_:users:extraUsers:)`` does, runs `body`, and then
-    /// stops the nodes it started, whether `body` returns or throws.
+    /// Prepares a run, runs `body`, and then stops the nodes it started and removes its folder,
+    /// whether `body` returns or throws.
     static func with(
         _ options: LoadOptions, users: Int, extraUsers: [String] = [], _ body: (LoadSetup) async throws -> Void
     ) async throws {

@@ -38,12 +38,16 @@ struct ProcessReading: Sendable {
     }
 
     /// Raises this process's open-files limit to its hard limit (a worker holds many sockets).
-    static func raiseOpenFilesLimit() -> Int {
+    static func raiseOpenFilesLimit() {
         var limit = rlimit()
         getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
         limit.rlim_cur = limit.rlim_max
         setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-        return Int(limit.rlim_cur)
+    }
+
+    /// CPU seconds the processes used between two readings of them.
+    static func cpuSeconds(from before: [ProcessReading], to after: [ProcessReading]) -> Double {
+        zip(before, after).map { $1.cpuSeconds - $0.cpuSeconds }.reduce(0, +)
     }
 }
 

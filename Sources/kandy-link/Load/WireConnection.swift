@@ -75,7 +75,7 @@ final class WireConnection: Sendable {
         var bytes = channel.allocator.buffer(capacity: head.utf8.count + (body?.readableBytes ?? 0))
         bytes.writeString(head)
         if var body { bytes.writeBuffer(&body) }
-        return try await exchange(bytes, upgrade: false)
+        return try await exchange(bytes)
     }
 
     /// Upgrades to a WebSocket on `path`; `onText` then receives each text frame's payload on the
@@ -93,7 +93,7 @@ final class WireConnection: Sendable {
             handler.value.onText = onText
             handler.value.onClose = onClose
         }.get()
-        let response = try await exchange(channel.allocator.buffer(string: head), upgrade: true)
+        let response = try await exchange(channel.allocator.buffer(string: head))
         guard response.status == 101 else {
             throw Failure.status(response.status, String(buffer: response.body))
         }
@@ -116,13 +116,13 @@ final class WireConnection: Sendable {
         try? await channel.close()
     }
 
-    private func exchange(_ bytes: ByteBuffer, upgrade: Bool) async throws -> Response {
+    private func exchange(_ bytes: ByteBuffer) async throws -> Response {
         let loop = channel.eventLoop
         let channel = self.channel
         let handler = self.handler
         return try await loop.flatSubmit {
             let promise = loop.makePromise(of: Response.self)
-            handler.value.expect(promise, upgrade: upgrade)
+            handler.value.expect(promise)
             channel.writeAndFlush(bytes, promise: nil)
             return promise.futureResult
         }.get()
@@ -136,15 +136,13 @@ final class WireHandler: ChannelInboundHandler {
 
     private var buffer: ByteBuffer?
     private var pending: EventLoopPromise<WireConnection.Response>?
-    private var upgrading = false
     private var websocket = false
     var onText: (@Sendable (ByteBuffer) -> Void)?
     var onClose: (@Sendable () -> Void)?
 
-    func expect(_ promise: EventLoopPromise<WireConnection.Response>, upgrade: Bool) {
+    func expect(_ promise: EventLoopPromise<WireConnection.Response>) {
         precondition(pending == nil, "one request at a time")
         pending = promise
-        upgrading = upgrade
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -168,7 +166,7 @@ final class WireHandler: ChannelInboundHandler {
         guard var view = buffer, view.readableBytes > 0 else { return false }
         if websocket { return parseFrame(&view, context: context) }
         let bytes = view.readableBytesView
-        guard let end = Self.headEnd(bytes) else { return false }
+        guard let end = bytes.firstRange(of: [13, 10, 13, 10])?.lowerBound else { return false }
         let head = String(decoding: bytes[bytes.startIndex..<end], as: UTF8.self)
         let lines = head.split(separator: "\r\n")
         guard let statusLine = lines.first, statusLine.hasPrefix("HTTP/1.1 "),
@@ -192,17 +190,6 @@ final class WireHandler: ChannelInboundHandler {
         pending = nil
         promise?.succeed(.init(status: status, body: body))
         return true
-    }
-
-    private static func headEnd(_ bytes: ByteBufferView) -> Int? {
-        var index = bytes.startIndex
-        while index + 3 < bytes.endIndex {
-            if bytes[index] == 13, bytes[index + 1] == 10, bytes[index + 2] == 13, bytes[index + 3] == 10 {
-                return index
-            }
-            index += 1
-        }
-        return nil
     }
 
     /// One server frame (unmasked, RFC 6455 §5.2).
