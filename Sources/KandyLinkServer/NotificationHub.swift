@@ -203,12 +203,17 @@ final class NotificationHub: Sendable {
 
     // MARK: Sockets
 
-    /// Makes a new socket the live one of its channel (an older socket there is closed) and
-    /// writes to it, in order, what the client has not had: remembered notifications after
-    /// `lastEventID` (all of them when nil) and the stored queue.
-    func attach(channelID: String, lastEventID: UInt64?, now: Date, connection: Connection) async -> Socket {
-        let socket = Socket(
+    /// A socket for a channel, heard from `now`; it receives nothing until it is attached.
+    func socket(channelID: String, connection: Connection, now: Date) -> Socket {
+        Socket(
             serial: serials.add(1, ordering: .relaxed).oldValue, channelID: channelID, connection: connection, now: now)
+    }
+
+    /// Makes a socket the live one of its channel (an older socket there is closed) and writes to
+    /// it, in order, what the client has not had: remembered notifications after `lastEventID`
+    /// (all of them when nil) and the stored queue.
+    func attach(_ socket: Socket, lastEventID: UInt64?, now: Date) async {
+        let channelID = socket.channelID
         let nowMs = now.milliseconds
         let channel = channel(channelID)
         await channel.turn {
@@ -253,7 +258,6 @@ final class NotificationHub: Sendable {
                 }
             }
         }
-        return socket
     }
 
     /// Forgets `socket` if it is still its channel's live one; what it was sent is remembered

@@ -2,7 +2,6 @@ import Foundation
 import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
-import HummingbirdWebSocket
 import KandyLinkProtocol
 import Logging
 import NIOCore
@@ -107,12 +106,7 @@ public final class Platform: Sendable {
 
     private func serve(gracefulShutdownSignals: [UnixSignal]) async throws {
         let tls = try makeTLSConfiguration()
-        let server = try Self.serverBuilder(
-            tls: tls,
-            configuration: .init(
-                http1: .init(idleTimeout: .seconds(120)),
-                ws: .init(maxFrameSize: configuration.maxFrameBytes, autoPing: .disabled, closeTimeout: .seconds(5))),
-            shouldUpgrade: { [self] head, channel, _ in try await self.channelUpgrade(head, channel: channel) })
+        let server = try serverBuilder(tls: tls)
         let app = Application(
             responder: LinkResponder(platform: self),
             server: server,
@@ -179,15 +173,16 @@ public final class Platform: Sendable {
         for waiter in waiters { waiter.resume(throwing: CancellationError()) }
     }
 
-    private static func serverBuilder(
-        tls: TLSConfiguration?,
-        configuration: HTTP1WebSocketUpgradeChannel.Configuration,
-        shouldUpgrade:
-            @escaping @Sendable (HTTPRequest, any Channel, Logger) async throws -> ShouldUpgradeResult<
-                WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>
-            >
-    ) throws -> HTTPServerBuilder {
-        let base = HTTPServerBuilder.http1WebSocketUpgrade(configuration: configuration, shouldUpgrade: shouldUpgrade)
+    /// HTTP/1.1 with channel upgrades served by ``PlatformConnection``, inside TLS unless plaintext.
+    private func serverBuilder(tls: TLSConfiguration?) throws -> HTTPServerBuilder {
+        let channels = PlatformConnection.Channels(
+            admit: { [self] target, origins in await self.admitChannel(target: target, origins: origins) },
+            open: { [self] admission, connection in try self.openChannel(admission, on: connection) })
+        let base = HTTPServerBuilder { [configuration] responder in
+            PlatformConnection(
+                responder: responder, channels: channels, idleTimeout: .seconds(120),
+                maxFrameBytes: configuration.maxFrameBytes)
+        }
         guard let tls else { return base }
         return try .tls(base, tlsConfiguration: tls)
     }
@@ -306,40 +301,33 @@ public final class Platform: Sendable {
 
     // MARK: Channel
 
-    private func channelUpgrade(_ head: HTTPRequest, channel: any Channel) async throws -> ShouldUpgradeResult<
-        WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>
-    > {
-        guard case .channel(let user, let channelID)? = try? LinkRoute.parse(head.path ?? "") else {
-            logger.debug("Channel refused: not a channel path")
-            return .dontUpgrade
+    /// Whether an upgrade of `target` may open a notification channel: a channel path whose
+    /// subscription is live and the user's, from a page the origin allow-list admits.
+    func admitChannel(target: String, origins: [String]) async -> Result<ChannelAdmission, PlatformError> {
+        guard case .channel(let user, let channelID)? = try? LinkRoute.parse(target) else {
+            return .failure(PlatformError(.notFound, "Not a notification channel path."))
         }
         let record: SubscriptionRecord?
         do {
             record = try await subscriptions.subscription(channelID: channelID, now: clock.now())
         } catch {
             logger.error("Channel refused: the store is unavailable", metadata: ["error": "\(error)"])
-            return .dontUpgrade
+            return .failure(PlatformError(.unavailable))
         }
         guard let record, record.username == user else {
-            logger.debug("Channel refused: unknown or ended")
-            return .dontUpgrade
+            return .failure(PlatformError(.subscriptionNotFound, "No live subscription has this channel."))
         }
         // The allow-list protects against other web pages; an Origin that is not a page's
         // (native clients such as WSClient send their own ws:// or wss:// one) is not checked.
         if let allowed = configuration.allowedOrigins,
-            let page = head.headerFields[values: .origin].first(where: {
+            let page = origins.first(where: {
                 ($0.hasPrefix("https://") || $0.hasPrefix("http://")) && !allowed.contains($0)
             })
         {
             logger.notice("Channel refused: origin not allowed", metadata: ["origin": .string(page)])
-            return .dontUpgrade
+            return .failure(PlatformError(.forbiddenUser, "Pages from this origin may not open channels."))
         }
-        let lastEventID = Self.lastEventID(in: head.path ?? "")
-        return .upgrade([:]) { [self] inbound, outbound, _ in
-            try await self.serveChannel(
-                channelID: channelID, lastEventID: lastEventID, connection: channel, inbound: inbound,
-                outbound: outbound)
-        }
+        return .success(ChannelAdmission(channelID: channelID, lastEventID: Self.lastEventID(in: target)))
     }
 
     /// `lastEventId=N` in the channel query: the newest notification the client has (our SDK
@@ -352,58 +340,25 @@ public final class Platform: Sendable {
         return nil
     }
 
-    /// One socket's life: every inbound frame counted as liveness, keepalives never answered
-    /// (spec §4.4). Notifications are written to the connection as frames from wherever they are
-    /// sent, and a close is the only thing that needs a task of its own: an idle channel holds no
-    /// task beyond the one reading it.
-    private func serveChannel(
-        channelID: String, lastEventID: UInt64?, connection: any Channel, inbound: WebSocketInboundStream,
-        outbound: WebSocketOutboundWriter
-    ) async throws {
-        let socket = await hub.attach(
-            channelID: channelID, lastEventID: lastEventID, now: clock.now(),
-            connection: .init(
-                write: { text in
-                    let frame = WebSocketFrame(
-                        fin: true, opcode: .text, data: connection.allocator.buffer(string: text))
-                    connection.writeAndFlush(frame, promise: nil)
-                },
-                close: { code, reason in
-                    Task { try? await outbound.close(code, reason: reason) }
-                }))
-        defer { hub.detach(socket) }
+    /// Makes an upgraded connection an admitted channel's socket (on the connection's event
+    /// loop); what it returns attaches the socket to its channel, which writes it what the client
+    /// has not had. Keepalives never get an answer (spec §4.4).
+    func openChannel(_ admission: ChannelAdmission, on connection: any Channel) throws -> @Sendable () async -> Void {
         let clock = self.clock
-        try? await connection.eventLoop.submit {
-            let decoder = try connection.pipeline.syncOperations.context(
-                handlerType: ByteToMessageHandler<WebSocketFrameDecoder>.self)
-            try connection.pipeline.syncOperations.addHandler(
-                ChannelLiveness { socket.touch(clock.now()) }, position: .after(decoder.handler))
-        }.get()
-        await signal(.attached([channelID]))
-        // What still reaches here (a frame that came before the handler above) only says the
-        // client is there; control frames are answered inside the iteration.
-        for try await _ in inbound.messages(maxSize: configuration.maxFrameBytes) {
-            socket.touch(clock.now())
-        }
-    }
-}
-
-/// Takes the client's data frames off a channel's connection as they are decoded: they are
-/// keepalives (spec §4.3), which only say the client is there, and need not wake the socket's
-/// task. Control frames (close, ping) go on to it.
-private final class ChannelLiveness: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = WebSocketFrame
-    typealias InboundOut = WebSocketFrame
-
-    private let touch: @Sendable () -> Void
-
-    init(touch: @escaping @Sendable () -> Void) { self.touch = touch }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        touch()
-        switch unwrapInboundIn(data).opcode {
-        case .text, .binary, .continuation: break
-        default: context.fireChannelRead(data)
+        let hub = self.hub
+        let socket = hub.socket(
+            channelID: admission.channelID, connection: ChannelSocketHandler.connection(to: connection),
+            now: clock.now())
+        try connection.pipeline.syncOperations.addHandler(
+            ChannelSocketHandler(
+                closeTimeout: .seconds(5), logger: logger, heard: { socket.touch(clock.now()) },
+                ended: { hub.detach(socket) }))
+        return { [self] in
+            await hub.attach(socket, lastEventID: admission.lastEventID, now: clock.now())
+            // A connection that closed while attaching found nothing to detach: detach it now.
+            // (One closing later is detached by its handler.)
+            if !connection.isActive { hub.detach(socket) }
+            await signal(.attached([admission.channelID]))
         }
     }
 }

@@ -48,6 +48,41 @@ import Testing
         }
     }
 
+    @Test func aRefusedUpgradeIsAnsweredWithAJSONError() async throws {
+        try await TestPlatform.with(configure: { $0.allowedOrigins = ["https://app.example.org"] }) { test in
+            let path = try #require(try await test.subscribe().subscriptionParams).notificationChannel
+            let unknown = LinkPath.channel(user: TestPlatform.alice, channelID: "AAAAAAAAAAAAAAAAAAAAAA")
+            let upgrade = [
+                ("Connection", "Upgrade"), ("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13"),
+                ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ]
+            let cases: [(path: String, origin: String, code: StatusCode)] = [
+                (unknown, "https://app.example.org", .subscriptionNotFound),
+                ("/elsewhere", "https://app.example.org", .notFound),
+                (path, "https://evil.example", .forbiddenUser),
+            ]
+            let client = test.unredirected
+            for (target, origin, code) in cases {
+                // Each on a fresh connection (a refusal closes it): an upgrade is only recognised as
+                // a connection's first request.
+                let reply = try await test.request(
+                    .GET, target, credential: nil, headers: upgrade + [("Origin", origin)], client: client)
+                #expect(reply.status == code.httpStatus, "\(target)")
+                #expect(reply.statusDocument?.statusCode == code.rawValue, "\(target): \(reply.text)")
+                #expect(reply.headers["Connection"] == ["close"])
+            }
+            // Later on a kept-alive connection, it is sent to a fresh one.
+            #expect(try await test.request(.GET, "/health", client: client).status == 200)
+            let late = try await test.request(.GET, path, credential: nil, headers: upgrade, client: client)
+            #expect(late.status == 307)
+            #expect(late.headers["Location"] == [path])
+            // The channel itself is still there for the allowed page.
+            let channel = try await test.openChannel(path, origin: "https://app.example.org")
+            channel.close()
+            _ = try await channel.drain()
+        }
+    }
+
     @Test func anOriginAllowListRefusesOtherPages() async throws {
         try await TestPlatform.with(configure: { $0.allowedOrigins = ["https://app.example.org"] }) { test in
             let path = try #require(try await test.subscribe().subscriptionParams).notificationChannel

@@ -213,14 +213,16 @@ extension NotificationHub {
     /// Attaches a socket whose connection is a stream: what it was asked to write, ending at its close.
     func attach(channelID: String, lastEventID: UInt64?, now: Date) async -> (Socket, AsyncStream<Outbound>) {
         let (stream, outbox) = AsyncStream.makeStream(of: Outbound.self)
-        let socket = await attach(
-            channelID: channelID, lastEventID: lastEventID, now: now,
+        let socket = socket(
+            channelID: channelID,
             connection: .init(
                 write: { outbox.yield(.text($0)) },
                 close: { code, reason in
                     outbox.yield(.close(code, reason))
                     outbox.finish()
-                }))
+                }),
+            now: now)
+        await attach(socket, lastEventID: lastEventID, now: now)
         return (socket, stream)
     }
 }

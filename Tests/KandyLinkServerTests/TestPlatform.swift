@@ -16,6 +16,8 @@ import WSClient
 final class TestPlatform: Sendable {
     let fixture: PlatformFixture
     let http: HTTPClient
+    /// Connections of its own, and redirects are answers rather than followed.
+    let unredirected: HTTPClient
     let tls: TLSConfiguration
 
     static let alice = PlatformFixture.alice
@@ -52,6 +54,8 @@ final class TestPlatform: Sendable {
         var httpConfiguration = HTTPClient.Configuration(tlsConfiguration: tls)
         httpConfiguration.httpVersion = .http1Only
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
+        httpConfiguration.redirectConfiguration = .disallow
+        unredirected = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
     }
 
     func stopPlatform() async throws { try await fixture.stopPlatform() }
@@ -61,6 +65,7 @@ final class TestPlatform: Sendable {
     func stop() async throws {
         try await fixture.stop()
         try await http.shutdown()
+        try await unredirected.shutdown()
     }
 
     // MARK: HTTP
@@ -79,7 +84,7 @@ final class TestPlatform: Sendable {
     func request(
         _ method: HTTPMethod, _ path: String, body: String? = nil,
         credential: CredentialHeader? = .basic(login: alice, password: password),
-        headers extra: [(String, String)] = []
+        headers extra: [(String, String)] = [], client: HTTPClient? = nil
     ) async throws -> Reply {
         var request = HTTPClientRequest(url: base + path)
         request.method = method
@@ -89,7 +94,7 @@ final class TestPlatform: Sendable {
         if let credential { request.headers.add(name: credential.field.name, value: credential.field.value) }
         for (name, value) in extra { request.headers.add(name: name, value: value) }
         if let body { request.body = .bytes(ByteBuffer(string: body)) }
-        let response = try await http.execute(request, timeout: .seconds(30))
+        let response = try await (client ?? http).execute(request, timeout: .seconds(30))
         let bytes = try await response.body.collect(upTo: 1 << 20)
         return Reply(status: Int(response.status.code), headers: response.headers, body: Data(buffer: bytes))
     }

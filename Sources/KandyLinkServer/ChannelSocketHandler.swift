@@ -1,0 +1,192 @@
+import Logging
+import NIOCore
+import NIOWebSocket
+
+/// Serves one notification channel's WebSocket on its connection's event loop, with no task of
+/// its own: an idle channel costs its connection and this handler.
+///
+/// Every frame from the client says it is there (keepalives, spec §4.3; pongs); pings are
+/// answered; the close handshake of RFC 6455 §7 is run both ways. Notifications reach it as
+/// frames written to the channel from anywhere, and a close as ``Close``: nothing is written after
+/// the close frame. Frame-level errors (oversized, malformed) are answered by NIO's
+/// `WebSocketProtocolErrorHandler` before this one.
+final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+
+    /// Asks the handler to close the socket with a close frame (an outbound user event, so it
+    /// follows every frame written before it).
+    struct Close: Sendable {
+        var code: WebSocketErrorCode
+        var reason: String
+    }
+
+    private enum State {
+        case open
+        /// Our close frame is sent; the client's is awaited until the deadline.
+        case closing(Scheduled<Void>)
+        /// Both close frames are sent; the client ends the connection, or the deadline does.
+        case ending(Scheduled<Void>)
+        case closed
+    }
+
+    private var state = State.open
+    private let heard: @Sendable () -> Void
+    private let ended: @Sendable () -> Void
+    private let closeTimeout: TimeAmount
+    private let logger: Logger
+
+    /// - Parameters:
+    ///   - heard: the client was heard from (any frame).
+    ///   - ended: the connection is gone.
+    init(
+        closeTimeout: TimeAmount, logger: Logger, heard: @escaping @Sendable () -> Void,
+        ended: @escaping @Sendable () -> Void
+    ) {
+        self.closeTimeout = closeTimeout
+        self.logger = logger
+        self.heard = heard
+        self.ended = ended
+    }
+
+    /// What the hub writes through: frames and closes go down the channel's pipeline from
+    /// whichever thread sends them, in the order sent.
+    static func connection(to channel: any Channel) -> NotificationHub.Connection {
+        NotificationHub.Connection(
+            write: { text in
+                let frame = WebSocketFrame(fin: true, opcode: .text, data: channel.allocator.buffer(string: text))
+                channel.writeAndFlush(frame, promise: nil)
+            },
+            close: { code, reason in
+                channel.pipeline.triggerUserOutboundEvent(Close(code: code, reason: reason), promise: nil)
+            })
+    }
+
+    // MARK: From the client
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        heard()
+        // RFC 6455 §5.1: a server closes the connection on an unmasked frame.
+        guard frame.maskKey != nil else {
+            close(context: context, code: .protocolError, reason: "Frames from a client must be masked")
+            return
+        }
+        switch frame.opcode {
+        case .text, .binary, .continuation, .pong:
+            break  // keepalives: being heard is all they say
+        case .ping:
+            guard frame.fin, case .open = state else { return }
+            let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
+            context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
+        case .connectionClose:
+            receivedClose(context: context, frame: frame)
+        default:
+            close(context: context, code: .protocolError, reason: "Unknown opcode")
+        }
+    }
+
+    private func receivedClose(context: ChannelHandlerContext, frame: WebSocketFrame) {
+        switch state {
+        case .open:
+            // Echo their code (RFC 6455 §5.5.1), then the server ends the TCP connection (§7.1.1).
+            var data = frame.unmaskedData
+            let code: WebSocketErrorCode =
+                switch data.readWebSocketErrorCode() {
+                case .unknown(let number)? where !(3000...4999).contains(number): .protocolError
+                case nil where data.readableBytes > 0: .protocolError
+                default: .normalClosure
+                }
+            let closeFrame = Self.closeFrame(code: code, reason: nil, allocator: context.channel.allocator)
+            context.writeAndFlush(wrapOutboundOut(closeFrame), promise: nil)
+            end(context: context, deadline: scheduleDeadline(context: context))
+        case .closing(let deadline):
+            end(context: context, deadline: deadline)
+        case .ending, .closed:
+            break
+        }
+    }
+
+    /// The handshake is done: the server ends the TCP connection (RFC 6455 §7.1.1). Closing our
+    /// side lets TLS send its close_notify and the client close at once; a full close would
+    /// instead wait for the client's close_notify, which it sends only when the server has closed.
+    private func end(context: ChannelHandlerContext, deadline: Scheduled<Void>) {
+        state = .ending(deadline)
+        let bound = context.loopBound
+        let halfClosed = context.eventLoop.makePromise(of: Void.self)
+        halfClosed.futureResult.whenFailure { _ in bound.value.close(promise: nil) }
+        context.close(mode: .output, promise: halfClosed)
+    }
+
+    /// Closes the connection if the client has not ended it by then.
+    private func scheduleDeadline(context: ChannelHandlerContext) -> Scheduled<Void> {
+        let bound = context.loopBound
+        return context.eventLoop.scheduleTask(in: closeTimeout) { bound.value.close(promise: nil) }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        switch state {
+        case .closing(let deadline), .ending(let deadline): deadline.cancel()
+        case .open, .closed: break
+        }
+        state = .closed
+        ended()
+        context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent {
+            close(context: context, code: .goingAway, reason: "Platform shutting down")
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        state = .closed
+        // WebSocketProtocolErrorHandler already answers frame errors with a close frame and closes.
+        if !(error is NIOWebSocketError) {
+            logger.debug("Channel socket failed", metadata: ["error": "\(error)"])
+            context.close(promise: nil)
+        }
+    }
+
+    // MARK: To the client
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard case .open = state else {
+            promise?.fail(ChannelError.outputClosed)
+            return
+        }
+        context.write(data, promise: promise)
+    }
+
+    func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+        guard let request = event as? Close else {
+            context.triggerUserOutboundEvent(event, promise: promise)
+            return
+        }
+        close(context: context, code: request.code, reason: request.reason)
+        promise?.succeed()
+    }
+
+    /// Sends our close frame and waits a while for the client's.
+    private func close(context: ChannelHandlerContext, code: WebSocketErrorCode, reason: String) {
+        guard case .open = state else { return }
+        let frame = Self.closeFrame(code: code, reason: reason, allocator: context.channel.allocator)
+        context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
+        state = .closing(scheduleDeadline(context: context))
+    }
+
+    private static func closeFrame(code: WebSocketErrorCode, reason: String?, allocator: ByteBufferAllocator)
+        -> WebSocketFrame
+    {
+        // A control frame's payload is at most 125 bytes: the code and 123 of reason.
+        var reason = reason ?? ""
+        while reason.utf8.count > 123 { reason.removeLast() }
+        var data = allocator.buffer(capacity: 2 + reason.utf8.count)
+        data.write(webSocketErrorCode: code)
+        data.writeString(reason)
+        return WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
+    }
+}

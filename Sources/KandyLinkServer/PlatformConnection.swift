@@ -1,0 +1,174 @@
+import Foundation
+import HTTPTypes
+import HummingbirdCore
+import KandyLinkProtocol
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
+import NIOWebSocket
+
+/// One client connection to the platform's port: HTTP/1.1 requests for the REST side, or, when
+/// its first request is the WebSocket upgrade of a live channel, that channel's socket.
+///
+/// A socket is served by ``ChannelSocketHandler`` inside the connection's pipeline: once attached
+/// it holds no task, which is most of what an idle channel would otherwise cost. A refused
+/// upgrade is answered with a JSON error, like every other refusal.
+struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
+    enum Negotiated: Sendable {
+        /// A channel socket, served by its handler; attaching it to its channel is what is left.
+        case channel(attach: @Sendable () async -> Void)
+        case http(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
+        case refused(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, PlatformError)
+    }
+
+    struct Value: ServerChildChannelValue {
+        let negotiated: EventLoopFuture<Negotiated>
+        let channel: any Channel
+    }
+
+    /// What the channel side of the platform does for a connection.
+    struct Channels: Sendable {
+        /// Whether an upgrade request may open a channel.
+        var admit: @Sendable (_ target: String, _ origins: [String]) async -> Result<ChannelAdmission, PlatformError>
+        /// Adds the socket's handler to an upgraded connection (on its event loop) and returns
+        /// what attaches it.
+        var open: @Sendable (ChannelAdmission, any Channel) throws -> @Sendable () async -> Void
+    }
+
+    /// What the upgrade decided, kept for the rest of the connection's setup.
+    private enum Admission {
+        case none
+        case admitted(ChannelAdmission)
+        case refused(PlatformError)
+    }
+
+    let responder: HTTPChannelHandler.Responder
+    let channels: Channels
+    let idleTimeout: Duration
+    let maxFrameBytes: Int
+
+    init(
+        responder: @escaping HTTPChannelHandler.Responder, channels: Channels, idleTimeout: Duration,
+        maxFrameBytes: Int
+    ) {
+        self.responder = Self.redirectingLateUpgrades(responder)
+        self.channels = channels
+        self.idleTimeout = idleTimeout
+        self.maxFrameBytes = maxFrameBytes
+    }
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        channel.eventLoop.makeCompletedFuture {
+            let admission = NIOLoopBoundBox(Admission.none, eventLoop: channel.eventLoop)
+            let upgrader = NIOTypedWebSocketServerUpgrader<Negotiated>(
+                maxFrameSize: maxFrameBytes,
+                shouldUpgrade: { channel, head in
+                    let promise = channel.eventLoop.makePromise(of: Result<ChannelAdmission, PlatformError>.self)
+                    promise.completeWithTask { await channels.admit(head.uri, head.headers["Origin"]) }
+                    return promise.futureResult.map { result -> HTTPHeaders? in
+                        switch result {
+                        case .success(let admitted):
+                            admission.value = .admitted(admitted)
+                            return [:]
+                        case .failure(let error):
+                            admission.value = .refused(error)
+                            return nil
+                        }
+                    }
+                },
+                upgradePipelineHandler: { channel, _ in
+                    channel.eventLoop.makeCompletedFuture {
+                        guard case .admitted(let admitted) = admission.value else {
+                            preconditionFailure("An upgrade goes ahead only once admitted")
+                        }
+                        return .channel(attach: try channels.open(admitted, channel))
+                    }
+                })
+            var configuration = NIOUpgradableHTTPServerPipelineConfiguration<Negotiated>(
+                upgradeConfiguration: .init(
+                    upgraders: [upgrader],
+                    notUpgradingCompletionHandler: { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+                            try channel.pipeline.syncOperations.addHandler(
+                                HTTPConnectionStateHandler(idleTimeout: idleTimeout, logger: logger))
+                            let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
+                                wrappingChannelSynchronously: channel,
+                                configuration: .init(isOutboundHalfClosureEnabled: true))
+                            if case .refused(let error) = admission.value { return .refused(http, error) }
+                            return .http(http)
+                        }
+                    }))
+            // Hummingbird handles pipelining and parse errors itself, and HTTPTypes validates headers.
+            configuration.enablePipelining = false
+            configuration.enableErrorHandling = false
+            configuration.enableResponseHeaderValidation = false
+            let negotiated = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(
+                configuration: configuration)
+            return Value(negotiated: negotiated, channel: channel)
+        }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        do {
+            switch try await value.negotiated.get() {
+            case .http(let http):
+                await handleHTTP(asyncChannel: http, logger: logger)
+            case .refused(let http, let error):
+                await Self.refuse(http, error)
+            case .channel(let attach):
+                await attach()
+            }
+        } catch let error as ChannelError where error == .inputClosed {
+            // The client left before sending a request.
+        } catch {
+            logger.debug("Connection setup failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Answers a refused upgrade and closes the connection.
+    private static func refuse(_ http: NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, _ error: PlatformError)
+        async
+    {
+        let document = StatusDocument(statusCode: error.code.rawValue, reason: error.reason)
+        let body = ByteBuffer(bytes: (try? WireJSON.encode(document)) ?? Data())
+        let head = HTTPResponse(
+            status: .init(code: error.code.httpStatus),
+            headerFields: [
+                .contentType: "application/json", .contentLength: String(body.readableBytes), .connection: "close",
+                .accessControlAllowOrigin: "*",
+            ])
+        try? await http.executeThenClose { _, outbound in
+            try await outbound.write(contentsOf: [.head(head), .body(body), .end(nil)])
+        }
+    }
+
+    /// A WebSocket upgrade is only recognised as a connection's first request. One that comes
+    /// later on a kept-alive connection is redirected to the same target with the connection
+    /// closed, so the client retries it on a fresh one.
+    private static func redirectingLateUpgrades(_ responder: @escaping HTTPChannelHandler.Responder)
+        -> HTTPChannelHandler.Responder
+    {
+        struct RedirectedUpgrade: Error {}
+        return { request, writer, channel in
+            guard request.headers[.upgrade]?.lowercased() == "websocket" else {
+                try await responder(request, writer, channel)
+                return
+            }
+            let target = request.uri.query.map { "\(request.uri.path)?\($0)" } ?? request.uri.path
+            try await writer.writeResponse(
+                HTTPResponse(status: .temporaryRedirect, headerFields: [.connection: "close", .location: target]))
+            // Ends the connection: the client must not reuse it.
+            throw RedirectedUpgrade()
+        }
+    }
+}
+
+/// A channel upgrade the platform accepted.
+struct ChannelAdmission: Sendable {
+    var channelID: String
+    /// `lastEventId=N` in the channel query.
+    var lastEventID: UInt64?
+}
