@@ -188,15 +188,21 @@ public final class Platform: Sendable {
     }
 
     func makeTLSConfiguration() throws -> TLSConfiguration? {
+        let files: (chainPath: String, keyPath: String)
         switch configuration.transportSecurity {
         case .plaintext:
             return nil
         case .developmentCertificate:
-            let files = try DevelopmentCertificate.loadOrCreate(in: configuration.dataDirectory)
-            return try TLSConfiguration.forServer(chainPath: files.chainPath, keyPath: files.keyPath)
+            let created = try DevelopmentCertificate.loadOrCreate(in: configuration.dataDirectory)
+            files = (created.chainPath, created.keyPath)
         case .certificate(let chainPath, let keyPath):
-            return try TLSConfiguration.forServer(chainPath: chainPath, keyPath: keyPath)
+            files = (chainPath, keyPath)
         }
+        var tls = try TLSConfiguration.forServer(chainPath: files.chainPath, keyPath: files.keyPath)
+        // Closing a connection waits this long for the client's close_notify: an idle keep-alive
+        // client that does not answer would otherwise hold a shutdown for 5 s.
+        tls.shutdownTimeout = .seconds(1)
+        return tls
     }
 
     /// Live subscriptions (on every node sharing the store), for operators and tests.
@@ -374,9 +380,11 @@ private struct Sweeper: Service {
                 try? await gracefulShutdown()
                 return
             }
-            while !Task.isCancelled && !Task.isShuttingDownGracefully {
-                try? await Task.sleep(for: interval)
-                await platform.sweep()
+            // Shutdown ends the wait between sweeps rather than waiting it out.
+            await cancelWhenGracefulShutdown {
+                while (try? await Task.sleep(for: interval)) != nil {
+                    await platform.sweep()
+                }
             }
         } onGracefulShutdown: {
             platform.hub.closeAll(reason: "Platform shutting down")
