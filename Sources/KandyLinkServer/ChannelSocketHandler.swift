@@ -136,8 +136,15 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is ChannelShouldQuiesceEvent {
+        switch event {
+        case is ChannelShouldQuiesceEvent:
             close(context: context, code: .goingAway, reason: "Platform shutting down")
+        case ChannelEvent.inputClosed:
+            // The client ended its side (the server allows half-closure): it will send nothing
+            // more, keepalives included, so the socket is over.
+            context.close(promise: nil)
+        default:
+            break
         }
         context.fireUserInboundEventTriggered(event)
     }

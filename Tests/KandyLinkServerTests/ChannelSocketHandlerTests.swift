@@ -19,6 +19,8 @@ import Testing
         /// The hub closes the socket.
         case close(WebSocketErrorCode, String)
         case quiesce
+        /// The client ends its side of the TCP connection.
+        case clientHalfClose
         case advance(milliseconds: Int64)
     }
 
@@ -68,6 +70,7 @@ import Testing
             true, 0
         ),
         ("shutdown closes with going away", [.quiesce], [.close(1001, "Platform shutting down")], true, 0),
+        ("a client that ends its side of the connection is gone", [.clientHalfClose], [], false, 0),
     ]
 
     @Test(arguments: cases)
@@ -99,6 +102,8 @@ import Testing
                 connection.close(code, reason)
             case .quiesce:
                 channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+            case .clientHalfClose:
+                channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
             case .advance(let milliseconds):
                 loop.advanceTime(by: .milliseconds(milliseconds))
             }
