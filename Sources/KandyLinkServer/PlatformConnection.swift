@@ -107,6 +107,9 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
             configuration.enableResponseHeaderValidation = false
             let negotiated = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(
                 configuration: configuration)
+            let upgrading = try channel.pipeline.syncOperations.context(
+                handlerType: NIOTypedHTTPServerUpgradeHandler<Negotiated>.self)
+            try channel.pipeline.syncOperations.addHandler(UpgradeScreen(), position: .before(upgrading.handler))
             return Value(negotiated: negotiated, channel: channel)
         }
     }
@@ -145,15 +148,30 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
         }
     }
 
+    /// What NIO's WebSocket upgrader takes up (RFC 6455 §4.2.1): `websocket` among the protocols,
+    /// one key, version 13.
+    static func isWebSocketHandshake(upgrade: [String], keys: [String], versions: [String]) -> Bool {
+        let protocols = upgrade.flatMap { $0.split(separator: ",") }.map {
+            $0.trimmingCharacters(in: .whitespaces).lowercased()
+        }
+        return protocols.contains("websocket") && keys.count == 1 && !keys[0].contains(",") && versions == ["13"]
+    }
+
     /// A WebSocket upgrade is only recognised as a connection's first request. One that comes
     /// later on a kept-alive connection is redirected to the same target with the connection
-    /// closed, so the client retries it on a fresh one.
+    /// closed, so the client retries it on a fresh one. (An incomplete handshake is a plain
+    /// request wherever it comes.)
     private static func redirectingLateUpgrades(_ responder: @escaping HTTPChannelHandler.Responder)
         -> HTTPChannelHandler.Responder
     {
         struct RedirectedUpgrade: Error {}
         return { request, writer, channel in
-            guard request.headers[.upgrade]?.lowercased() == "websocket" else {
+            let headers = request.headers
+            guard
+                isWebSocketHandshake(
+                    upgrade: headers[values: .upgrade], keys: headers[values: .secWebSocketKey],
+                    versions: headers[values: .secWebSocketVersion])
+            else {
                 try await responder(request, writer, channel)
                 return
             }
@@ -163,6 +181,34 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
             // Ends the connection: the client must not reuse it.
             throw RedirectedUpgrade()
         }
+    }
+}
+
+/// Lets NIO's upgrade handler see an `Upgrade` header only on a complete WebSocket handshake.
+/// That handler drops the request head of an upgrade it does not take up (an `h2c` request, a
+/// handshake without its key), which left the client without an answer; such a request is now
+/// passed on as the plain request it also is. Only a connection's first request can upgrade, so
+/// the screen leaves after it.
+private final class UpgradeScreen: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard case .head(var head) = unwrapInboundIn(data) else {
+            context.fireChannelRead(data)
+            return
+        }
+        if head.headers.contains(name: "upgrade") && !Self.isWebSocketHandshake(head.headers) {
+            head.headers.remove(name: "upgrade")
+        }
+        context.fireChannelRead(wrapInboundOut(.head(head)))
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+    }
+
+    static func isWebSocketHandshake(_ headers: HTTPHeaders) -> Bool {
+        PlatformConnection.isWebSocketHandshake(
+            upgrade: headers["upgrade"], keys: headers["sec-websocket-key"],
+            versions: headers["sec-websocket-version"])
     }
 }
 

@@ -83,6 +83,31 @@ import Testing
         }
     }
 
+    @Test func anUpgradeNotTakenUpIsAnsweredAsAPlainRequest() async throws {
+        try await TestPlatform.with { test in
+            let path = try #require(try await test.subscribe().subscriptionParams).notificationChannel
+            // Each the first request on its connection (a refusal or 426 closes it, and the client
+            // keeps its own pool). Without `Connection: Upgrade`, which the HTTP client would take
+            // as its own upgrade: the platform looks at `Upgrade` alone.
+            let h2c = try await test.request(
+                .GET, "/health", credential: nil, headers: [("Upgrade", "h2c"), ("HTTP2-Settings", "AAMAAABk")],
+                client: test.unredirected)
+            #expect(h2c.status == 200)
+            #expect(h2c.statusDocument?.statusCode == 0)
+            // A WebSocket handshake without its key or version is not one.
+            for missing in ["Sec-WebSocket-Key", "Sec-WebSocket-Version"] {
+                let headers = [
+                    ("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13"),
+                    ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                ].filter { $0.0 != missing }
+                let reply = try await test.request(
+                    .GET, path, credential: nil, headers: headers, client: test.unredirected)
+                #expect(reply.status == 426, "without \(missing)")
+                #expect(reply.statusDocument?.statusCode == StatusCode.upgradeRequired.rawValue, "without \(missing)")
+            }
+        }
+    }
+
     @Test func anOriginAllowListRefusesOtherPages() async throws {
         try await TestPlatform.with(configure: { $0.allowedOrigins = ["https://app.example.org"] }) { test in
             let path = try #require(try await test.subscribe().subscriptionParams).notificationChannel
