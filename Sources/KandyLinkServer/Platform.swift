@@ -180,7 +180,7 @@ public final class Platform: Sendable {
             open: { [self] admission, connection in try self.openChannel(admission, on: connection) })
         let base = HTTPServerBuilder { [configuration] responder in
             PlatformConnection(
-                responder: responder, channels: channels, idleTimeout: .seconds(120),
+                responder: responder, channels: channels, idleTimeout: .seconds(120), headTimeout: .seconds(30),
                 maxFrameBytes: configuration.maxFrameBytes)
         }
         guard let tls else { return base }

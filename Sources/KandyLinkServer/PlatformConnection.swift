@@ -47,15 +47,18 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
     let responder: HTTPChannelHandler.Responder
     let channels: Channels
     let idleTimeout: Duration
+    /// How long a new connection may take to send its first request head.
+    let headTimeout: Duration
     let maxFrameBytes: Int
 
     init(
         responder: @escaping HTTPChannelHandler.Responder, channels: Channels, idleTimeout: Duration,
-        maxFrameBytes: Int
+        headTimeout: Duration, maxFrameBytes: Int
     ) {
         self.responder = Self.redirectingLateUpgrades(responder)
         self.channels = channels
         self.idleTimeout = idleTimeout
+        self.headTimeout = headTimeout
         self.maxFrameBytes = maxFrameBytes
     }
 
@@ -109,7 +112,8 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
                 configuration: configuration)
             let upgrading = try channel.pipeline.syncOperations.context(
                 handlerType: NIOTypedHTTPServerUpgradeHandler<Negotiated>.self)
-            try channel.pipeline.syncOperations.addHandler(UpgradeScreen(), position: .before(upgrading.handler))
+            try channel.pipeline.syncOperations.addHandler(
+                FirstRequestScreen(headTimeout: .init(headTimeout)), position: .before(upgrading.handler))
             return Value(negotiated: negotiated, channel: channel)
         }
     }
@@ -135,6 +139,14 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
     private static func refuse(_ http: NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, _ error: PlatformError)
         async
     {
+        let (head, body) = refusal(error)
+        try? await http.executeThenClose { _, outbound in
+            try await outbound.write(contentsOf: [.head(head), .body(body), .end(nil)])
+        }
+    }
+
+    /// A refusal's response, `{"statusCode":N,"reason":"…"}`, ending the connection.
+    static func refusal(_ error: PlatformError) -> (HTTPResponse, ByteBuffer) {
         let document = StatusDocument(statusCode: error.code.rawValue, reason: error.reason)
         let body = ByteBuffer(bytes: (try? WireJSON.encode(document)) ?? Data())
         let head = HTTPResponse(
@@ -143,9 +155,7 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
                 .contentType: "application/json", .contentLength: String(body.readableBytes), .connection: "close",
                 .accessControlAllowOrigin: "*",
             ])
-        try? await http.executeThenClose { _, outbound in
-            try await outbound.write(contentsOf: [.head(head), .body(body), .end(nil)])
-        }
+        return (head, body)
     }
 
     /// What NIO's WebSocket upgrader takes up (RFC 6455 §4.2.1): `websocket` among the protocols,
@@ -184,14 +194,33 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
     }
 }
 
-/// Lets NIO's upgrade handler see an `Upgrade` header only on a complete WebSocket handshake.
-/// That handler drops the request head of an upgrade it does not take up (an `h2c` request, a
-/// handshake without its key), which left the client without an answer; such a request is now
-/// passed on as the plain request it also is. Only a connection's first request can upgrade, so
-/// the screen leaves after it.
-private final class UpgradeScreen: ChannelInboundHandler, RemovableChannelHandler {
+/// Watches a connection until its first request head, the one that may upgrade it:
+/// - the head must come within `headTimeout`, or the connection is closed (before it, nothing
+///   else bounds how long a silent client holds a socket);
+/// - bytes that are not HTTP/1.1 are answered with a JSON error, and the connection closed;
+/// - NIO's upgrade handler sees an `Upgrade` header only on a complete WebSocket handshake. It
+///   drops the request head of an upgrade it does not take up (an `h2c` request, a handshake
+///   without its key), which left the client without an answer; such a request is passed on as
+///   the plain request it also is.
+/// Only a connection's first request can upgrade, so the screen leaves after it.
+final class FirstRequestScreen: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let headTimeout: TimeAmount
+    private var deadline: Scheduled<Void>?
+
+    init(headTimeout: TimeAmount) { self.headTimeout = headTimeout }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let bound = context.loopBound
+        deadline = context.eventLoop.scheduleTask(in: headTimeout) { bound.value.close(promise: nil) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deadline?.cancel()
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard case .head(var head) = unwrapInboundIn(data) else {
@@ -203,6 +232,19 @@ private final class UpgradeScreen: ChannelInboundHandler, RemovableChannelHandle
         }
         context.fireChannelRead(wrapInboundOut(.head(head)))
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard error is HTTPParserError else {
+            context.fireErrorCaught(error)
+            return
+        }
+        let (head, body) = PlatformConnection.refusal(
+            PlatformError(.malformedRequest, "The request is not valid HTTP/1.1 (\(error)), or its head is too large."))
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(head))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        let bound = context.loopBound
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in bound.value.close(promise: nil) }
     }
 
     static func isWebSocketHandshake(_ headers: HTTPHeaders) -> Bool {
