@@ -21,8 +21,10 @@ public enum WireJSON {
     }
 
     public static func decode<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
-        try JSONDecoder().decode(type, from: data)
+        try decoder.decode(type, from: data)
     }
+
+    private static let decoder = JSONDecoder()
 
     /// A person-readable account of why `data` is not a `T`, naming the field at fault.
     public static func explain(_ error: any Error) -> String {
