@@ -92,7 +92,14 @@ let package = Package(
             path: "Tests/KandyLinkTesting"
         ),
         .testTarget(name: "KandyLinkProtocolTests", dependencies: ["KandyLinkProtocol"]),
-        .testTarget(name: "kandy-linkTests", dependencies: ["kandy-link"]),
+        .testTarget(
+            name: "kandy-linkTests",
+            dependencies: [
+                "kandy-link",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "KandyLinkTests",
             dependencies: [

@@ -123,7 +123,8 @@ final class WireConnection: Sendable {
         return try await loop.flatSubmit {
             let promise = loop.makePromise(of: Response.self)
             handler.value.expect(promise)
-            channel.writeAndFlush(bytes, promise: nil)
+            // A connection the server already closed fails the write, not the (gone) read.
+            channel.writeAndFlush(bytes).whenFailure { handler.value.fail($0) }
             return promise.futureResult
         }.get()
     }
@@ -241,7 +242,7 @@ final class WireHandler: ChannelInboundHandler {
         context.close(promise: nil)
     }
 
-    private func fail(_ error: any Error) {
+    func fail(_ error: any Error) {
         let promise = pending
         pending = nil
         promise?.fail(error)
