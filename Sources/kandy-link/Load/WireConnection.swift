@@ -46,19 +46,19 @@ final class WireConnection: Sendable {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(30))
         if let source { bootstrap = bootstrap.bind(to: source) }
-        let channel = try await bootstrap.channelInitializer { channel in
+        // The handler is kept as it is added: a connection the server closes at once has no
+        // pipeline left to look it up in.
+        let (channel, handler) = try await bootstrap.connect(to: target) { channel in
             channel.eventLoop.makeCompletedFuture {
                 if let tls {
                     let handler = try NIOSSLClientHandler(context: tls, serverHostname: serverName)
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
-                try channel.pipeline.syncOperations.addHandler(WireHandler())
+                let wire = WireHandler()
+                try channel.pipeline.syncOperations.addHandler(wire)
+                return (channel, NIOLoopBound(wire, eventLoop: channel.eventLoop))
             }
-        }.connect(to: target).get()
-        let handler = try await channel.eventLoop.submit {
-            NIOLoopBound(
-                try channel.pipeline.syncOperations.handler(type: WireHandler.self), eventLoop: channel.eventLoop)
-        }.get()
+        }
         return WireConnection(channel: channel, handler: handler, host: host)
     }
 
