@@ -98,7 +98,7 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
                 case nil where data.readableBytes > 0: .protocolError
                 default: .normalClosure
                 }
-            let closeFrame = Self.closeFrame(code: code, reason: nil, allocator: context.channel.allocator)
+            let closeFrame = Self.closeFrame(code: code, reason: "", allocator: context.channel.allocator)
             context.writeAndFlush(wrapOutboundOut(closeFrame), promise: nil)
             end(context: context, deadline: scheduleDeadline(context: context))
         case .closing(let deadline):
@@ -185,11 +185,11 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
         state = .closing(scheduleDeadline(context: context))
     }
 
-    private static func closeFrame(code: WebSocketErrorCode, reason: String?, allocator: ByteBufferAllocator)
+    private static func closeFrame(code: WebSocketErrorCode, reason: String, allocator: ByteBufferAllocator)
         -> WebSocketFrame
     {
         // A control frame's payload is at most 125 bytes: the code and 123 of reason.
-        var reason = reason ?? ""
+        var reason = reason
         while reason.utf8.count > 123 { reason.removeLast() }
         var data = allocator.buffer(capacity: 2 + reason.utf8.count)
         data.write(webSocketErrorCode: code)

@@ -45,7 +45,6 @@ final class NotificationHub: Sendable {
     }
 
     final class Socket: Sendable {
-        let serial: UInt64
         let channelID: String
         /// Where its frames go: written to the connection from wherever a notification is sent,
         /// without a hop through a task per notification.
@@ -55,8 +54,7 @@ final class NotificationHub: Sendable {
         /// When the platform closes this socket unless the client does first; 0 = not scheduled.
         let closeAt: Atomic<Int64>
 
-        init(serial: UInt64, channelID: String, connection: Connection, now: Date) {
-            self.serial = serial
+        init(channelID: String, connection: Connection, now: Date) {
             self.channelID = channelID
             self.connection = connection
             self.lastSeen = Atomic(now.milliseconds)
@@ -152,7 +150,6 @@ final class NotificationHub: Sendable {
     private let restamp: Restamp
     private let logger: Logger
     private let channels = Mutex<[String: Channel]>([:])
-    private let serials = Atomic<UInt64>(1)
     private let openSockets = Atomic(0)
 
     init(store: any PlatformStore, policy: Policy = Policy(), restamp: @escaping Restamp, logger: Logger) {
@@ -205,8 +202,7 @@ final class NotificationHub: Sendable {
 
     /// A socket for a channel, heard from `now`; it receives nothing until it is attached.
     func socket(channelID: String, connection: Connection, now: Date) -> Socket {
-        Socket(
-            serial: serials.add(1, ordering: .relaxed).oldValue, channelID: channelID, connection: connection, now: now)
+        Socket(channelID: channelID, connection: connection, now: now)
     }
 
     /// Makes a socket the live one of its channel (an older socket there is closed) and writes to

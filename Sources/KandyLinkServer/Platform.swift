@@ -175,34 +175,21 @@ public final class Platform: Sendable {
 
     /// HTTP/1.1 with channel upgrades served by ``PlatformConnection``, inside TLS unless plaintext.
     private func serverBuilder(tls: TLSConfiguration?) throws -> HTTPServerBuilder {
-        let channels = PlatformConnection.Channels(
-            admit: { [self] target, origins in await self.admitChannel(target: target, origins: origins) },
-            open: { [self] admission, connection in try self.openChannel(admission, on: connection) })
-        let base = HTTPServerBuilder { [configuration] responder in
-            PlatformConnection(
-                responder: responder, channels: channels, idleTimeout: .seconds(120), headTimeout: .seconds(30),
-                maxFrameBytes: configuration.maxFrameBytes)
-        }
+        let base = HTTPServerBuilder { [self] responder in PlatformConnection(responder: responder, platform: self) }
         guard let tls else { return base }
         return try .tls(base, tlsConfiguration: tls)
     }
 
     func makeTLSConfiguration() throws -> TLSConfiguration? {
-        let files: (chainPath: String, keyPath: String)
         switch configuration.transportSecurity {
         case .plaintext:
             return nil
         case .developmentCertificate:
-            let created = try DevelopmentCertificate.loadOrCreate(in: configuration.dataDirectory)
-            files = (created.chainPath, created.keyPath)
+            let files = try DevelopmentCertificate.loadOrCreate(in: configuration.dataDirectory)
+            return try TLSConfiguration.forServer(chainPath: files.chainPath, keyPath: files.keyPath)
         case .certificate(let chainPath, let keyPath):
-            files = (chainPath, keyPath)
+            return try TLSConfiguration.forServer(chainPath: chainPath, keyPath: keyPath)
         }
-        var tls = try TLSConfiguration.forServer(chainPath: files.chainPath, keyPath: files.keyPath)
-        // Closing a connection waits this long for the client's close_notify: an idle keep-alive
-        // client that does not answer would otherwise hold a shutdown for 5 s.
-        tls.shutdownTimeout = .seconds(1)
-        return tls
     }
 
     /// Live subscriptions (on every node sharing the store), for operators and tests.
@@ -428,7 +415,12 @@ extension TLSConfiguration {
         } catch {
             throw PlatformStartError.unreadableCertificate(path: keyPath, reason: "\(error)")
         }
-        return .makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+        var tls = TLSConfiguration.makeServerConfiguration(
+            certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+        // Closing a connection waits this long for the client's close_notify: an idle keep-alive
+        // client that does not answer would otherwise hold a shutdown for 5 s.
+        tls.shutdownTimeout = .seconds(1)
+        return tls
     }
 }
 

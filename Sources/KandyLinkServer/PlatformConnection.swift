@@ -28,15 +28,6 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
         let channel: any Channel
     }
 
-    /// What the channel side of the platform does for a connection.
-    struct Channels: Sendable {
-        /// Whether an upgrade request may open a channel.
-        var admit: @Sendable (_ target: String, _ origins: [String]) async -> Result<ChannelAdmission, PlatformError>
-        /// Adds the socket's handler to an upgraded connection (on its event loop) and returns
-        /// what attaches it.
-        var open: @Sendable (ChannelAdmission, any Channel) throws -> @Sendable () async -> Void
-    }
-
     /// What the upgrade decided, kept for the rest of the connection's setup.
     private enum Admission {
         case none
@@ -45,31 +36,27 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
     }
 
     let responder: HTTPChannelHandler.Responder
-    let channels: Channels
-    let idleTimeout: Duration
+    let platform: Platform
+    /// How long a kept-alive connection may wait for its next request.
+    static let idleTimeout: Duration = .seconds(120)
     /// How long a new connection may take to send its first request head.
-    let headTimeout: Duration
-    let maxFrameBytes: Int
+    static let headTimeout: Duration = .seconds(30)
 
-    init(
-        responder: @escaping HTTPChannelHandler.Responder, channels: Channels, idleTimeout: Duration,
-        headTimeout: Duration, maxFrameBytes: Int
-    ) {
+    init(responder: @escaping HTTPChannelHandler.Responder, platform: Platform) {
         self.responder = Self.redirectingLateUpgrades(responder)
-        self.channels = channels
-        self.idleTimeout = idleTimeout
-        self.headTimeout = headTimeout
-        self.maxFrameBytes = maxFrameBytes
+        self.platform = platform
     }
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
             let admission = NIOLoopBoundBox(Admission.none, eventLoop: channel.eventLoop)
             let upgrader = NIOTypedWebSocketServerUpgrader<Negotiated>(
-                maxFrameSize: maxFrameBytes,
+                maxFrameSize: platform.configuration.maxFrameBytes,
                 shouldUpgrade: { channel, head in
                     let promise = channel.eventLoop.makePromise(of: Result<ChannelAdmission, PlatformError>.self)
-                    promise.completeWithTask { await channels.admit(head.uri, head.headers["Origin"]) }
+                    promise.completeWithTask {
+                        await platform.admitChannel(target: head.uri, origins: head.headers["Origin"])
+                    }
                     return promise.futureResult.map { result -> HTTPHeaders? in
                         switch result {
                         case .success(let admitted):
@@ -86,7 +73,7 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
                         guard case .admitted(let admitted) = admission.value else {
                             preconditionFailure("An upgrade goes ahead only once admitted")
                         }
-                        return .channel(attach: try channels.open(admitted, channel))
+                        return .channel(attach: try platform.openChannel(admitted, on: channel))
                     }
                 })
             var configuration = NIOUpgradableHTTPServerPipelineConfiguration<Negotiated>(
@@ -96,7 +83,7 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
                         channel.eventLoop.makeCompletedFuture {
                             try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
                             try channel.pipeline.syncOperations.addHandler(
-                                HTTPConnectionStateHandler(idleTimeout: idleTimeout, logger: logger))
+                                HTTPConnectionStateHandler(idleTimeout: Self.idleTimeout, logger: logger))
                             let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
                                 wrappingChannelSynchronously: channel,
                                 configuration: .init(isOutboundHalfClosureEnabled: true))
@@ -113,7 +100,7 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
             let upgrading = try channel.pipeline.syncOperations.context(
                 handlerType: NIOTypedHTTPServerUpgradeHandler<Negotiated>.self)
             try channel.pipeline.syncOperations.addHandler(
-                FirstRequestScreen(headTimeout: .init(headTimeout)), position: .before(upgrading.handler))
+                FirstRequestScreen(headTimeout: .init(Self.headTimeout)), position: .before(upgrading.handler))
             return Value(negotiated: negotiated, channel: channel)
         }
     }
@@ -227,7 +214,12 @@ final class FirstRequestScreen: ChannelInboundHandler, RemovableChannelHandler {
             context.fireChannelRead(data)
             return
         }
-        if head.headers.contains(name: "upgrade") && !Self.isWebSocketHandshake(head.headers) {
+        let headers = head.headers
+        if headers.contains(name: "upgrade")
+            && !PlatformConnection.isWebSocketHandshake(
+                upgrade: headers["upgrade"], keys: headers["sec-websocket-key"],
+                versions: headers["sec-websocket-version"])
+        {
             head.headers.remove(name: "upgrade")
         }
         context.fireChannelRead(wrapInboundOut(.head(head)))
@@ -245,12 +237,6 @@ final class FirstRequestScreen: ChannelInboundHandler, RemovableChannelHandler {
         context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         let bound = context.loopBound
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in bound.value.close(promise: nil) }
-    }
-
-    static func isWebSocketHandshake(_ headers: HTTPHeaders) -> Bool {
-        PlatformConnection.isWebSocketHandshake(
-            upgrade: headers["upgrade"], keys: headers["sec-websocket-key"],
-            versions: headers["sec-websocket-version"])
     }
 }
 
