@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import KandyLinkProtocol
 import NIOCore
+import NIOHTTP1
 
 /// Request context carrying the client address, which login throttling keys on.
 public struct PlatformRequestContext: RequestContext {
@@ -215,6 +216,8 @@ struct LinkResponder: HTTPResponder {
             buffer = try await request.body.collect(upTo: limit)
         } catch is NIOTooManyBytesError {
             throw PlatformError(.bodyTooLarge, "The body is larger than the \(limit) bytes accepted.")
+        } catch let error as HTTPParserError {
+            throw PlatformError(.malformedRequest, "The body is not valid HTTP/1.1 (\(error)).")
         }
         guard buffer.readableBytes > 0 else {
             throw PlatformError(.malformedRequest, "The body is empty; a JSON document is expected.")

@@ -100,7 +100,7 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
             let upgrading = try channel.pipeline.syncOperations.context(
                 handlerType: NIOTypedHTTPServerUpgradeHandler<Negotiated>.self)
             try channel.pipeline.syncOperations.addHandler(
-                FirstRequestScreen(headTimeout: .init(Self.headTimeout)), position: .before(upgrading.handler))
+                RequestScreen(headTimeout: .init(Self.headTimeout)), position: .before(upgrading.handler))
             return Value(negotiated: negotiated, channel: channel)
         }
     }
@@ -181,22 +181,30 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
     }
 }
 
-/// Watches a connection until its first request head, the one that may upgrade it:
-/// - the head must come within `headTimeout`, or the connection is closed (before it, nothing
-///   else bounds how long a silent client holds a socket);
-/// - bytes that are not HTTP/1.1 are answered with a JSON error, and the connection closed;
+/// Stands between a connection's HTTP/1.1 codec and the rest of its pipeline:
+/// - the first request head must come within `headTimeout`, or the connection is closed (before
+///   it, nothing else bounds how long a silent client holds a socket);
 /// - NIO's upgrade handler sees an `Upgrade` header only on a complete WebSocket handshake. It
 ///   drops the request head of an upgrade it does not take up (an `h2c` request, a handshake
 ///   without its key), which left the client without an answer; such a request is passed on as
-///   the plain request it also is.
-/// Only a connection's first request can upgrade, so the screen leaves after it.
-final class FirstRequestScreen: ChannelInboundHandler, RemovableChannelHandler {
+///   the plain request it also is;
+/// - bytes that are not HTTP/1.1 between requests are answered with a JSON error once every
+///   response before them is written, and the connection closed (HTTP/1.1 cannot resynchronise
+///   after them). Inside a request's body the error goes on to whoever reads the body.
+/// A WebSocket handshake ends the connection's HTTP, so the screen leaves with it.
+final class RequestScreen: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
     private let headTimeout: TimeAmount
     private var deadline: Scheduled<Void>?
+    private var requests = 0
+    private var responses = 0
+    private var readingRequest = false
+    /// The parse error to answer once the responses before it are written.
+    private var unanswered: (any Error)?
 
     init(headTimeout: TimeAmount) { self.headTimeout = headTimeout }
 
@@ -210,27 +218,54 @@ final class FirstRequestScreen: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard case .head(var head) = unwrapInboundIn(data) else {
+        guard unanswered == nil else { return }
+        switch unwrapInboundIn(data) {
+        case .head(var head):
+            deadline?.cancel()
+            deadline = nil
+            requests += 1
+            readingRequest = true
+            let headers = head.headers
+            if headers.contains(name: "upgrade") {
+                if PlatformConnection.isWebSocketHandshake(
+                    upgrade: headers["upgrade"], keys: headers["sec-websocket-key"],
+                    versions: headers["sec-websocket-version"])
+                {
+                    context.fireChannelRead(data)
+                    context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+                    return
+                }
+                head.headers.remove(name: "upgrade")
+            }
+            context.fireChannelRead(wrapInboundOut(.head(head)))
+        case .body:
             context.fireChannelRead(data)
+        case .end:
+            readingRequest = false
+            context.fireChannelRead(data)
+        }
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard case .end = unwrapOutboundIn(data) else {
+            context.write(data, promise: promise)
             return
         }
-        let headers = head.headers
-        if headers.contains(name: "upgrade")
-            && !PlatformConnection.isWebSocketHandshake(
-                upgrade: headers["upgrade"], keys: headers["sec-websocket-key"],
-                versions: headers["sec-websocket-version"])
-        {
-            head.headers.remove(name: "upgrade")
-        }
-        context.fireChannelRead(wrapInboundOut(.head(head)))
-        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        responses += 1
+        context.write(data, promise: promise)
+        if let unanswered, responses >= requests { answer(unanswered, context: context) }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        guard error is HTTPParserError else {
+        guard error is HTTPParserError, !readingRequest, unanswered == nil else {
             context.fireErrorCaught(error)
             return
         }
+        unanswered = error
+        if responses >= requests { answer(error, context: context) }
+    }
+
+    private func answer(_ error: any Error, context: ChannelHandlerContext) {
         let (head, body) = PlatformConnection.refusal(
             PlatformError(.malformedRequest, "The request is not valid HTTP/1.1 (\(error)), or its head is too large."))
         context.write(wrapOutboundOut(.head(HTTPResponseHead(head))), promise: nil)

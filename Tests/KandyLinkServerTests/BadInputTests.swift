@@ -103,6 +103,42 @@ import Testing
         }
     }
 
+    @Test func bytesThatAreNotHTTPGetAJSONErrorAfterTheResponsesBeforeThem() async throws {
+        try await TestPlatform.with { test in
+            let health = "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n"
+            let oversized = "GET /health HTTP/1.1\r\nX-Big: \(String(repeating: "a", count: 100_000))\r\n\r\n"
+            // (sent on one connection, answers expected before the error's)
+            let cases: [(input: String, before: Int)] = [
+                ("GARBAGE\r\n\r\n", 0),
+                (health + "GARBAGE\r\n\r\n", 1),
+                (health + health + "\u{1}\u{2}\u{3}\r\n\r\n", 2),
+                (health + oversized, 1),
+            ]
+            for (input, before) in cases {
+                let label = "\(before) request(s), then \(input.suffix(12).debugDescription)"
+                let output = try await test.exchange(input)
+                let responses = output.split(separator: /HTTP\/1\.1 (?=\d{3} )/).map(String.init)
+                #expect(responses.count == before + 1, "\(label): \(output.prefix(300))")
+                #expect(responses.dropLast().allSatisfy { $0.hasPrefix("200 ") }, "\(label)")
+                let last = try #require(responses.last, "\(label)")
+                #expect(last.hasPrefix("400 "), "\(label)")
+                #expect(last.lowercased().contains("content-type: application/json"), "\(label)")
+                let body = try #require(last.components(separatedBy: "\r\n\r\n").last)
+                let document = try? WireJSON.decode(StatusDocument.self, from: Data(body.utf8))
+                #expect(document?.statusCode == StatusCode.malformedRequest.rawValue, "\(label): \(last)")
+            }
+            // A broken chunk inside a body is answered by the body's reader.
+            let subscriptions = LinkPath.subscriptions(user: TestPlatform.alice)
+            let output = try await test.exchange(
+                "POST \(subscriptions) HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n"
+                    + "Authorization: Basic \(Data("\(TestPlatform.alice):\(TestPlatform.password)".utf8).base64EncodedString())"
+                    + "\r\n\r\nZZ\r\n")
+            #expect(output.hasPrefix("HTTP/1.1 400 "), "\(output.prefix(300))")
+            #expect(output.split(separator: /HTTP\/1\.1 (?=\d{3} )/).count == 1, "\(output.prefix(600))")
+            #expect(output.contains("\"statusCode\":\(StatusCode.malformedRequest.rawValue)"), "\(output.suffix(300))")
+        }
+    }
+
     @Test func preflightAndCORS() async throws {
         try await TestPlatform.with { test in
             let preflight = try await test.request(

@@ -6,6 +6,7 @@ import Logging
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
+import NIOPosix
 import NIOSSL
 import KandyLinkTesting
 import WSClient
@@ -69,6 +70,27 @@ final class TestPlatform: Sendable {
     }
 
     // MARK: HTTP
+
+    /// Writes `bytes` as they are on a new TLS connection and returns all the platform writes
+    /// back until it closes the connection: for what an HTTP client would never send.
+    func exchange(_ bytes: String) async throws -> String {
+        let tls = self.tls
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let handler = try NIOSSLClientHandler(
+                        context: try NIOSSLContext(configuration: tls), serverHostname: "localhost")
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        return try await channel.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: bytes))
+            var received = ByteBuffer()
+            for try await var part in inbound { received.writeBuffer(&part) }
+            return String(buffer: received)
+        }
+    }
 
     struct Reply {
         var status: Int

@@ -1,0 +1,149 @@
+import Foundation
+import KandyLinkProtocol
+import NIOCore
+import NIOEmbedded
+import NIOHTTP1
+import Testing
+
+@testable import KandyLinkServer
+
+/// What a connection's requests meet between its HTTP/1.1 codec and the rest of its pipeline, on
+/// an embedded channel whose event loop's clock the test advances.
+@Suite struct RequestScreenTests {
+    static let handshake =
+        "Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+
+    /// (request bytes, the Upgrade header passed on, whether the screen stays for later requests)
+    static let heads: [(name: String, request: String, upgrade: [String], stays: Bool)] = [
+        ("a plain request passes", "GET /health HTTP/1.1\r\nHost: x\r\n\r\n", [], true),
+        (
+            "a complete WebSocket handshake keeps its Upgrade, and ends the screen's work",
+            "GET /c HTTP/1.1\r\nHost: x\r\n\(handshake)\r\n", ["websocket"], false
+        ),
+        (
+            "an h2c upgrade becomes a plain request",
+            "GET /health HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABk\r\n\r\n", [], true
+        ),
+        (
+            "a handshake without its key becomes a plain request",
+            "GET /c HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n", [], true
+        ),
+        (
+            "a handshake of another version becomes a plain request",
+            "GET /c HTTP/1.1\r\nHost: x\r\n\(handshake.replacingOccurrences(of: ": 13", with: ": 8"))\r\n", [], true
+        ),
+    ]
+
+    @Test(arguments: heads)
+    func screensTheFirstHead(name: String, request: String, upgrade: [String], stays: Bool) throws {
+        let rig = try Rig()
+        try rig.channel.writeInbound(ByteBuffer(string: request))
+        let head = try #require(try rig.channel.readInbound(as: HTTPServerRequestPart.self), "\(name)")
+        guard case .head(let received) = head else {
+            Issue.record("\(name): not a head first")
+            return
+        }
+        #expect(received.headers["upgrade"] == upgrade, "\(name)")
+        let screen = try? rig.channel.pipeline.syncOperations.handler(type: RequestScreen.self)
+        #expect((screen != nil) == stays, "\(name)")
+        // The head came: its deadline is gone.
+        rig.loop.advanceTime(by: .seconds(60))
+        #expect(rig.channel.isActive, "\(name)")
+    }
+
+    static let oversized = "GET / HTTP/1.1\r\nHost: x\r\nX-Big: \(String(repeating: "a", count: 100_000))\r\n\r\n"
+    static let get = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+
+    /// Bytes that are not HTTP/1.1: (sent and answered first, then sent, requests in it answered
+    /// before the error is, whether the error goes on to the body's reader instead)
+    static let malformed: [(name: String, answered: String?, input: String, pending: Int, passedOn: Bool)] = [
+        ("garbage as the first request", nil, "GARBAGE\r\n\r\n", 0, false),
+        ("an oversized head as the first request", nil, oversized, 0, false),
+        ("garbage after an answered request", get, "GARBAGE\r\n\r\n", 0, false),
+        ("an oversized head after an answered request", get, oversized, 0, false),
+        ("garbage behind a request still being answered", nil, get + "GARBAGE\r\n\r\n", 1, false),
+        ("garbage behind two pipelined requests", nil, get + get + "GARBAGE\r\n\r\n", 2, false),
+        (
+            "a broken chunk inside a body goes to the body's reader", nil,
+            "POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n", 0, true
+        ),
+    ]
+
+    @Test(arguments: malformed)
+    func bytesThatAreNotHTTPGetAJSONErrorInTurn(
+        name: String, answered: String?, input: String, pending: Int, passedOn: Bool
+    ) throws {
+        let rig = try Rig()
+        if let answered {
+            try rig.channel.writeInbound(ByteBuffer(string: answered))
+            try rig.respond()
+        }
+        // An error that reaches the end of the embedded pipeline is thrown here.
+        let reached = Result { try rig.channel.writeInbound(ByteBuffer(string: input)) }
+        rig.loop.run()
+        if passedOn {
+            #expect(throws: HTTPParserError.self, "\(name)") { try reached.get() }
+            #expect(rig.written().isEmpty, "\(name)")
+            #expect(rig.channel.isActive, "\(name)")
+            return
+        }
+        #expect(throws: Never.self, "\(name)") { try reached.get() }
+        var output = rig.written()
+        for _ in 0..<pending {
+            // Nothing answers the error while a response before it is still to come.
+            #expect(!output.contains("400"), "\(name)")
+            #expect(rig.channel.isActive, "\(name)")
+            try rig.respond()
+            output += rig.written()
+        }
+        let responses = output.split(separator: /HTTP\/1\.1 (?=\d{3} )/).map(String.init)
+        #expect(responses.count == pending + (answered == nil ? 0 : 1) + 1, "\(name)")
+        #expect(responses.dropLast().allSatisfy { $0.hasPrefix("204 ") }, "\(name)")
+        let last = try #require(responses.last)
+        #expect(last.hasPrefix("400 "), "\(name)")
+        #expect(last.lowercased().contains("connection: close"), "\(name)")
+        let body = try #require(last.components(separatedBy: "\r\n\r\n").last)
+        let document = try WireJSON.decode(StatusDocument.self, from: Data(body.utf8))
+        #expect(document.statusCode == StatusCode.malformedRequest.rawValue, "\(name)")
+        #expect(!rig.channel.isActive, "\(name)")
+    }
+
+    @Test func aConnectionSilentPastTheDeadlineIsClosed() throws {
+        let rig = try Rig()
+        try rig.channel.writeInbound(ByteBuffer(string: "GET /health HTTP/1.1\r\n"))  // half a head
+        rig.loop.advanceTime(by: .milliseconds(29_999))
+        #expect(rig.channel.isActive)
+        rig.loop.advanceTime(by: .milliseconds(1))
+        #expect(!rig.channel.isActive)
+    }
+
+    /// HTTP/1.1 codec and the screen on an embedded, connected channel; the test plays the
+    /// responder.
+    struct Rig {
+        let loop = EmbeddedEventLoop()
+        let channel: EmbeddedChannel
+
+        init() throws {
+            channel = EmbeddedChannel(loop: loop)
+            try channel.pipeline.syncOperations.addHandler(HTTPResponseEncoder())
+            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(HTTPRequestDecoder()))
+            try channel.pipeline.syncOperations.addHandler(RequestScreen(headTimeout: .seconds(30)))
+            try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        }
+
+        /// Answers the oldest request not yet answered, as the responder would.
+        func respond() throws {
+            let head = HTTPResponseHead(version: .http1_1, status: .noContent)
+            try channel.writeOutbound(HTTPServerResponsePart.head(head))
+            try channel.writeOutbound(HTTPServerResponsePart.end(nil))
+            loop.run()
+        }
+
+        /// What was written to the client since the last look.
+        func written() -> String {
+            var bytes = ByteBuffer()
+            while var part = try? channel.readOutbound(as: ByteBuffer.self) { bytes.writeBuffer(&part) }
+            return String(buffer: bytes)
+        }
+    }
+}
