@@ -6,6 +6,28 @@ public struct NotificationDocument: Codable, Sendable, Equatable {
     public init(notificationMessage: NotificationMessage) {
         self.notificationMessage = notificationMessage
     }
+
+    /// The one place `"eventId":"` occurs in a notification's text: no other object in it has
+    /// that key, and a quote inside a string value is always escaped.
+    private static let eventIDKey = Array(#""eventId":""#.utf8)
+
+    /// A notification's text under another eventId, without decoding and encoding it again (a
+    /// notification that finds a later one already on its channel is sent under a fresh id).
+    /// Nil for a text that is not a notification.
+    public static func restamped(_ text: String, eventID: String) -> String? {
+        var text = text
+        return text.withUTF8 { bytes -> String? in
+            guard let key = bytes.firstRange(of: eventIDKey),
+                let end = bytes[key.upperBound...].firstIndex(of: UInt8(ascii: "\""))
+            else { return nil }
+            var restamped = [UInt8]()
+            restamped.reserveCapacity(bytes.count - (end - key.upperBound) + eventID.utf8.count)
+            restamped.append(contentsOf: bytes[..<key.upperBound])
+            restamped.append(contentsOf: eventID.utf8)
+            restamped.append(contentsOf: bytes[end...])
+            return String(decoding: restamped, as: UTF8.self)
+        }
+    }
 }
 
 public struct NotificationMessage: Codable, Sendable, Equatable {

@@ -286,10 +286,11 @@ public final class Platform: Sendable {
 
     /// The same notification under a fresh eventId.
     static func restamp(_ text: String, events: EventSequence) async throws -> (eventID: UInt64, text: String) {
-        var document = try WireJSON.decode(NotificationDocument.self, from: Data(text.utf8))
         let eventID = try await events.next()
-        document.notificationMessage.eventId = String(eventID)
-        return (eventID, try WireJSON.text(document))
+        guard let restamped = NotificationDocument.restamped(text, eventID: String(eventID)) else {
+            throw PlatformError(.internalError, "A queued notification has no eventId.")
+        }
+        return (eventID, restamped)
     }
 
     // MARK: Channel

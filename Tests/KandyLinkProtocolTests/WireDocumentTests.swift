@@ -190,6 +190,33 @@ import Testing
                 == Self.canonical(Data(#"{"imResponse":{"statusCode":0,"messageId":"9"}}"#.utf8)))
     }
 
+    /// Notifications whose text is restamped; fields that carry what looks like an eventId must
+    /// come through untouched.
+    static let restampable: [NotificationMessage] = [
+        .gone(eventId: "5"),
+        .missed(eventId: "5", count: 3),
+        .presence(
+            eventId: "5", user: "bob@x",
+            state: .init(status: .open, activity: .active, note: #"{"notificationMessage":{"eventId":"1"}}"#)),
+        .instantMessage(eventId: "5", from: "bob@x", text: #"say "eventId":"6" \ and 😀"#, time: 7),
+    ]
+
+    @Test(arguments: restampable)
+    func aRestampedTextIsTheDocumentUnderItsNewId(message: NotificationMessage) throws {
+        let text = try WireJSON.text(NotificationDocument(notificationMessage: message))
+        let restamped = try #require(NotificationDocument.restamped(text, eventID: "1234567890"))
+        var expected = message
+        expected.eventId = "1234567890"
+        #expect(
+            try WireJSON.decode(NotificationDocument.self, from: Data(restamped.utf8)).notificationMessage == expected)
+    }
+
+    @Test func aTextWithoutAnEventIdIsNotRestamped() {
+        for text in [#"{"statusCode":40}"#, #"{"notificationMessage":{"eventType":"gone","eventId":"17"#, ""] {
+            #expect(NotificationDocument.restamped(text, eventID: "18") == nil, "\(text)")
+        }
+    }
+
     static func canonical(_ data: Data) throws -> NSDictionary {
         try JSONSerialization.jsonObject(with: data) as! NSDictionary
     }

@@ -185,6 +185,28 @@ import Testing
         #expect(Self.texts(await Self.drain(outbox)) == ["n6", "n9", "n10", "n11"])
     }
 
+    /// The platform's restamp: the same notification under a fresh id, whatever the order of the
+    /// fields in its text.
+    @Test func aRestampedNotificationIsTheSameUnderAFreshId() async throws {
+        let rig = try await HubRig()
+        defer { withExtendedLifetime(rig) {} }
+        let events = EventSequence(store: rig.store)
+        let message = NotificationMessage.instantMessage(eventId: "3", from: "bob@x", text: "hi", time: 5)
+        let current = try WireJSON.text(NotificationDocument(notificationMessage: message))
+        let reordered =
+            #"{"notificationMessage":{"imnotificationParams":{"msgText":"hi","primaryContact":"sip:bob@x","time":5},"eventType":"IM","eventId":"3"}}"#
+        var ids: [UInt64] = []
+        for text in [current, reordered] {
+            let (eventID, restamped) = try await Platform.restamp(text, events: events)
+            var expected = message
+            expected.eventId = String(eventID)
+            let decoded = try WireJSON.decode(NotificationDocument.self, from: Data(restamped.utf8))
+            #expect(decoded.notificationMessage == expected)
+            ids.append(eventID)
+        }
+        #expect(ids[1] > ids[0])
+    }
+
     @Test func notificationsForAnEndedSubscriptionAreDropped() async throws {
         let rig = try await HubRig()
         defer { withExtendedLifetime(rig) {} }

@@ -10,7 +10,7 @@ import Synchronization
 import WSClient
 
 /// The platform's hot paths, in allocations and time per operation: what a notification costs to
-/// encode, what a token costs to check, what a subscription costs to make and end, and what one
+/// encode, and to send again under a fresh eventId, what a token costs to check, what a subscription costs to make and end, and what one
 /// presence change costs to reach a hundred open channels. The last two run a real platform on
 /// loopback (plain HTTP, so that TLS does not hide the platform's own cost); their allocation
 /// counts include the client side, which does the same work on every run.
@@ -23,6 +23,16 @@ let benchmarks: @Sendable () -> Void = {
             let message = NotificationMessage.instantMessage(
                 eventId: String(index), from: "alice@example.com", text: "Lunch at noon?", time: 1_800_000_000_000)
             blackHole(try WireJSON.text(NotificationDocument(notificationMessage: message)))
+        }
+    }
+
+    Benchmark("Notification restamp: instant message") { benchmark in
+        let message = NotificationMessage.instantMessage(
+            eventId: "1", from: "alice@example.com", text: "Lunch at noon?", time: 1_800_000_000_000)
+        let text = try WireJSON.text(NotificationDocument(notificationMessage: message))
+        benchmark.startMeasurement()
+        for index in benchmark.scaledIterations {
+            blackHole(NotificationDocument.restamped(text, eventID: String(index)))
         }
     }
 
