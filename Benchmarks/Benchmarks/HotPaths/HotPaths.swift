@@ -10,10 +10,11 @@ import Synchronization
 import WSClient
 
 /// The platform's hot paths, in allocations and time per operation: what a notification costs to
-/// encode, and to send again under a fresh eventId, what a token costs to check, what a subscription costs to make and end, and what one
-/// presence change costs to reach a hundred open channels. The last two run a real platform on
-/// loopback (plain HTTP, so that TLS does not hide the platform's own cost); their allocation
-/// counts include the client side, which does the same work on every run.
+/// encode, and to restamp with a fresh eventId, what a token costs to check, what a subscription
+/// costs to make and end, and what one presence change costs to reach a hundred open channels.
+/// The last two run a real platform on loopback (plain HTTP, so that TLS does not hide the
+/// platform's own cost); their allocation counts include the client side, which does the same
+/// work on every run.
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(
         metrics: [.wallClock, .mallocCountTotal, .throughput], maxDuration: .seconds(3), maxIterations: 100_000)
