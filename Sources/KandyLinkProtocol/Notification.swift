@@ -9,24 +9,42 @@ public struct NotificationDocument: Codable, Sendable, Equatable {
 
     /// The one place `"eventId":"` occurs in a notification's text: no other object in it has
     /// that key, and a quote inside a string value is always escaped.
-    private static let eventIDKey = Array(#""eventId":""#.utf8)
+    private static let eventIDKey: StaticString = #""eventId":""#
 
     /// A notification's text under another eventId, without decoding and encoding it again (a
     /// notification that finds a later one already on its channel is sent under a fresh id).
     /// Nil for a text that is not a notification.
     public static func restamped(_ text: String, eventID: String) -> String? {
         var text = text
+        var eventID = eventID
         return text.withUTF8 { bytes -> String? in
-            guard let key = bytes.firstRange(of: eventIDKey),
-                let end = bytes[key.upperBound...].firstIndex(of: UInt8(ascii: "\""))
+            let key = UnsafeBufferPointer(start: eventIDKey.utf8Start, count: eventIDKey.utf8CodeUnitCount)
+            guard let valueStart = end(of: key, in: bytes),
+                let valueEnd = bytes[valueStart...].firstIndex(of: UInt8(ascii: "\""))
             else { return nil }
-            var restamped = [UInt8]()
-            restamped.reserveCapacity(bytes.count - (end - key.upperBound) + eventID.utf8.count)
-            restamped.append(contentsOf: bytes[..<key.upperBound])
-            restamped.append(contentsOf: eventID.utf8)
-            restamped.append(contentsOf: bytes[end...])
-            return String(decoding: restamped, as: UTF8.self)
+            return eventID.withUTF8 { id in
+                let count = valueStart + id.count + (bytes.count - valueEnd)
+                return String(unsafeUninitializedCapacity: count) { output in
+                    var at = output.initialize(fromContentsOf: bytes[..<valueStart])
+                    at = output[at...].initialize(fromContentsOf: id)
+                    return output[at...].initialize(fromContentsOf: bytes[valueEnd...])
+                }
+            }
         }
+    }
+
+    /// Where the first occurrence of `key` in `bytes` ends.
+    private static func end(of key: UnsafeBufferPointer<UInt8>, in bytes: UnsafeBufferPointer<UInt8>) -> Int? {
+        guard let first = key.first, bytes.count >= key.count else { return nil }
+        var index = 0
+        while index <= bytes.count - key.count {
+            if bytes[index] == first, UnsafeBufferPointer(rebasing: bytes[index..<index + key.count]).elementsEqual(key)
+            {
+                return index + key.count
+            }
+            index += 1
+        }
+        return nil
     }
 }
 
