@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOFoundationCompat
 import NIOSSL
+import Synchronization
 import WSClient
 
 /// An HTTP request as the SDK makes it.
@@ -108,6 +109,7 @@ struct WSClientTransport: WebSocketTransport {
         let configuration = WebSocketClientConfiguration(
             maxFrameSize: 1 << 20, autoPing: .enabled(timePeriod: pingInterval), sniHostname: serverName)
         let useTLS = url.hasPrefix("wss:")
+        let closed = CloseSignal(onClose)
         Task {
             do {
                 try await WebSocketClient.connect(
@@ -130,13 +132,17 @@ struct WSClientTransport: WebSocketTransport {
                         }
                         group.cancelAll()
                     }
+                    // The close handshake is over: the socket is closed for the SDK now, however
+                    // long TLS's own goodbye takes (NIOSSL gives a server that closed first 5 s).
+                    commands.finish()
+                    closed.signal()
                 }
                 openedSink.yield(.failure(ChannelClosedBeforeOpening()))
             } catch {
                 openedSink.yield(.failure(error))
             }
             commands.finish()
-            onClose()
+            closed.signal()
         }
         var iterator = opened.makeAsyncIterator()
         switch await iterator.next() {
@@ -147,4 +153,20 @@ struct WSClientTransport: WebSocketTransport {
     }
 
     struct ChannelClosedBeforeOpening: Error {}
+
+    /// Calls `onClose` the first time it is signalled: at the end of the close handshake, or when
+    /// the connection fails.
+    private final class CloseSignal: Sendable {
+        private let onClose: @Sendable () -> Void
+        private let signalled = Atomic(false)
+
+        init(_ onClose: @escaping @Sendable () -> Void) { self.onClose = onClose }
+
+        func signal() {
+            guard signalled.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else {
+                return
+            }
+            onClose()
+        }
+    }
 }

@@ -52,6 +52,28 @@ import Testing
         try await rig.fixture.stop()
     }
 
+    /// A channel the platform closes is closed for the SDK once the close handshake is over, not
+    /// once TLS has said goodbye too: after a server closes first, WSClient's TLS waits out its
+    /// shutdown timeout (5 s by default; here an hour, so a close reported only then never is).
+    @Test(.timeLimit(.minutes(1))) func aCloseFromThePlatformIsSeenAtTheEndOfTheHandshake() async throws {
+        let rig = try await Rig()
+        var tls = try Kandy.makeTLS(.init(trustedCertificateFiles: [rig.fixture.certificatePath]))
+        tls.shutdownTimeout = .hours(1)
+        let kandy = try rig.client(
+            websocket: WSClientTransport(tls: tls, serverName: "localhost", pingInterval: .seconds(30)))
+        let recorder = Recorder(kandy)
+        try await kandy.setCredentials(username: PlatformFixture.alice, password: PlatformFixture.password)
+        try await kandy.services.subscribe(["call", "Presence", "IM"], forceLogOut: true)
+        #expect(kandy.connection.getSocketState()?.connected == true)
+
+        // Shutting down, the platform closes every channel with a close frame.
+        try await rig.fixture.stopPlatform()
+        _ = await recorder.next { $0.name == .wsChange && kandy.connection.getSocketState()?.connected != true }
+        #expect(kandy.connection.getSocketState()?.connected != true)
+        await kandy.destroy()
+        try await rig.fixture.stop()
+    }
+
     @Test(.timeLimit(.minutes(1))) func aWrongPasswordIsASubscriptionErrorWithTheKandyCode() async throws {
         let rig = try await Rig()
         let kandy = try rig.client()
@@ -226,7 +248,8 @@ final class Rig: Sendable {
     }
 
     func client(
-        expires: Int = 60, backoff: KandyConfiguration.Backoff = .init(), call: KandyConfiguration.Call = .init()
+        expires: Int = 60, backoff: KandyConfiguration.Backoff = .init(), call: KandyConfiguration.Call = .init(),
+        websocket: (any WebSocketTransport)? = nil
     ) throws -> Kandy {
         let port = fixture.port
         let wallClock = fixture.clock
@@ -237,7 +260,7 @@ final class Rig: Sendable {
                 call: call,
                 connectivity: .init(reconnect: backoff),
                 tls: .init(trustedCertificateFiles: [fixture.certificatePath])),
-            clock: clock, now: { wallClock.now() }, random: { 0 })
+            websocket: websocket, clock: clock, now: { wallClock.now() }, random: { 0 })
     }
 
     /// Moves both the platform's wall clock and the clients' timers.
