@@ -56,6 +56,8 @@ struct LinkResponder: HTTPResponder {
             response = try await route(request, path: path, context: context)
         } catch let error as PlatformError {
             response = Self.errorResponse(error, envelope: envelope)
+            // Rather than read, to discard it, whatever the client still sends.
+            if error.endsConnection { response.headers[.connection] = "close" }
         } catch {
             platform.logger.error("Request failed", metadata: ["error": "\(error)"])
             response = Self.errorResponse(PlatformError(.internalError), envelope: envelope)
@@ -209,15 +211,17 @@ struct LinkResponder: HTTPResponder {
 
     static func decodeBody<T: Decodable>(_ request: Request, as type: T.Type, limit: Int) async throws -> T {
         if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
-            throw PlatformError(.bodyTooLarge, "The body is \(length) bytes; at most \(limit) are accepted.")
+            throw PlatformError(
+                .bodyTooLarge, "The body is \(length) bytes; at most \(limit) are accepted.", endsConnection: true)
         }
         let buffer: ByteBuffer
         do {
             buffer = try await request.body.collect(upTo: limit)
         } catch is NIOTooManyBytesError {
-            throw PlatformError(.bodyTooLarge, "The body is larger than the \(limit) bytes accepted.")
+            throw PlatformError(
+                .bodyTooLarge, "The body is larger than the \(limit) bytes accepted.", endsConnection: true)
         } catch let error as HTTPParserError {
-            throw PlatformError(.malformedRequest, "The body is not valid HTTP/1.1 (\(error)).")
+            throw PlatformError(.malformedRequest, "The body is not valid HTTP/1.1 (\(error)).", endsConnection: true)
         }
         guard buffer.readableBytes > 0 else {
             throw PlatformError(.malformedRequest, "The body is empty; a JSON document is expected.")

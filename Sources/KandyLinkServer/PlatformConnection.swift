@@ -190,7 +190,11 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
 ///   the plain request it also is;
 /// - bytes that are not HTTP/1.1 between requests are answered with a JSON error once every
 ///   response before them is written, and the connection closed (HTTP/1.1 cannot resynchronise
-///   after them). Inside a request's body the error goes on to whoever reads the body.
+///   after them). Inside a request's body the error goes on to whoever reads the body;
+/// - a response that says `Connection: close`, or answers a request that did not ask to keep
+///   the connection (HTTP/1.0), ends it once written (RFC 9112 §9.6). Hummingbird only stops
+///   reading after a request that says so, and would otherwise go on to read and discard, say,
+///   the rest of a body refused as too large.
 /// A WebSocket handshake ends the connection's HTTP, so the screen leaves with it.
 final class RequestScreen: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
@@ -200,9 +204,11 @@ final class RequestScreen: ChannelDuplexHandler, RemovableChannelHandler {
 
     private let headTimeout: TimeAmount
     private var deadline: Scheduled<Void>?
-    private var requests = 0
-    private var responses = 0
+    /// Whether each request not yet answered asked to keep the connection, oldest first.
+    private var keepAlive = CircularBuffer<Bool>()
     private var readingRequest = false
+    /// The response being written ends the connection.
+    private var closing = false
     /// The parse error to answer once the responses before it are written.
     private var unanswered: (any Error)?
 
@@ -223,7 +229,7 @@ final class RequestScreen: ChannelDuplexHandler, RemovableChannelHandler {
         case .head(var head):
             deadline?.cancel()
             deadline = nil
-            requests += 1
+            keepAlive.append(head.isKeepAlive)
             readingRequest = true
             let headers = head.headers
             if headers.contains(name: "upgrade") {
@@ -247,13 +253,29 @@ final class RequestScreen: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        guard case .end = unwrapOutboundIn(data) else {
+        switch unwrapOutboundIn(data) {
+        case .head(let head):
+            if head.headers[canonicalForm: "connection"].contains(where: { $0.lowercased() == "close" }) {
+                closing = true
+            }
             context.write(data, promise: promise)
-            return
+        case .body:
+            context.write(data, promise: promise)
+        case .end:
+            let keptAlive = keepAlive.popFirst() ?? true
+            guard closing || !keptAlive else {
+                context.write(data, promise: promise)
+                if let unanswered, keepAlive.isEmpty { answer(unanswered, context: context) }
+                return
+            }
+            // What follows on this connection goes unanswered, a parse error included.
+            unanswered = nil
+            let written = context.eventLoop.makePromise(of: Void.self)
+            if let promise { written.futureResult.cascade(to: promise) }
+            let bound = context.loopBound
+            written.futureResult.whenComplete { _ in bound.value.close(promise: nil) }
+            context.writeAndFlush(data, promise: written)
         }
-        responses += 1
-        context.write(data, promise: promise)
-        if let unanswered, responses >= requests { answer(unanswered, context: context) }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -262,7 +284,7 @@ final class RequestScreen: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         unanswered = error
-        if responses >= requests { answer(error, context: context) }
+        if keepAlive.isEmpty { answer(error, context: context) }
     }
 
     private func answer(_ error: any Error, context: ChannelHandlerContext) {

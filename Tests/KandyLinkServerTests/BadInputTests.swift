@@ -139,6 +139,38 @@ import Testing
         }
     }
 
+    /// A body refused as too large is not read to the end: the answer says `Connection: close`
+    /// and the platform closes the connection (the exchange returns only once it does). So does
+    /// the answer to an HTTP/1.0 request.
+    @Test func anAnswerThatEndsTheConnectionCloses() async throws {
+        try await TestPlatform.with(configure: { $0.maxBodyBytes = 1024 }) { test in
+            let subscriptions = LinkPath.subscriptions(user: TestPlatform.alice)
+            let basic =
+                "Authorization: Basic "
+                + Data("\(TestPlatform.alice):\(TestPlatform.password)".utf8).base64EncodedString()
+            let chunk = String(repeating: "x", count: 1000)
+            let cases: [(input: String, status: String, code: StatusCode)] = [
+                (
+                    "POST \(subscriptions) HTTP/1.1\r\nHost: localhost\r\n\(basic)\r\n"
+                        + "Content-Length: 99999999999\r\n\r\n{", "413", .bodyTooLarge
+                ),
+                (
+                    "POST \(subscriptions) HTTP/1.1\r\nHost: localhost\r\n\(basic)\r\n"
+                        + "Transfer-Encoding: chunked\r\n\r\n3e8\r\n\(chunk)\r\n3e8\r\n\(chunk)\r\n", "413",
+                    .bodyTooLarge
+                ),
+                ("GET /health HTTP/1.0\r\n\r\n", "200", .success),
+            ]
+            for (input, status, code) in cases {
+                let output = try await test.exchange(input)
+                let label = "\(input.prefix(40).debugDescription)"
+                #expect(output.hasPrefix("HTTP/1.1 \(status) "), "\(label): \(output.prefix(200))")
+                #expect(output.contains("\"statusCode\":\(code.rawValue)"), "\(label): \(output.suffix(200))")
+                if status != "200" { #expect(output.lowercased().contains("connection: close"), "\(label)") }
+            }
+        }
+    }
+
     @Test func preflightAndCORS() async throws {
         try await TestPlatform.with { test in
             let preflight = try await test.request(

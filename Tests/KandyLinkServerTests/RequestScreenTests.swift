@@ -108,6 +108,39 @@ import Testing
         #expect(!rig.channel.isActive, "\(name)")
     }
 
+    /// (request, the response's headers, whether the connection ends once it is written)
+    static let endings: [(name: String, request: String, response: HTTPHeaders, ends: Bool)] = [
+        ("an HTTP/1.1 request keeps the connection", get, [:], false),
+        ("a response that says Connection: close ends it", get, ["Connection": "close"], true),
+        ("so does one that says it among others", get, ["Connection": "Upgrade, Close"], true),
+        ("a request that says Connection: close ends it", "GET /a HTTP/1.1\r\nConnection: close\r\n\r\n", [:], true),
+        ("an HTTP/1.0 request ends it", "GET /a HTTP/1.0\r\n\r\n", [:], true),
+        (
+            "an HTTP/1.0 request asking for keep-alive keeps it", "GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            [:], false
+        ),
+    ]
+
+    @Test(arguments: endings)
+    func aResponseEndsTheConnectionWhenEitherSideSaysSo(
+        name: String, request: String, response: HTTPHeaders, ends: Bool
+    ) throws {
+        let rig = try Rig()
+        try rig.channel.writeInbound(ByteBuffer(string: request))
+        try rig.respond(headers: response)
+        #expect(rig.written().hasPrefix("HTTP/1.1 204 "), "\(name)")
+        #expect(rig.channel.isActive == !ends, "\(name)")
+    }
+
+    @Test func aClosingResponseLeavesTheRequestsBehindItUnanswered() throws {
+        let rig = try Rig()
+        try rig.channel.writeInbound(ByteBuffer(string: Self.get + Self.get + "GARBAGE\r\n\r\n"))
+        try rig.respond(headers: ["Connection": "close"])
+        let output = rig.written()
+        #expect(output.split(separator: /HTTP\/1\.1 (?=\d{3} )/).count == 1, "\(output)")
+        #expect(!rig.channel.isActive)
+    }
+
     @Test func aConnectionSilentPastTheDeadlineIsClosed() throws {
         let rig = try Rig()
         try rig.channel.writeInbound(ByteBuffer(string: "GET /health HTTP/1.1\r\n"))  // half a head
@@ -132,8 +165,8 @@ import Testing
         }
 
         /// Answers the oldest request not yet answered, as the responder would.
-        func respond() throws {
-            let head = HTTPResponseHead(version: .http1_1, status: .noContent)
+        func respond(headers: HTTPHeaders = [:]) throws {
+            let head = HTTPResponseHead(version: .http1_1, status: .noContent, headers: headers)
             try channel.writeOutbound(HTTPServerResponsePart.head(head))
             try channel.writeOutbound(HTTPServerResponsePart.end(nil))
             loop.run()
