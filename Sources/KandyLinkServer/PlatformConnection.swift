@@ -207,6 +207,8 @@ final class RequestScreen: ChannelDuplexHandler, RemovableChannelHandler {
     /// Whether each request not yet answered asked to keep the connection, oldest first.
     private var keepAlive = CircularBuffer<Bool>()
     private var readingRequest = false
+    /// Only the connection's first request can upgrade it.
+    private var sawHead = false
     /// The response being written ends the connection.
     private var closing = false
     /// The parse error to answer once the responses before it are written.
@@ -227,21 +229,27 @@ final class RequestScreen: ChannelDuplexHandler, RemovableChannelHandler {
         guard unanswered == nil else { return }
         switch unwrapInboundIn(data) {
         case .head(var head):
+            let first = !sawHead
+            sawHead = true
             deadline?.cancel()
             deadline = nil
             keepAlive.append(head.isKeepAlive)
             readingRequest = true
             let headers = head.headers
             if headers.contains(name: "upgrade") {
-                if PlatformConnection.isWebSocketHandshake(
-                    upgrade: headers["upgrade"], keys: headers["sec-websocket-key"],
-                    versions: headers["sec-websocket-version"])
-                {
-                    context.fireChannelRead(data)
-                    context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+                guard
+                    PlatformConnection.isWebSocketHandshake(
+                        upgrade: headers["upgrade"], keys: headers["sec-websocket-key"],
+                        versions: headers["sec-websocket-version"])
+                else {
+                    head.headers.remove(name: "upgrade")
+                    context.fireChannelRead(wrapInboundOut(.head(head)))
                     return
                 }
-                head.headers.remove(name: "upgrade")
+                // The first request upgrades the connection; a later one is redirected.
+                context.fireChannelRead(data)
+                if first { context.pipeline.syncOperations.removeHandler(context: context, promise: nil) }
+                return
             }
             context.fireChannelRead(wrapInboundOut(.head(head)))
         case .body:

@@ -51,6 +51,22 @@ import Testing
         #expect(rig.channel.isActive, "\(name)")
     }
 
+    @Test func aLaterHandshakeKeepsItsUpgradeAndTheScreen() throws {
+        let rig = try Rig()
+        try rig.channel.writeInbound(ByteBuffer(string: Self.get))
+        try rig.respond()
+        _ = rig.written()
+        while try rig.channel.readInbound(as: HTTPServerRequestPart.self) != nil {}
+        try rig.channel.writeInbound(ByteBuffer(string: "GET /c HTTP/1.1\r\nHost: x\r\n\(Self.handshake)\r\n"))
+        guard case .head(let received)? = try rig.channel.readInbound(as: HTTPServerRequestPart.self) else {
+            Issue.record("no head passed on")
+            return
+        }
+        // Passed on as it is, for the responder to redirect; the screen stays for what follows.
+        #expect(received.headers["upgrade"] == ["websocket"])
+        #expect((try? rig.channel.pipeline.syncOperations.handler(type: RequestScreen.self)) != nil)
+    }
+
     static let oversized = "GET / HTTP/1.1\r\nHost: x\r\nX-Big: \(String(repeating: "a", count: 100_000))\r\n\r\n"
     static let get = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
 
