@@ -12,6 +12,7 @@ public enum StatusCode: Int, Sendable, CaseIterable, Codable {
     case bodyTooLarge = 13
     case invalidPath = 14
     case messageTooLarge = 15
+    case bodyTimedOut = 16
 
     case authenticationRequired = 20
     case invalidCredentials = 21
@@ -36,6 +37,7 @@ public enum StatusCode: Int, Sendable, CaseIterable, Codable {
         case .success: 200
         case .malformedRequest, .invalidField, .noGrantableService, .invalidPath: 400
         case .bodyTooLarge, .messageTooLarge: 413
+        case .bodyTimedOut: 408
         case .authenticationRequired, .invalidCredentials, .tokenExpired: 401
         case .forbiddenUser: 403
         case .throttled: 429
@@ -58,6 +60,7 @@ public enum StatusCode: Int, Sendable, CaseIterable, Codable {
         case .bodyTooLarge: "The request body is larger than the platform accepts."
         case .invalidPath: "The path is malformed: bad username segment or traversal."
         case .messageTooLarge: "The instant message is longer than the platform accepts."
+        case .bodyTimedOut: "The request body did not arrive in time."
         case .authenticationRequired: "No credentials were sent."
         case .invalidCredentials: "The credentials are not valid."
         case .tokenExpired: "The token has expired."

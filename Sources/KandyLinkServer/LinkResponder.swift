@@ -206,10 +206,13 @@ struct LinkResponder: HTTPResponder {
     }
 
     private func decode<T: Decodable>(_ request: Request, as type: T.Type) async throws -> T {
-        try await Self.decodeBody(request, as: type, limit: platform.configuration.maxBodyBytes)
+        try await Self.decodeBody(
+            request, as: type, limit: platform.configuration.maxBodyBytes, timeout: platform.configuration.bodyTimeout)
     }
 
-    static func decodeBody<T: Decodable>(_ request: Request, as type: T.Type, limit: Int) async throws -> T {
+    static func decodeBody<T: Decodable>(_ request: Request, as type: T.Type, limit: Int, timeout: Duration)
+        async throws -> T
+    {
         if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
             throw PlatformError(
                 .bodyTooLarge, "The body is \(length) bytes; at most \(limit) are accepted.", endsConnection: true)
@@ -222,6 +225,9 @@ struct LinkResponder: HTTPResponder {
                 .bodyTooLarge, "The body is larger than the \(limit) bytes accepted.", endsConnection: true)
         } catch let error as HTTPParserError {
             throw PlatformError(.malformedRequest, "The body is not valid HTTP/1.1 (\(error)).", endsConnection: true)
+        } catch is RequestScreen.BodyTimedOut {
+            throw PlatformError(
+                .bodyTimedOut, "The body did not arrive within \(timeout) of its first bytes.", endsConnection: true)
         }
         guard buffer.readableBytes > 0 else {
             throw PlatformError(.malformedRequest, "The body is empty; a JSON document is expected.")

@@ -35,6 +35,8 @@ public struct PlatformConfiguration: Sendable {
     public var sweepInterval: Duration? = .seconds(1)
 
     public var maxBodyBytes: Int = 16 * 1024
+    /// How long a request body may take from its first bytes to its end.
+    public var bodyTimeout: Duration = .seconds(30)
     public var maxFrameBytes: Int = 4 * 1024
     /// Bound of the queue each subscription keeps while its socket is down; beyond it the oldest
     /// notifications are dropped and the client is told how many.

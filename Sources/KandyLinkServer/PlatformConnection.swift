@@ -100,7 +100,9 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
             let upgrading = try channel.pipeline.syncOperations.context(
                 handlerType: NIOTypedHTTPServerUpgradeHandler<Negotiated>.self)
             try channel.pipeline.syncOperations.addHandler(
-                RequestScreen(headTimeout: .init(Self.headTimeout)), position: .before(upgrading.handler))
+                RequestScreen(
+                    headTimeout: .init(Self.headTimeout), bodyTimeout: .init(platform.configuration.bodyTimeout)),
+                position: .before(upgrading.handler))
             return Value(negotiated: negotiated, channel: channel)
         }
     }
@@ -191,6 +193,10 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
 /// - bytes that are not HTTP/1.1 between requests are answered with a JSON error once every
 ///   response before them is written, and the connection closed (HTTP/1.1 cannot resynchronise
 ///   after them). Inside a request's body the error goes on to whoever reads the body;
+/// - a body must arrive within `bodyTimeout` of its first bytes: every part of it restarts
+///   Hummingbird's idle timer, so a body trickled in byte by byte would otherwise hold the
+///   connection indefinitely. Its reader is handed ``BodyTimedOut`` to answer, and what else
+///   arrives is dropped;
 /// - a response that says `Connection: close`, or answers a request that did not ask to keep
 ///   the connection (HTTP/1.0), ends it once written (RFC 9112 §9.6). Hummingbird only stops
 ///   reading after a request that says so, and would otherwise go on to read and discard, say,
@@ -202,8 +208,13 @@ final class RequestScreen: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
+    /// What a request's body reader meets when the body is too slow in coming.
+    struct BodyTimedOut: Error {}
+
     private let headTimeout: TimeAmount
+    private let bodyTimeout: TimeAmount
     private var deadline: Scheduled<Void>?
+    private var bodyDeadline: Scheduled<Void>?
     /// Whether each request not yet answered asked to keep the connection, oldest first.
     private var keepAlive = CircularBuffer<Bool>()
     private var readingRequest = false
@@ -213,8 +224,12 @@ final class RequestScreen: ChannelDuplexHandler, RemovableChannelHandler {
     private var closing = false
     /// The parse error to answer once the responses before it are written.
     private var unanswered: (any Error)?
+    private var bodyTimedOut = false
 
-    init(headTimeout: TimeAmount) { self.headTimeout = headTimeout }
+    init(headTimeout: TimeAmount, bodyTimeout: TimeAmount) {
+        self.headTimeout = headTimeout
+        self.bodyTimeout = bodyTimeout
+    }
 
     func handlerAdded(context: ChannelHandlerContext) {
         let bound = context.loopBound
@@ -223,10 +238,11 @@ final class RequestScreen: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         deadline?.cancel()
+        bodyDeadline?.cancel()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard unanswered == nil else { return }
+        guard unanswered == nil, !bodyTimedOut else { return }
         switch unwrapInboundIn(data) {
         case .head(var head):
             let first = !sawHead
@@ -253,9 +269,18 @@ final class RequestScreen: ChannelDuplexHandler, RemovableChannelHandler {
             }
             context.fireChannelRead(wrapInboundOut(.head(head)))
         case .body:
+            if bodyDeadline == nil {
+                let screen = NIOLoopBound(self, eventLoop: context.eventLoop)
+                let bound = context.loopBound
+                bodyDeadline = context.eventLoop.scheduleTask(in: bodyTimeout) {
+                    screen.value.timeOutBody(context: bound.value)
+                }
+            }
             context.fireChannelRead(data)
         case .end:
             readingRequest = false
+            bodyDeadline?.cancel()
+            bodyDeadline = nil
             context.fireChannelRead(data)
         }
     }
@@ -293,6 +318,14 @@ final class RequestScreen: ChannelDuplexHandler, RemovableChannelHandler {
         }
         unanswered = error
         if keepAlive.isEmpty { answer(error, context: context) }
+    }
+
+    private func timeOutBody(context: ChannelHandlerContext) {
+        bodyDeadline = nil
+        guard readingRequest else { return }
+        readingRequest = false
+        bodyTimedOut = true
+        context.fireErrorCaught(BodyTimedOut())
     }
 
     private func answer(_ error: any Error, context: ChannelHandlerContext) {

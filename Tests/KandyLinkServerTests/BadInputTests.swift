@@ -171,6 +171,22 @@ import Testing
         }
     }
 
+    /// A body that stops short is answered once its time is up, and the connection ends.
+    @Test func aBodyThatDoesNotArriveInTimeIsAnswered() async throws {
+        try await TestPlatform.with(configure: { $0.bodyTimeout = .milliseconds(300) }) { test in
+            let basic =
+                "Authorization: Basic "
+                + Data("\(TestPlatform.alice):\(TestPlatform.password)".utf8).base64EncodedString()
+            let output = try await test.exchange(
+                "POST \(LinkPath.subscriptions(user: TestPlatform.alice)) HTTP/1.1\r\nHost: localhost\r\n\(basic)\r\n"
+                    + "Content-Length: 50\r\n\r\n{\"subscribeRequest\"")
+            #expect(output.hasPrefix("HTTP/1.1 408 "), "\(output.prefix(200))")
+            #expect(output.lowercased().contains("connection: close"))
+            #expect(output.contains("\"statusCode\":\(StatusCode.bodyTimedOut.rawValue)"), "\(output.suffix(200))")
+            #expect(try await test.platform.subscriptionCount() == 0)
+        }
+    }
+
     @Test func preflightAndCORS() async throws {
         try await TestPlatform.with { test in
             let preflight = try await test.request(

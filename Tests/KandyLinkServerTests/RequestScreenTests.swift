@@ -157,6 +157,43 @@ import Testing
         #expect(!rig.channel.isActive)
     }
 
+    static let post = "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\n"
+
+    /// (what arrives at 0, then after each wait in milliseconds, whether the body times out)
+    static let bodies: [(name: String, first: String, later: [(wait: Int64, bytes: String)], timesOut: Bool)] = [
+        ("a request without a body has no body deadline", get, [(60_000, "")], false),
+        ("a body that ends in time", post + "abc", [(29_999, "def")], false),
+        ("a body still short at the deadline", post + "abc", [(30_000, "")], true),
+        (
+            "a body trickled in is timed from its first bytes", post + "a",
+            [(10_000, "b"), (10_000, "c"), (10_000, "d")], true
+        ),
+        ("the deadline is per body", post + "abcdef" + post + "abc", [(20_000, "def"), (20_000, "")], false),
+    ]
+
+    @Test(arguments: bodies)
+    func aBodyMustArriveWithinItsDeadline(
+        name: String, first: String, later: [(wait: Int64, bytes: String)], timesOut: Bool
+    ) throws {
+        let rig = try Rig()
+        var reached: [Result<Void, any Error>] = [Result { try rig.channel.writeInbound(ByteBuffer(string: first)) }]
+        for (wait, bytes) in later {
+            rig.loop.advanceTime(by: .milliseconds(wait))
+            reached.append(Result { try rig.channel.throwIfErrorCaught() })
+            if !bytes.isEmpty { reached.append(Result { try rig.channel.writeInbound(ByteBuffer(string: bytes)) }) }
+        }
+        let errors = reached.compactMap { result -> (any Error)? in
+            guard case .failure(let error) = result else { return nil }
+            return error
+        }
+        #expect(errors.count == (timesOut ? 1 : 0), "\(name): \(errors)")
+        #expect(errors.allSatisfy { $0 is RequestScreen.BodyTimedOut }, "\(name): \(errors)")
+        var parts: [HTTPServerRequestPart] = []
+        while let part = try rig.channel.readInbound(as: HTTPServerRequestPart.self) { parts.append(part) }
+        // A timed-out body's reader gets nothing more after the error, its end included.
+        if case .end? = parts.last { #expect(!timesOut, "\(name)") } else { #expect(timesOut, "\(name)") }
+    }
+
     @Test func aConnectionSilentPastTheDeadlineIsClosed() throws {
         let rig = try Rig()
         try rig.channel.writeInbound(ByteBuffer(string: "GET /health HTTP/1.1\r\n"))  // half a head
@@ -176,7 +213,8 @@ import Testing
             channel = EmbeddedChannel(loop: loop)
             try channel.pipeline.syncOperations.addHandler(HTTPResponseEncoder())
             try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(HTTPRequestDecoder()))
-            try channel.pipeline.syncOperations.addHandler(RequestScreen(headTimeout: .seconds(30)))
+            try channel.pipeline.syncOperations.addHandler(
+                RequestScreen(headTimeout: .seconds(30), bodyTimeout: .seconds(30)))
             try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         }
 
