@@ -134,7 +134,6 @@ struct WSClientTransport: WebSocketTransport {
                     }
                     // The close handshake is over: the socket is closed for the SDK now, however
                     // long TLS's own goodbye takes (NIOSSL gives a server that closed first 5 s).
-                    commands.finish()
                     closed.signal()
                 }
                 openedSink.yield(.failure(ChannelClosedBeforeOpening()))

@@ -33,7 +33,8 @@ public struct NotificationDocument: Codable, Sendable, Equatable {
         }
     }
 
-    /// Where the first occurrence of `key` in `bytes` ends.
+    /// Where the first occurrence of `key` in `bytes` ends. By hand: `firstRange(of:)` on a buffer
+    /// of bytes resolves to Foundation's generic DataProtocol search, hundreds of allocations.
     private static func end(of key: UnsafeBufferPointer<UInt8>, in bytes: UnsafeBufferPointer<UInt8>) -> Int? {
         guard let first = key.first, bytes.count >= key.count else { return nil }
         var index = 0

@@ -44,6 +44,7 @@ final class NotificationHub: Sendable {
         var replayMargin: TimeInterval = 30
     }
 
+    /// A channel's socket, heard from when it is made; it receives nothing until it is attached.
     final class Socket: Sendable {
         let channelID: String
         /// Where its frames go: written to the connection from wherever a notification is sent,
@@ -199,11 +200,6 @@ final class NotificationHub: Sendable {
     }
 
     // MARK: Sockets
-
-    /// A socket for a channel, heard from `now`; it receives nothing until it is attached.
-    func socket(channelID: String, connection: Connection, now: Date) -> Socket {
-        Socket(channelID: channelID, connection: connection, now: now)
-    }
 
     /// Makes a socket the live one of its channel (an older socket there is closed) and writes to
     /// it, in order, what the client has not had: remembered notifications after `lastEventID`

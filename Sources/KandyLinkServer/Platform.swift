@@ -340,7 +340,7 @@ public final class Platform: Sendable {
     func openChannel(_ admission: ChannelAdmission, on connection: any Channel) throws -> @Sendable () async -> Void {
         let clock = self.clock
         let hub = self.hub
-        let socket = hub.socket(
+        let socket = NotificationHub.Socket(
             channelID: admission.channelID, connection: ChannelSocketHandler.connection(to: connection),
             now: clock.now())
         try connection.pipeline.syncOperations.addHandler(

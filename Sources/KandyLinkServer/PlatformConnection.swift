@@ -158,13 +158,12 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
 
     /// A WebSocket upgrade is only recognised as a connection's first request. One that comes
     /// later on a kept-alive connection is redirected to the same target with the connection
-    /// closed, so the client retries it on a fresh one. (An incomplete handshake is a plain
-    /// request wherever it comes.)
+    /// closed (``RequestScreen`` ends it after a `Connection: close` answer), so the client
+    /// retries it on a fresh one. (An incomplete handshake is a plain request wherever it comes.)
     private static func redirectingLateUpgrades(_ responder: @escaping HTTPChannelHandler.Responder)
         -> HTTPChannelHandler.Responder
     {
-        struct RedirectedUpgrade: Error {}
-        return { request, writer, channel in
+        { request, writer, channel in
             let headers = request.headers
             guard
                 isWebSocketHandshake(
@@ -177,8 +176,6 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
             let target = request.uri.query.map { "\(request.uri.path)?\($0)" } ?? request.uri.path
             try await writer.writeResponse(
                 HTTPResponse(status: .temporaryRedirect, headerFields: [.connection: "close", .location: target]))
-            // Ends the connection: the client must not reuse it.
-            throw RedirectedUpgrade()
         }
     }
 }
@@ -303,11 +300,9 @@ final class RequestScreen: ChannelDuplexHandler, RemovableChannelHandler {
             }
             // What follows on this connection goes unanswered, a parse error included.
             unanswered = nil
-            let written = context.eventLoop.makePromise(of: Void.self)
-            if let promise { written.futureResult.cascade(to: promise) }
-            let bound = context.loopBound
-            written.futureResult.whenComplete { _ in bound.value.close(promise: nil) }
-            context.writeAndFlush(data, promise: written)
+            let written = context.writeAndFlush(data)
+            if let promise { written.cascade(to: promise) }
+            close(after: written, context: context)
         }
     }
 
@@ -333,8 +328,13 @@ final class RequestScreen: ChannelDuplexHandler, RemovableChannelHandler {
             PlatformError(.malformedRequest, "The request is not valid HTTP/1.1 (\(error)), or its head is too large."))
         context.write(wrapOutboundOut(.head(HTTPResponseHead(head))), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        close(after: context.writeAndFlush(wrapOutboundOut(.end(nil))), context: context)
+    }
+
+    /// Closes the connection once the response's end is written.
+    private func close(after written: EventLoopFuture<Void>, context: ChannelHandlerContext) {
         let bound = context.loopBound
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in bound.value.close(promise: nil) }
+        written.whenComplete { _ in bound.value.close(promise: nil) }
     }
 }
 

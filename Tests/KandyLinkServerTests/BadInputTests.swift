@@ -117,7 +117,7 @@ import Testing
             for (input, before) in cases {
                 let label = "\(before) request(s), then \(input.suffix(12).debugDescription)"
                 let output = try await test.exchange(input)
-                let responses = output.split(separator: /HTTP\/1\.1 (?=\d{3} )/).map(String.init)
+                let responses = TestPlatform.responses(in: output)
                 #expect(responses.count == before + 1, "\(label): \(output.prefix(300))")
                 #expect(responses.dropLast().allSatisfy { $0.hasPrefix("200 ") }, "\(label)")
                 let last = try #require(responses.last, "\(label)")
@@ -131,10 +131,9 @@ import Testing
             let subscriptions = LinkPath.subscriptions(user: TestPlatform.alice)
             let output = try await test.exchange(
                 "POST \(subscriptions) HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n"
-                    + "Authorization: Basic \(Data("\(TestPlatform.alice):\(TestPlatform.password)".utf8).base64EncodedString())"
-                    + "\r\n\r\nZZ\r\n")
+                    + TestPlatform.aliceAuthorization + "\r\n\r\nZZ\r\n")
             #expect(output.hasPrefix("HTTP/1.1 400 "), "\(output.prefix(300))")
-            #expect(output.split(separator: /HTTP\/1\.1 (?=\d{3} )/).count == 1, "\(output.prefix(600))")
+            #expect(TestPlatform.responses(in: output).count == 1, "\(output.prefix(600))")
             #expect(output.contains("\"statusCode\":\(StatusCode.malformedRequest.rawValue)"), "\(output.suffix(300))")
         }
     }
@@ -145,9 +144,7 @@ import Testing
     @Test func anAnswerThatEndsTheConnectionCloses() async throws {
         try await TestPlatform.with(configure: { $0.maxBodyBytes = 1024 }) { test in
             let subscriptions = LinkPath.subscriptions(user: TestPlatform.alice)
-            let basic =
-                "Authorization: Basic "
-                + Data("\(TestPlatform.alice):\(TestPlatform.password)".utf8).base64EncodedString()
+            let basic = TestPlatform.aliceAuthorization
             let chunk = String(repeating: "x", count: 1000)
             let cases: [(input: String, status: String, code: StatusCode)] = [
                 (
@@ -174,9 +171,7 @@ import Testing
     /// A body that stops short is answered once its time is up, and the connection ends.
     @Test func aBodyThatDoesNotArriveInTimeIsAnswered() async throws {
         try await TestPlatform.with(configure: { $0.bodyTimeout = .milliseconds(300) }) { test in
-            let basic =
-                "Authorization: Basic "
-                + Data("\(TestPlatform.alice):\(TestPlatform.password)".utf8).base64EncodedString()
+            let basic = TestPlatform.aliceAuthorization
             let output = try await test.exchange(
                 "POST \(LinkPath.subscriptions(user: TestPlatform.alice)) HTTP/1.1\r\nHost: localhost\r\n\(basic)\r\n"
                     + "Content-Length: 50\r\n\r\n{\"subscribeRequest\"")

@@ -76,6 +76,12 @@ import Testing
             let late = try await test.request(.GET, path, credential: nil, headers: upgrade, client: client)
             #expect(late.status == 307)
             #expect(late.headers["Location"] == [path])
+            // …and that connection ends (the exchange returns only once it has).
+            let handshake = upgrade.map { "\($0.0): \($0.1)\r\n" }.joined()
+            let output = try await test.exchange(
+                "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\nGET \(path) HTTP/1.1\r\nHost: localhost\r\n\(handshake)\r\n"
+            )
+            #expect(TestPlatform.responses(in: output).map { $0.prefix(4) } == ["200 ", "307 "], "\(output)")
             // The channel itself is still there for the allowed page.
             let channel = try await test.openChannel(path, origin: "https://app.example.org")
             channel.close()

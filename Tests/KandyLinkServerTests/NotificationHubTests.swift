@@ -235,7 +235,7 @@ extension NotificationHub {
     /// Attaches a socket whose connection is a stream: what it was asked to write, ending at its close.
     func attach(channelID: String, lastEventID: UInt64?, now: Date) async -> (Socket, AsyncStream<Outbound>) {
         let (stream, outbox) = AsyncStream.makeStream(of: Outbound.self)
-        let socket = socket(
+        let socket = Socket(
             channelID: channelID,
             connection: .init(
                 write: { outbox.yield(.text($0)) },

@@ -71,6 +71,17 @@ final class TestPlatform: Sendable {
 
     // MARK: HTTP
 
+    /// alice's basic credentials as a header line, for ``exchange(_:)``.
+    static var aliceAuthorization: String {
+        let field = CredentialHeader.basic(login: alice, password: password).field
+        return "\(field.name): \(field.value)"
+    }
+
+    /// The responses in what ``exchange(_:)`` returned, each from its status code on.
+    static func responses(in output: String) -> [String] {
+        output.split(separator: /HTTP\/1\.1 (?=\d{3} )/).map(String.init)
+    }
+
     /// Writes `bytes` as they are on a new TLS connection and returns all the platform writes
     /// back until it closes the connection: for what an HTTP client would never send.
     func exchange(_ bytes: String) async throws -> String {
