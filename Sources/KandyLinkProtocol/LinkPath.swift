@@ -29,6 +29,11 @@ public enum LinkPath {
     public static func presence(user: String) -> String { userPrefix(user) + "/presence" }
     public static func presenceWatcher(user: String) -> String { userPrefix(user) + "/presenceWatcher" }
     public static func instantMessage(user: String) -> String { userPrefix(user) + "/instantmessage" }
+    public static func callControl(user: String) -> String { userPrefix(user) + "/callControl" }
+    public static func callSession(user: String, id: String) -> String {
+        callControl(user: user) + "/callSessions/" + id
+    }
+    public static func callDisposition(user: String) -> String { userPrefix(user) + "/calldisposition" }
 
     /// Percent-encodes a username for one path segment. `@`, `+` and the other characters that
     /// browsers leave literal stay literal.
@@ -104,11 +109,18 @@ public enum LinkRoute: Equatable, Sendable {
     case presenceWatcher(user: String)
     /// `…/user/{u}/instantmessage`
     case instantMessage(user: String)
+    /// `…/user/{u}/callControl`: starts a call.
+    case callControl(user: String)
+    /// `…/user/{u}/callControl/callSessions/{id}`: one call session.
+    case callSession(user: String, id: String)
+    /// `…/user/{u}/calldisposition`: rejects an incoming call.
+    case callDisposition(user: String)
 
     public var user: String {
         switch self {
         case .subscriptions(let user), .subscription(let user, _), .channel(let user, _), .presence(let user),
-            .presenceWatcher(let user), .instantMessage(let user):
+            .presenceWatcher(let user), .instantMessage(let user), .callControl(let user), .callSession(let user, _),
+            .callDisposition(let user):
             user
         }
     }
@@ -135,8 +147,8 @@ public enum LinkRoute: Equatable, Sendable {
     public static func parse(_ target: String) throws(ParseError) -> LinkRoute {
         let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
         let parts = path.split(separator: "/", omittingEmptySubsequences: false)
-        // "", "rest", "version", v, "user", u, kind, [id]
-        guard parts.count == 7 || parts.count == 8, parts[0].isEmpty, parts[1] == "rest", parts[2] == "version",
+        // "", "rest", "version", v, "user", u, kind, [id] or "callSessions", id
+        guard (7...9).contains(parts.count), parts[0].isEmpty, parts[1] == "rest", parts[2] == "version",
             parts[4] == "user"
         else { throw .unknownPath }
         guard parts[3] == Substring(LinkPath.version) else { throw .unsupportedVersion }
@@ -154,6 +166,12 @@ public enum LinkRoute: Equatable, Sendable {
             return .presenceWatcher(user: user)
         case ("instantmessage", 7):
             return .instantMessage(user: user)
+        case ("callControl", 7):
+            return .callControl(user: user)
+        case ("callControl", 9) where parts[7] == "callSessions" && isIdentifier(parts[8]):
+            return .callSession(user: user, id: String(parts[8]))
+        case ("calldisposition", 7):
+            return .callDisposition(user: user)
         default:
             throw .unknownPath
         }
@@ -169,7 +187,7 @@ public enum LinkRoute: Equatable, Sendable {
     }
 
     /// Platform-issued ids are URL-safe base64 of 128 random bits; accept that alphabet only.
-    static func isIdentifier(_ segment: Substring) -> Bool {
+    public static func isIdentifier(_ segment: Substring) -> Bool {
         !segment.isEmpty && segment.utf8.count <= 64
             && segment.utf8.allSatisfy { byte in
                 switch byte {

@@ -59,18 +59,30 @@ public struct NotificationMessage: Codable, Sendable, Equatable {
     public var imnotificationParams: InstantMessageNotificationParams?
     /// With `missedNotifications`.
     public var missedNotificationsParams: MissedNotificationsParams?
+    /// With every call eventType: which call, and its SDP or end.
+    public var sessionParams: SessionParams?
+    /// With call eventTypes: the other party.
+    public var callNotificationParams: CallNotificationParams?
+    /// With call eventTypes: the other party's custom parameters, relayed.
+    public var customParameters: [CustomParameter]?
 
     public init(
         eventType: NotificationEventType, eventId: String,
         presenceWatcherNotificationParams: PresenceNotificationParams? = nil,
         imnotificationParams: InstantMessageNotificationParams? = nil,
-        missedNotificationsParams: MissedNotificationsParams? = nil
+        missedNotificationsParams: MissedNotificationsParams? = nil,
+        sessionParams: SessionParams? = nil,
+        callNotificationParams: CallNotificationParams? = nil,
+        customParameters: [CustomParameter]? = nil
     ) {
         self.eventType = eventType
         self.eventId = eventId
         self.presenceWatcherNotificationParams = presenceWatcherNotificationParams
         self.imnotificationParams = imnotificationParams
         self.missedNotificationsParams = missedNotificationsParams
+        self.sessionParams = sessionParams
+        self.callNotificationParams = callNotificationParams
+        self.customParameters = customParameters
     }
 
     /// The platform ended the subscription; the client forgets its credentials (spec §4.6).
@@ -114,6 +126,33 @@ public struct NotificationEventType: RawRepresentable, Hashable, Sendable, Codab
     /// Ours: notifications were dropped while the socket was down. Kandy.js emits
     /// `notification:received` for it and otherwise ignores it.
     public static let missedNotifications: NotificationEventType = "missedNotifications"
+
+    /// To the callee: a new call, with the caller's offer.
+    public static let call: NotificationEventType = "call"
+    /// To the caller: the callee's device rings.
+    public static let ringing: NotificationEventType = "ringing"
+    /// An offer (hold, unhold, media change) from the other party.
+    public static let startCallUpdate: NotificationEventType = "startCallUpdate"
+    /// The answer to an offer; to the caller, the answer to its call.
+    public static let respondCallUpdate: NotificationEventType = "respondCallUpdate"
+    /// The other party ended the call, or the platform did.
+    public static let callEnd: NotificationEventType = "callEnd"
+    /// To the callee: the call stopped ringing here (cancelled, or taken on another device).
+    public static let callCancel: NotificationEventType = "callCancel"
+    /// To the caller: early media (a provisional answer). Never sent by this platform.
+    public static let sessionProgress: NotificationEventType = "sessionProgress"
+}
+
+extension NotificationMessage {
+    /// A call notification of `type` for `session`.
+    public static func call(
+        _ type: NotificationEventType, eventId: String, session: SessionParams,
+        party: CallNotificationParams? = nil, customParameters: [CustomParameter]? = nil
+    ) -> NotificationMessage {
+        NotificationMessage(
+            eventType: type, eventId: eventId, sessionParams: session, callNotificationParams: party,
+            customParameters: customParameters)
+    }
 }
 
 public struct MissedNotificationsParams: Codable, Sendable, Equatable {

@@ -1,4 +1,5 @@
-/// The platform's `statusCode` values: the one table of them.
+/// The platform's `statusCode` values: the one table of them. Call requests answer some
+/// failures with the SIP-style ``CallStatusCode`` instead, as Kandy.js expects.
 ///
 /// The Kandy.js client treats `0` as success (and `2` as success on PUT, which is why no error
 /// here uses `2`); every other value is shown to the user inside a message such as
@@ -26,6 +27,8 @@ public enum StatusCode: Int, Sendable, CaseIterable, Codable {
     case upgradeRequired = 42
     case userNotFound = 43
     case recipientUnavailable = 44
+    case callServiceRequired = 45
+    case callStateConflict = 46
     case sessionLimitReached = 49
 
     case internalError = 50
@@ -44,7 +47,7 @@ public enum StatusCode: Int, Sendable, CaseIterable, Codable {
         case .subscriptionNotFound, .notFound, .userNotFound, .recipientUnavailable: 404
         case .methodNotAllowed: 405
         case .upgradeRequired: 426
-        case .sessionLimitReached: 409
+        case .sessionLimitReached, .callServiceRequired, .callStateConflict: 409
         case .internalError: 500
         case .unavailable: 503
         }
@@ -73,6 +76,8 @@ public enum StatusCode: Int, Sendable, CaseIterable, Codable {
         case .userNotFound: "A user named in the request does not exist."
         case .recipientUnavailable: "The recipient has no session that receives instant messages."
         case .sessionLimitReached: "The user is at the session limit and forceLogOut was not requested."
+        case .callServiceRequired: "Calls need a session subscribed to the call service."
+        case .callStateConflict: "The call is not in a state that allows this request."
         case .internalError: "The platform failed to handle the request."
         case .unavailable: "The platform is shutting down or overloaded."
         }

@@ -33,6 +33,7 @@ struct LinkResponder: HTTPResponder {
         case presenceResponse
         case presenceWatcherResponse
         case imResponse
+        case callControlResponse
         case status
 
         init(path: String) {
@@ -41,6 +42,8 @@ struct LinkResponder: HTTPResponder {
             case "presence": self = .presenceResponse
             case "presenceWatcher": self = .presenceWatcherResponse
             case "instantmessage": self = .imResponse
+            // Kandy.js reads a failed call request's code from callControlResponse, whichever path.
+            case "callControl", "calldisposition": self = .callControlResponse
             default: self = .status
             }
         }
@@ -78,7 +81,7 @@ struct LinkResponder: HTTPResponder {
             guard request.method == .get else { throw Self.methodNotAllowed(request, allowed: "GET") }
             let text = platform.metrics.render(
                 subscriptionCount: try await platform.subscriptions.count(now: platform.clock.now()),
-                channelCount: platform.hub.count)
+                channelCount: platform.hub.count, callCount: try await platform.store.callCount())
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                 body: .init(byteBuffer: ByteBuffer(string: text)))
@@ -112,13 +115,13 @@ struct LinkResponder: HTTPResponder {
         case (.presence(let user), .post):
             try await authorize(request, user: user, context: context)
             let body = try await decode(request, as: PresenceRequestDocument.self)
-            try await platform.updatePresence(of: user, to: body.presenceRequest)
+            try await platform.presence.update(of: user, to: body.presenceRequest)
             return try Self.json(PresenceResponseDocument(presenceResponse: .success), status: .ok)
         case (.presenceWatcher(let user), .post):
             try await authorize(request, user: user, context: context)
             let body = try await decode(request, as: PresenceWatcherRequestDocument.self)
             let request = body.presenceWatcherRequest
-            let contacts = try await platform.presenceWatcher(request, by: user)
+            let contacts = try await platform.presence.watcher(request, by: user)
             return try Self.json(
                 PresenceWatcherResponseDocument(
                     presenceWatcherResponse: .success, presenceContact: contacts,
@@ -127,13 +130,41 @@ struct LinkResponder: HTTPResponder {
         case (.instantMessage(let user), .post):
             try await authorize(request, user: user, context: context)
             let body = try await decode(request, as: InstantMessageRequestDocument.self)
-            let messageID = try await platform.sendInstantMessage(body.imRequest, from: user)
+            let messageID = try await platform.messages.send(body.imRequest, from: user)
             return try Self.json(
                 InstantMessageResponseDocument(imResponse: .init(statusCode: 0, messageId: messageID)), status: .ok)
-        case (.subscriptions, _), (.presence, _), (.presenceWatcher, _), (.instantMessage, _):
+        case (.callControl(let user), .post):
+            try await authorize(request, user: user, context: context)
+            let body = try await decodeCall(request, as: CallControlRequestDocument.self)
+            let id = try await platform.calls.start(body.callControlRequest, by: user)
+            return try Self.json(
+                CallControlResponseDocument(callControlResponse: .init(statusCode: 0, sessionData: id)), status: .ok)
+        case (.callSession(let user, let id), .put):
+            try await authorize(request, user: user, context: context)
+            let body = try await decodeCall(request, as: CallControlRequestDocument.self)
+            try await platform.calls.update(body.callControlRequest, session: id, by: user)
+            return try Self.json(CallControlResponseDocument(callControlResponse: .init(statusCode: 0)), status: .ok)
+        case (.callSession(let user, let id), .get):
+            try await authorize(request, user: user, context: context)
+            let state = try await platform.calls.state(session: id, of: user)
+            return try Self.json(
+                CallControlResponseDocument(callControlResponse: .init(statusCode: 0, state: state)), status: .ok)
+        case (.callSession(let user, let id), .delete):
+            try await authorize(request, user: user, context: context)
+            try await platform.calls.end(session: id, by: user)
+            return try Self.json(CallControlResponseDocument(callControlResponse: .init(statusCode: 0)), status: .ok)
+        case (.callDisposition(let user), .post):
+            try await authorize(request, user: user, context: context)
+            let body = try await decodeCall(request, as: CallDispositionRequestDocument.self)
+            try await platform.calls.dispose(body.callDispositionRequest, by: user)
+            return try Self.json(CallDispositionResponseDocument(callDispositionResponse: .success), status: .ok)
+        case (.subscriptions, _), (.presence, _), (.presenceWatcher, _), (.instantMessage, _), (.callControl, _),
+            (.callDisposition, _):
             throw Self.methodNotAllowed(request, allowed: "POST")
         case (.subscription, _):
             throw Self.methodNotAllowed(request, allowed: "PUT, DELETE")
+        case (.callSession, _):
+            throw Self.methodNotAllowed(request, allowed: "GET, PUT, DELETE")
         case (.channel, _):
             throw PlatformError(.upgradeRequired, "The notification channel is a WebSocket: open it with an upgrade.")
         }
@@ -150,6 +181,7 @@ struct LinkResponder: HTTPResponder {
             forceLogOut: subscribe.forceLogOut?.isForced ?? false, now: now)
         await platform.endChannels(evicted.map(\.channelID), reason: "Logged out by a newer session")
         platform.metrics.evictions.increment(by: Int64(evicted.count))
+        if !evicted.isEmpty { await platform.sessionsEnded(for: [user]) }
         platform.logger.info(
             "Subscribed",
             metadata: [
@@ -171,7 +203,7 @@ struct LinkResponder: HTTPResponder {
         let record = try await platform.subscriptions.unsubscribe(user: user, id: id, now: platform.clock.now())
         await platform.unsubscribed([record.channelID])
         platform.logger.info("Unsubscribed", metadata: ["user": .string(user)])
-        await platform.sessionsEnded(for: user)
+        await platform.sessionsEnded(for: [user])
         return try Self.json(SubscribeResponseDocument(subscribeResponse: .init(statusCode: 0)), status: .ok)
     }
 
@@ -208,6 +240,14 @@ struct LinkResponder: HTTPResponder {
     private func decode<T: Decodable>(_ request: Request, as type: T.Type) async throws -> T {
         try await Self.decodeBody(
             request, as: type, limit: platform.configuration.maxBodyBytes, timeout: platform.configuration.bodyTimeout)
+    }
+
+    /// Call requests carry SDP, which may be larger than other bodies.
+    private func decodeCall<T: Decodable>(_ request: Request, as type: T.Type) async throws -> T {
+        let configuration = platform.configuration
+        return try await Self.decodeBody(
+            request, as: type, limit: max(configuration.maxBodyBytes, configuration.maxSDPBytes + 16 * 1024),
+            timeout: configuration.bodyTimeout)
     }
 
     static func decodeBody<T: Decodable>(_ request: Request, as type: T.Type, limit: Int, timeout: Duration)
@@ -263,7 +303,7 @@ struct LinkResponder: HTTPResponder {
     }
 
     private static func errorResponse(_ error: PlatformError, envelope: Envelope) -> Response {
-        let status = HTTPResponse.Status(code: error.code.httpStatus)
+        let status = HTTPResponse.Status(code: error.httpStatus)
         let responseStatus = ResponseStatus(statusCode: error.code.rawValue, reason: error.reason)
         var response: Response
         do {
@@ -282,6 +322,11 @@ struct LinkResponder: HTTPResponder {
                 response = try json(
                     InstantMessageResponseDocument(
                         imResponse: .init(statusCode: error.code.rawValue, reason: error.reason)),
+                    status: status)
+            case .callControlResponse:
+                response = try json(
+                    CallControlResponseDocument(
+                        callControlResponse: .init(statusCode: error.statusCode, reason: error.reason)),
                     status: status)
             case .status:
                 response = try json(

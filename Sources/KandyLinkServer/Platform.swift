@@ -32,6 +32,10 @@ public final class Platform: Sendable {
     let hub: NotificationHub
     let authenticator: Authenticator
     let events: EventSequence
+    let delivery: NotificationDelivery
+    let presence: PresenceService
+    let messages: InstantMessageService
+    let calls: CallService
     let metrics = PlatformMetrics()
     let turn: TurnCredentialIssuer?
     let logger: Logger
@@ -87,6 +91,22 @@ public final class Platform: Sendable {
             restamp: { text in try await Self.restamp(text, events: events) },
             logger: logger)
         self.turn = configuration.turn.map { TurnCredentialIssuer(secret: $0.secret, lifetime: $0.lifetime) }
+        let delivery = NotificationDelivery(
+            store: store, subscriptions: subscriptions, hub: hub, events: events, metrics: metrics, clock: clock,
+            logger: logger)
+        self.delivery = delivery
+        self.presence = PresenceService(
+            store: store, subscriptions: subscriptions, delivery: delivery, configuration: configuration, clock: clock,
+            logger: logger)
+        self.messages = InstantMessageService(
+            store: store, subscriptions: subscriptions, delivery: delivery, metrics: metrics,
+            maxMessageBytes: configuration.maxMessageBytes, clock: clock, logger: logger)
+        self.calls = CallService(
+            store: store, subscriptions: subscriptions, delivery: delivery, metrics: metrics,
+            policy: .init(
+                ringTimeout: configuration.callRingTimeout, callerGrace: configuration.callerNotificationGrace,
+                maxSDPBytes: configuration.maxSDPBytes),
+            clock: clock, logger: logger)
     }
 
     // MARK: Running
@@ -211,12 +231,20 @@ public final class Platform: Sendable {
             }
             await endChannels(expired.map(\.channelID), reason: "Subscription expired")
             metrics.expirations.increment(by: Int64(expired.count))
-            for user in Set(expired.map(\.username)) { await sessionsEnded(for: user) }
+            await sessionsEnded(for: Set(expired.map(\.username)))
         } catch {
             logger.error("Expiring subscriptions failed", metadata: ["error": "\(error)"])
         }
+        await calls.expireUnanswered()
         let idle = hub.sweep(now: now, silentSince: now - configuration.keepaliveAllowance)
         metrics.idleChannelsClosed.increment(by: Int64(idle))
+    }
+
+    /// Sessions of `users` ended (unsubscribe, expiry, a forced logout): a user left without any
+    /// goes offline, and calls a user can no longer be reached in end.
+    func sessionsEnded(for users: Set<String>) async {
+        for user in users { await presence.sessionsEnded(for: user) }
+        await calls.sessionsEnded(for: users)
     }
 
     /// The subscriptions of these channels ended: wherever a socket of theirs is open (here or
@@ -224,7 +252,7 @@ public final class Platform: Sendable {
     func endChannels(_ channelIDs: [String], reason: String) async {
         guard !channelIDs.isEmpty else { return }
         for channelID in channelIDs { await endChannel(channelID, reason: reason) }
-        await signal(.ended(channelIDs))
+        await delivery.signal(.ended(channelIDs))
     }
 
     /// Sends `gone` on the channel's socket here (if one is open) and closes it.
@@ -233,7 +261,7 @@ public final class Platform: Sendable {
             await hub.close(channelID: channelID, code: .goingAway, reason: reason)
             return
         }
-        let gone = try? await notification { .gone(eventId: $0) }.text
+        let gone = try? await delivery.notification { .gone(eventId: $0) }.text
         await hub.close(
             channelID: channelID, sending: gone, code: gone == nil ? .goingAway : .normalClosure, reason: reason)
     }
@@ -242,23 +270,13 @@ public final class Platform: Sendable {
     /// closed unless the client closes them first.
     func unsubscribed(_ channelIDs: [String]) async {
         await scheduleCloses(channelIDs)
-        await signal(.unsubscribed(channelIDs))
+        await delivery.signal(.unsubscribed(channelIDs))
     }
 
     /// Closes these channels' sockets here after the unsubscribe grace delay.
     private func scheduleCloses(_ channelIDs: [String]) async {
         let deadline = clock.now() + configuration.unsubscribeCloseDelay
         for channelID in channelIDs { await hub.scheduleClose(channelID: channelID, at: deadline) }
-    }
-
-    /// Tells the other nodes, if any.
-    func signal(_ signal: NodeSignal) async {
-        guard store.isShared, !signal.channels.isEmpty else { return }
-        do {
-            try await store.signal(signal)
-        } catch {
-            logger.error("Other nodes could not be signalled", metadata: ["error": "\(error)"])
-        }
     }
 
     /// Acts on what another node signalled.
@@ -275,13 +293,6 @@ public final class Platform: Sendable {
         case .resume:
             for channelID in hub.channelsWithSockets() { await hub.drain(channelID: channelID, now: clock.now()) }
         }
-    }
-
-    /// A notification's fresh eventId and its wire text.
-    func notification(_ make: (String) -> NotificationMessage) async throws -> (eventID: UInt64, text: String) {
-        let eventID = try await events.next()
-        let document = NotificationDocument(notificationMessage: make(String(eventID)))
-        return (eventID, try WireJSON.text(document))
     }
 
     /// The same notification under a fresh eventId.
@@ -352,7 +363,7 @@ public final class Platform: Sendable {
             // A connection that closed while attaching found nothing to detach: detach it now.
             // (One closing later is detached by its handler.)
             if !connection.isActive { hub.detach(socket) }
-            await signal(.attached([admission.channelID]))
+            await delivery.signal(.attached([admission.channelID]))
         }
     }
 }

@@ -52,6 +52,15 @@ public struct PlatformConfiguration: Sendable {
     /// Users one user may watch.
     public var maxWatchedUsers: Int = 1000
 
+    /// An unanswered call ends after this many seconds (Kandy.js has no timeout of its own).
+    public var callRingTimeout: TimeInterval = 60
+    /// Notifications to a caller about its new call wait this long after the callStart answer:
+    /// Kandy.js loses those that overtake it (call-protocol §3.4).
+    public var callerNotificationGrace: TimeInterval = 1
+    /// Longest SDP a call request may carry, in UTF-8 bytes; call requests may be this much
+    /// larger than ``maxBodyBytes``.
+    public var maxSDPBytes: Int = 64 * 1024
+
     /// Browser origins allowed to open channels; nil allows any (the client sends no credential
     /// on the socket, so the unguessable channel id is the capability either way).
     public var allowedOrigins: Set<String>? = nil

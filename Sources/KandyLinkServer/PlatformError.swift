@@ -9,6 +9,8 @@ public struct PlatformError: Error, Equatable, Sendable {
     public var retryAfter: Int?
     /// The request's body is left unread or unreadable: the answer ends the connection.
     public var endsConnection: Bool
+    /// A call request's failure in the call vocabulary: its `statusCode` and HTTP status.
+    public var call: CallStatusCode?
 
     public init(_ code: StatusCode, _ reason: String? = nil, retryAfter: Int? = nil, endsConnection: Bool = false) {
         self.code = code
@@ -16,4 +18,15 @@ public struct PlatformError: Error, Equatable, Sendable {
         self.retryAfter = retryAfter
         self.endsConnection = endsConnection
     }
+
+    /// A call request refused in the call vocabulary (``CallStatusCode``); `code` stands for it
+    /// in any other envelope.
+    public init(call: CallStatusCode, _ reason: String? = nil) {
+        self.init(call == .unknownCallee ? .userNotFound : .callStateConflict, reason ?? call.reason)
+        self.call = call
+    }
+
+    /// The `statusCode` the client reads.
+    public var statusCode: Int { call?.rawValue ?? code.rawValue }
+    public var httpStatus: Int { call?.httpStatus ?? code.httpStatus }
 }

@@ -12,6 +12,10 @@ final class PlatformMetrics: Sendable {
     let idleChannelsClosed: Counter
     let instantMessages: Counter
     let notificationsQueued: Counter
+    let callsActive: Gauge
+    let callsStarted: Counter
+    let callsAnswered: Counter
+    let callSetup: DurationHistogram
 
     init() {
         subscriptions = registry.makeGauge(
@@ -45,6 +49,40 @@ final class PlatformMetrics: Sendable {
             descriptor: .init(
                 namespace: "kandylink", metricName: "notifications_queued", unitName: "total",
                 helpText: "Notifications stored for a channel whose socket was down."))
+        callsActive = registry.makeGauge(
+            descriptor: .init(
+                namespace: "kandylink", metricName: "calls_active", unitName: "",
+                helpText: "Calls ringing or answered (on every node sharing the store)."))
+        callsStarted = registry.makeCounter(
+            descriptor: .init(
+                namespace: "kandylink", metricName: "calls_started", unitName: "total",
+                helpText: "Calls that rang a callee."))
+        callsAnswered = registry.makeCounter(
+            descriptor: .init(
+                namespace: "kandylink", metricName: "calls_answered", unitName: "total", helpText: "Calls answered."))
+        callSetup = registry.makeDurationHistogram(
+            descriptor: .init(
+                namespace: "kandylink", metricName: "call_setup", unitName: "seconds",
+                helpText: "From callStart to the callee's answer."),
+            buckets: [.seconds(1), .seconds(2), .seconds(5), .seconds(10), .seconds(20), .seconds(30), .seconds(60)])
+    }
+
+    private static var callsFailed: MetricNameDescriptor {
+        .init(
+            namespace: "kandylink", metricName: "calls_failed", unitName: "total",
+            helpText: "Calls that were refused or ended unanswered, by reason.")
+    }
+
+    /// A call refused at its start, or ended before it was answered.
+    func countFailedCall(_ reason: CallFailure) {
+        registry.makeCounter(descriptor: Self.callsFailed, labels: [("reason", reason.rawValue)]).increment()
+    }
+
+    enum CallFailure: String {
+        case unknownCallee = "unknown_callee"
+        case unavailable, busy, declined, cancelled
+        case noAnswer = "no_answer"
+        case partyGone = "party_gone"
     }
 
     private static var requests: MetricNameDescriptor {
@@ -57,8 +95,9 @@ final class PlatformMetrics: Sendable {
         registry.makeCounter(descriptor: Self.requests, labels: [("status", String(status))]).increment()
     }
 
-    func render(subscriptionCount: Int, channelCount: Int) -> String {
+    func render(subscriptionCount: Int, channelCount: Int, callCount: Int) -> String {
         subscriptions.set(Double(subscriptionCount))
+        callsActive.set(Double(callCount))
         openChannels.set(Double(channelCount))
         var buffer: [UInt8] = []
         registry.emit(into: &buffer)

@@ -188,6 +188,23 @@ public final class PostgresStore: PlatformStore {
             ]
         ),
         (4, "subscriptions by expiry", ["CREATE INDEX subscription_expires_at ON subscription(expires_at)"]),
+        (
+            5, "calls",
+            [
+                """
+                CREATE TABLE call (
+                    id TEXT PRIMARY KEY,
+                    caller TEXT NOT NULL REFERENCES platform_user(username) ON DELETE CASCADE,
+                    callee TEXT NOT NULL REFERENCES platform_user(username) ON DELETE CASCADE,
+                    rings_until DOUBLE PRECISION,
+                    record TEXT NOT NULL
+                )
+                """,
+                "CREATE INDEX call_caller ON call(caller)",
+                "CREATE INDEX call_callee ON call(callee)",
+                "CREATE INDEX call_rings_until ON call(rings_until) WHERE rings_until IS NOT NULL",
+            ]
+        ),
     ]
 
     private static func migrate(_ client: PostgresClient, logger: Logger) async throws {
@@ -592,6 +609,84 @@ public final class PostgresStore: PlatformStore {
 
     // MARK: Secrets and ids
 
+    // MARK: Calls
+
+    public func insertCall(_ call: CallRecord) async throws -> Bool {
+        let record = try StoredCall.encode(call)
+        return try await transaction { connection in
+            // Calls to or from these users, on any node, take turns here (in one order: no deadlock).
+            try await connection.query(
+                """
+                SELECT 1 FROM platform_user WHERE username = ANY(\([call.caller, call.callee]))
+                ORDER BY username FOR UPDATE
+                """, logger: logger)
+            if try await Self.anyRow(
+                connection.query(
+                    "SELECT 1 FROM call WHERE caller = \(call.callee) OR callee = \(call.callee) LIMIT 1",
+                    logger: logger))
+            {
+                return false
+            }
+            try await connection.query(
+                """
+                INSERT INTO call (id, caller, callee, rings_until, record)
+                VALUES (\(call.id), \(call.caller), \(call.callee), \(call.ringsUntil?.timeIntervalSince1970), \(record))
+                """, logger: logger)
+            return true
+        }
+    }
+
+    public func call(id: String) async throws -> CallRecord? {
+        try await Self.calls(client.query("SELECT record FROM call WHERE id = \(id)", logger: logger)).first
+    }
+
+    public func updateCall(id: String, _ change: @Sendable (inout CallRecord) throws -> Void) async throws
+        -> CallRecord?
+    {
+        try await transaction { connection in
+            guard
+                var call = try await Self.calls(
+                    connection.query("SELECT record FROM call WHERE id = \(id) FOR UPDATE", logger: logger)
+                ).first
+            else { return nil }
+            try change(&call)
+            let record = try StoredCall.encode(call)
+            try await connection.query(
+                """
+                UPDATE call SET rings_until = \(call.ringsUntil?.timeIntervalSince1970), record = \(record)
+                WHERE id = \(id)
+                """, logger: logger)
+            return call
+        }
+    }
+
+    public func deleteCall(id: String) async throws -> CallRecord? {
+        try await Self.calls(client.query("DELETE FROM call WHERE id = \(id) RETURNING record", logger: logger))
+            .first
+    }
+
+    public func deleteUnansweredCalls(now: Date) async throws -> [CallRecord] {
+        try await Self.calls(
+            client.query(
+                "DELETE FROM call WHERE rings_until <= \(now.timeIntervalSince1970) RETURNING record", logger: logger))
+    }
+
+    public func calls(of username: String) async throws -> [CallRecord] {
+        try await Self.calls(
+            client.query(
+                "SELECT record FROM call WHERE caller = \(username) OR callee = \(username)", logger: logger))
+    }
+
+    public func callCount() async throws -> Int {
+        var count = 0
+        for try await value in try await client.query("SELECT count(*)::INTEGER FROM call", logger: logger)
+            .decode(Int.self)
+        {
+            count = value
+        }
+        return count
+    }
+
     public func secret(_ name: String, make: @Sendable () -> [UInt8]) async throws -> [UInt8] {
         let candidate = Data(make())
         // The first node to insert wins; everyone reads the winner's.
@@ -736,6 +831,12 @@ public final class PostgresStore: PlatformStore {
                     username: username, authname: authname, passwordHash: hash,
                     createdAt: Date(timeIntervalSince1970: created)))
         }
+        return found
+    }
+
+    private static func calls(_ rows: PostgresRowSequence) async throws -> [CallRecord] {
+        var found: [CallRecord] = []
+        for try await record in rows.decode(String.self) { found.append(try StoredCall.decode(record)) }
         return found
     }
 

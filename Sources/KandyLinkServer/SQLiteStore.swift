@@ -97,6 +97,21 @@ public final class SQLiteStore: PlatformStore {
         migrator.registerMigration("4: subscriptions by expiry") { db in
             try db.execute(sql: "CREATE INDEX subscription_expires_at ON subscription(expires_at)")
         }
+        migrator.registerMigration("5: calls") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE call (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        caller TEXT NOT NULL REFERENCES user(username) ON DELETE CASCADE,
+                        callee TEXT NOT NULL REFERENCES user(username) ON DELETE CASCADE,
+                        rings_until DOUBLE,
+                        record TEXT NOT NULL
+                    );
+                    CREATE INDEX call_caller ON call(caller);
+                    CREATE INDEX call_callee ON call(callee);
+                    CREATE INDEX call_rings_until ON call(rings_until) WHERE rings_until IS NOT NULL;
+                    """)
+        }
         return migrator
     }
 
@@ -483,6 +498,75 @@ public final class SQLiteStore: PlatformStore {
                         arguments: [count, left?["bytes"] ?? 0, channelID])
             }
         }
+    }
+
+    // MARK: Calls
+
+    public func insertCall(_ call: CallRecord) async throws -> Bool {
+        let record = try StoredCall.encode(call)
+        return try await pool.write { db in
+            let busy = try Bool.fetchOne(
+                db.cachedStatement(sql: "SELECT 1 FROM call WHERE caller = ? OR callee = ? LIMIT 1"),
+                arguments: [call.callee, call.callee])
+            guard busy == nil else { return false }
+            try db.cachedStatement(
+                sql: "INSERT INTO call (id, caller, callee, rings_until, record) VALUES (?, ?, ?, ?, ?)"
+            ).execute(arguments: [call.id, call.caller, call.callee, call.ringsUntil?.timeIntervalSince1970, record])
+            return true
+        }
+    }
+
+    public func call(id: String) async throws -> CallRecord? {
+        try readNow { db in
+            try String.fetchOne(db.cachedStatement(sql: "SELECT record FROM call WHERE id = ?"), arguments: [id])
+                .map(StoredCall.decode)
+        }
+    }
+
+    public func updateCall(id: String, _ change: @Sendable (inout CallRecord) throws -> Void) async throws
+        -> CallRecord?
+    {
+        try await pool.write { db in
+            guard
+                var call = try String.fetchOne(
+                    db.cachedStatement(sql: "SELECT record FROM call WHERE id = ?"), arguments: [id]
+                ).map(StoredCall.decode)
+            else { return nil }
+            try change(&call)
+            try db.cachedStatement(sql: "UPDATE call SET rings_until = ?, record = ? WHERE id = ?").execute(
+                arguments: [call.ringsUntil?.timeIntervalSince1970, try StoredCall.encode(call), id])
+            return call
+        }
+    }
+
+    public func deleteCall(id: String) async throws -> CallRecord? {
+        try await pool.write { db in
+            try String.fetchOne(
+                db.cachedStatement(sql: "DELETE FROM call WHERE id = ? RETURNING record"), arguments: [id]
+            ).map(StoredCall.decode)
+        }
+    }
+
+    public func deleteUnansweredCalls(now: Date) async throws -> [CallRecord] {
+        try await pool.write { db in
+            try String.fetchAll(
+                db.cachedStatement(sql: "DELETE FROM call WHERE rings_until <= ? RETURNING record"),
+                arguments: [now.timeIntervalSince1970]
+            ).map(StoredCall.decode)
+        }
+    }
+
+    public func calls(of username: String) async throws -> [CallRecord] {
+        try readNow { db in
+            try String.fetchAll(
+                db.cachedStatement(sql: "SELECT record FROM call WHERE caller = ? OR callee = ?"),
+                arguments: [username, username]
+            ).map(StoredCall.decode)
+        }
+    }
+
+    public func callCount() async throws -> Int {
+        try readNow { db in try Int.fetchOne(db.cachedStatement(sql: "SELECT count(*) FROM call")) ?? 0 }
     }
 
     public func secret(_ name: String, make: @Sendable () -> [UInt8]) async throws -> [UInt8] {

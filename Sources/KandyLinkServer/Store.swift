@@ -43,6 +43,80 @@ public struct SubscriptionRecord: Sendable, Equatable {
     }
 }
 
+/// A call between two users as stored, so that every node sharing the store can act on it and it
+/// outlives a restart (its media never passes through the platform).
+public struct CallRecord: Sendable, Equatable, Codable {
+    public enum Party: String, Sendable, Codable {
+        case caller, callee
+    }
+
+    /// The call session id (`sessionData`): 128 random bits, URL-safe.
+    public var id: String
+    public var caller: String
+    public var callee: String
+    /// The caller's display name, when its `from` gave one.
+    public var callerName: String?
+    /// The channels of each party's `call` subscriptions when the call began: its notifications
+    /// go there, and a party is in the call while any of them lives.
+    public var callerChannels: [String]
+    public var calleeChannels: [String]
+    public var createdAt: Date
+    public var answeredAt: Date?
+    /// An unanswered call ends then; nil once answered.
+    public var ringsUntil: Date?
+    /// Notifications to the caller wait until then: Kandy.js knows the session only once it has
+    /// processed the callStart answer (call-protocol §3.4).
+    public var callerReadyAt: Date
+    /// Who has an offer out that the other side has not answered yet (the call itself, hold,
+    /// unhold): a second offer meanwhile is glare.
+    public var offerBy: Party?
+
+    public init(
+        id: String, caller: String, callee: String, callerName: String? = nil, callerChannels: [String],
+        calleeChannels: [String], createdAt: Date, ringsUntil: Date?, callerReadyAt: Date
+    ) {
+        self.id = id
+        self.caller = caller
+        self.callee = callee
+        self.callerName = callerName
+        self.callerChannels = callerChannels
+        self.calleeChannels = calleeChannels
+        self.createdAt = createdAt
+        self.ringsUntil = ringsUntil
+        self.callerReadyAt = callerReadyAt
+        self.offerBy = .caller
+    }
+
+    public var isAnswered: Bool { answeredAt != nil }
+
+    /// Which side `user` is on; nil for anyone else.
+    public func party(_ user: String) -> Party? {
+        if user == caller { return .caller }
+        if user == callee { return .callee }
+        return nil
+    }
+
+    public func username(of party: Party) -> String { party == .caller ? caller : callee }
+    public func channels(of party: Party) -> [String] { party == .caller ? callerChannels : calleeChannels }
+}
+
+extension CallRecord.Party {
+    public var other: Self { self == .caller ? .callee : .caller }
+}
+
+/// A call as stored: JSON of the record beside the columns that are searched.
+enum StoredCall {
+    static func encode(_ call: CallRecord) throws -> String {
+        String(decoding: try JSONEncoder().encode(call), as: UTF8.self)
+    }
+
+    static func decode(_ text: String) throws -> CallRecord {
+        try decoder.decode(CallRecord.self, from: Data(text.utf8))
+    }
+
+    private static let decoder = JSONDecoder()
+}
+
 /// A notification kept for a channel whose socket was down, or the marker standing for those
 /// dropped from a full queue.
 public struct QueuedNotification: Sendable, Equatable {
@@ -148,6 +222,21 @@ public protocol PlatformStore: Sendable {
     func queued(channelID: String) async throws -> [QueuedNotification]
     /// Forgets the channel's queued notifications up to and including `eventID`.
     func dequeue(channelID: String, through eventID: UInt64) async throws
+
+    /// Stores a new call unless its callee is already a party of a call (then false), in one
+    /// transaction that a concurrent call to or from the same users waits for.
+    func insertCall(_ call: CallRecord) async throws -> Bool
+    func call(id: String) async throws -> CallRecord?
+    /// Changes a call in one transaction; an error thrown by `change` leaves it as it was. Nil
+    /// when there is no such call.
+    func updateCall(id: String, _ change: @Sendable (inout CallRecord) throws -> Void) async throws -> CallRecord?
+    /// Deletes a call and returns it; each call is returned to one caller only.
+    func deleteCall(id: String) async throws -> CallRecord?
+    /// Deletes and returns the unanswered calls that rang until `now` or before.
+    func deleteUnansweredCalls(now: Date) async throws -> [CallRecord]
+    /// The calls `username` is a party of.
+    func calls(of username: String) async throws -> [CallRecord]
+    func callCount() async throws -> Int
 
     /// A named secret, created with `make` on first use and kept from then on.
     func secret(_ name: String, make: @Sendable () -> [UInt8]) async throws -> [UInt8]

@@ -140,7 +140,7 @@ import Testing
             #expect(test.platform.hub.count == 1)
 
             // What the platform sends now reaches the new socket.
-            let gone = try await test.platform.notification { .gone(eventId: $0) }
+            let gone = try await test.platform.delivery.notification { .gone(eventId: $0) }
             #expect(
                 try await test.platform.hub.deliver(
                     gone.text, eventID: gone.eventID, to: String(path.split(separator: "/").last!),

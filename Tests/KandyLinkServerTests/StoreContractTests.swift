@@ -241,6 +241,59 @@ import Testing
         }
     }
 
+    static func call(_ id: String, from caller: String, to callee: String) -> CallRecord {
+        CallRecord(
+            id: id, caller: caller, callee: callee, callerChannels: ["c-\(caller)"], calleeChannels: ["c-\(callee)"],
+            createdAt: now, ringsUntil: now + 60, callerReadyAt: now + 1)
+    }
+
+    @Test(arguments: StoreKind.available) func callsAreBusyChangedInTurnAndEndedOnce(kind: StoreKind) async throws {
+        try await kind.seeded { store in
+            #expect(try await store.insertCall(Self.call("one", from: "alice", to: "bob")))
+            // bob is a party of a call, as callee or caller: a call to him is busy.
+            #expect(try await !store.insertCall(Self.call("two", from: "carol", to: "bob")))
+            #expect(try await !store.insertCall(Self.call("three", from: "carol", to: "alice")))
+            #expect(try await store.callCount() == 1)
+            #expect(try await store.calls(of: "bob").map(\.id) == ["one"])
+            #expect(try await store.calls(of: "carol").isEmpty)
+
+            struct Refused: Error {}
+            let unchanged = try? await store.updateCall(id: "one") { call in
+                call.answeredAt = Self.now
+                throw Refused()
+            }
+            #expect(unchanged == nil)
+            #expect(try await store.call(id: "one")?.isAnswered == false)
+            let answered = try await store.updateCall(id: "one") { call in
+                call.answeredAt = Self.now + 5
+                call.ringsUntil = nil
+                call.offerBy = .callee
+            }
+            #expect(answered?.answeredAt == Self.now + 5 && answered?.offerBy == .callee)
+            #expect(try await store.call(id: "one") == answered)
+            #expect(try await store.updateCall(id: "none") { _ in } == nil)
+            // An answered call no longer rings out.
+            #expect(try await store.deleteUnansweredCalls(now: Self.now + 3600).isEmpty)
+            #expect(try await store.call(id: "one") != nil)
+
+            async let first = store.deleteCall(id: "one")
+            async let second = store.deleteCall(id: "one")
+            let ended = [try await first, try await second].compactMap { $0 }
+            #expect(ended.map(\.id) == ["one"])
+            #expect(try await store.callCount() == 0)
+
+            #expect(try await store.insertCall(Self.call("five", from: "carol", to: "alice")))
+            #expect(try await store.deleteUnansweredCalls(now: Self.now + 59).isEmpty)
+            // An unanswered one rings out when its time is up, to one caller only.
+            #expect(try await store.deleteUnansweredCalls(now: Self.now + 60).map(\.id) == ["five"])
+            #expect(try await store.deleteUnansweredCalls(now: Self.now + 60).isEmpty)
+            // A call goes with its user.
+            #expect(try await store.insertCall(Self.call("six", from: "carol", to: "alice")))
+            #expect(try await store.removeUser("carol"))
+            #expect(try await store.call(id: "six") == nil)
+        }
+    }
+
     @Test(arguments: StoreKind.available) func secretsAndEventIDsAreKept(kind: StoreKind) async throws {
         try await kind.with { store in
             let first = try await store.secret("k") { [1, 2, 3] }

@@ -53,6 +53,11 @@ public final class PlatformFixture: Sendable {
         configuration.sweepInterval = nil  // tests sweep by hand, after moving the clock
         configuration.passwordCost = 4
         configure(&configuration)
+        if configuration.transportSecurity == .developmentCertificate, PostgresStore.isURL(configuration.database) {
+            // Kept beside a SQLite file, which a PostgreSQL node has not: keep it in the directory.
+            let files = try DevelopmentCertificate.loadOrCreate(in: directory)
+            configuration.transportSecurity = .certificate(chainPath: files.chainPath, keyPath: files.keyPath)
+        }
         var logger = Logger(label: "test-platform")
         logger.logLevel = .warning
         let platform = try await Platform(configuration: configuration, clock: clock, logger: logger)
