@@ -54,6 +54,14 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Bytes of notifications kept per subscription while its socket is down.")
     var queueMaxBytes: Int = env("QUEUE_MAX_BYTES").flatMap(Int.init) ?? defaults.maxQueuedBytes
 
+    @Option(help: ArgumentHelp("Seconds an unanswered call rings before it ends (10–600).", valueName: "seconds"))
+    var callRingTimeout: Int = env("CALL_RING_TIMEOUT").flatMap(Int.init) ?? Int(defaults.callRingTimeout)
+
+    @Option(
+        name: .customLong("max-sdp-bytes"),
+        help: ArgumentHelp("Longest SDP a call request may carry, in bytes (4096–1048576).", valueName: "bytes"))
+    var maxSDPBytes: Int = env("MAX_SDP_BYTES").flatMap(Int.init) ?? defaults.maxSDPBytes
+
     @Option(
         help: ArgumentHelp(
             "Secret shared with the TURN servers (coturn static-auth-secret); subscriptions then carry TURN credentials.",
@@ -94,6 +102,10 @@ struct Serve: AsyncParsableCommand {
         guard queueMaxNotifications >= 1, queueMaxBytes >= 1024 else {
             throw ValidationError("--queue-max-notifications must be at least 1 and --queue-max-bytes at least 1024.")
         }
+        guard (10...600).contains(callRingTimeout) else { throw ValidationError("--call-ring-timeout must be 10–600.") }
+        guard (4096...1 << 20).contains(maxSDPBytes) else {
+            throw ValidationError("--max-sdp-bytes must be 4096–1048576.")
+        }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("Unknown --log-level \(logLevel).") }
         if turnSecret != nil && turnSecretFile != nil {
             throw ValidationError("Give the TURN secret once: --turn-secret or --turn-secret-file.")
@@ -131,6 +143,8 @@ struct Serve: AsyncParsableCommand {
         configuration.maxExpires = maxExpires
         configuration.maxQueuedNotifications = queueMaxNotifications
         configuration.maxQueuedBytes = queueMaxBytes
+        configuration.callRingTimeout = TimeInterval(callRingTimeout)
+        configuration.maxSDPBytes = maxSDPBytes
         configuration.allowedOrigins = allowedOrigin.isEmpty ? nil : Set(allowedOrigin)
         if let tlsCert, let tlsKey {
             configuration.transportSecurity = .certificate(chainPath: tlsCert, keyPath: tlsKey)

@@ -47,6 +47,10 @@ import Testing
         #expect(throws: (any Error).self) { try Serve.parse(["--dev-tls", "--queue-max-notifications", "0"]) }
         let queue = try Serve.parse(["--dev-tls", "--queue-max-notifications", "50", "--queue-max-bytes", "65536"])
         #expect(queue.queueMaxNotifications == 50 && queue.queueMaxBytes == 65536)
+        let calls = try Serve.parse(["--dev-tls", "--call-ring-timeout", "30", "--max-sdp-bytes", "8192"])
+        #expect(calls.callRingTimeout == 30 && calls.maxSDPBytes == 8192)
+        #expect(throws: (any Error).self) { try Serve.parse(["--dev-tls", "--call-ring-timeout", "5"]) }
+        #expect(throws: (any Error).self) { try Serve.parse(["--dev-tls", "--max-sdp-bytes", "100"]) }
         let serve = try Serve.parse([
             "--dev-tls", "--port", "0", "--max-sessions-per-user", "3", "--database", "x.sqlite",
         ])

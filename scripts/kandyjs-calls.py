@@ -1,0 +1,262 @@
+#!/usr/bin/env python3
+"""Two pages with the unmodified Kandy.js 4.20 client (alice and bob) in headless Chromium with fake
+media devices make calls through a running `kandy-link serve`; prints what each page saw.
+
+usage: kandyjs-calls.py KANDY_JS PORT [--bob-port PORT] [--turn URI] [--relay] [--restart CMD] [--password PW]
+"""
+import argparse, http.server, json, socketserver, subprocess, threading, time
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+
+PAGE = r"""<!doctype html><html><head><meta charset="utf-8">
+<script>
+// Instrumentation: keep every peer connection (for getStats) and force relay when asked.
+window.events = []; window.pcs = [];
+const Native = window.RTCPeerConnection;
+window.RTCPeerConnection = function (config, ...rest) {
+  config = Object.assign({}, config || {});
+  if (window.FORCE_RELAY) config.iceTransportPolicy = 'relay';
+  window.pcConfigs = (window.pcConfigs || []).concat([JSON.parse(JSON.stringify(config))]);
+  const pc = new Native(config, ...rest); window.pcs.push(pc); return pc;
+};
+window.RTCPeerConnection.prototype = Native.prototype;
+Object.keys(Native).forEach(k => { window.RTCPeerConnection[k] = Native[k]; });
+</script>
+<script src="/kandy.js"></script></head><body>
+<div id="remote-container"></div><div id="local-container"></div>
+<script>
+const q = new URLSearchParams(location.search);
+window.FORCE_RELAY = q.get('relay') === '1';
+const turn = q.get('turn');
+const kandy = Kandy.create({
+  logs: { logLevel: 'warn' },
+  authentication: { server: { base: '127.0.0.1', port: q.get('port'), protocol: 'https' } },
+  subscription: { websocket: { server: '127.0.0.1', port: q.get('port') } },
+  call: { serverTurnCredentials: true,
+          iceServers: turn ? [{ urls: turn }] : [] }
+});
+window.kandy = kandy;
+function log(type, detail) { window.events.push({ t: Date.now(), type, detail }); }
+for (const name of ['auth:change', 'subscription:change', 'subscription:error', 'call:start', 'call:receive',
+                    'call:stateChange', 'call:operation', 'call:newTrack', 'call:trackEnded', 'ws:change']) {
+  kandy.on(name, (params) => {
+    let detail = JSON.parse(JSON.stringify(params || {}));
+    if (params && params.callId) {
+      const call = kandy.call.getById(params.callId);
+      if (call) detail.state = call.state, detail.remote = call.remoteParticipant, detail.callError = call.error;
+    }
+    log(name, detail);
+  });
+}
+kandy.setCredentials({ username: q.get('user'), password: q.get('password') });
+kandy.services.subscribe(['call', 'Presence', 'IM'], { forceLogOut: true });
+window.inbound = async () => {
+  const out = {};
+  for (const pc of window.pcs) {
+    if (pc.connectionState === 'closed') continue;
+    const stats = await pc.getStats();
+    stats.forEach(s => {
+      if (s.type === 'inbound-rtp') out[s.kind] = (out[s.kind] || 0) + (s.bytesReceived || 0);
+      if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded') {
+        const local = stats.get(s.localCandidateId), remote = stats.get(s.remoteCandidateId);
+        out.pair = (local && local.candidateType) + '/' + (remote && remote.candidateType);
+      }
+    });
+  }
+  return out;
+};
+</script></body></html>"""
+
+
+def serve_page(kandy_js):
+    body = PAGE.encode()
+    script = open(kandy_js, 'rb').read()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            data, kind = (script, 'application/javascript') if self.path.startswith('/kandy.js') else (body, 'text/html')
+            self.send_response(200)
+            self.send_header('Content-Type', kind)
+            self.send_header('Content-Length', str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = socketserver.ThreadingTCPServer(('127.0.0.1', 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server.server_address[1]
+
+
+def browser():
+    options = Options()
+    for flag in ['--headless=new', '--no-sandbox', '--ignore-certificate-errors', '--use-fake-device-for-media-stream',
+                 '--use-fake-ui-for-media-stream', '--autoplay-policy=no-user-gesture-required',
+                 '--disable-dev-shm-usage']:
+        options.add_argument(flag)
+    options.binary_location = '/usr/bin/chromium'
+    options.set_capability('goog:loggingPrefs', {'browser': 'ALL'})
+    return webdriver.Chrome(options=options, service=Service('/usr/bin/chromedriver'))
+
+
+class Page:
+    def __init__(self, name, url):
+        self.name = name
+        self.driver = browser()
+        self.driver.get(url)
+        self.seen = 0
+
+    def js(self, script, *args):
+        return self.driver.execute_script(script, *args)
+
+    def events(self):
+        return self.js('return window.events')
+
+    def wait(self, predicate, what, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for event in self.events():
+                if predicate(event):
+                    return event
+            time.sleep(0.05)
+        raise SystemExit(f'{self.name}: no {what} within {timeout}s; saw {json.dumps(self.events()[-8:])}')
+
+    def state(self, call_id, state, timeout=20):
+        return self.wait(lambda e: e['type'] == 'call:stateChange' and e['detail'].get('callId') == call_id
+                         and e['detail'].get('state') == state, f'state {state}', timeout)
+
+    def inbound(self):
+        return self.driver.execute_async_script('const done = arguments[0]; window.inbound().then(done)')
+
+    def report(self, since=0):
+        for e in self.events()[since:]:
+            if e['type'] in ('call:newTrack', 'call:trackEnded'):
+                continue
+            d = e['detail']
+            extra = {k: d[k] for k in ('state', 'transition', 'error', 'callError', 'operation', 'reason', 'error')
+                     if d.get(k) not in (None, {}, [])}
+            print(f'  {self.name}: {e["type"]} {json.dumps(extra)}')
+        return len(self.events())
+
+
+def media_flows(page, label):
+    first = page.inbound()
+    time.sleep(2)
+    second = page.inbound()
+    print(f'  {page.name} {label}: inbound bytes {first} -> {second}')
+    return all(second.get(k, 0) > first.get(k, 0) for k in ('audio', 'video') if k in first)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument('kandy_js')
+    parser.add_argument('port')
+    parser.add_argument('--relay', action='store_true')
+    parser.add_argument('--turn')
+    parser.add_argument('--password', default='secret-pw')
+    parser.add_argument('--bob-port')
+    parser.add_argument('--restart', help='a shell command that restarts the platform mid-call')
+    args = parser.parse_args()
+    page_port = serve_page(args.kandy_js)
+
+    def url(user, port):
+        query = f'port={port}&user={user}&password={args.password}'
+        if args.turn:
+            query += '&turn=' + args.turn
+        if args.relay:
+            query += '&relay=1'
+        return f'http://127.0.0.1:{page_port}/?{query}'
+
+    alice = Page('alice', url('alice@example.com', args.port))
+    bob = Page('bob', url('bob@example.com', args.bob_port or args.port))
+    try:
+        for page in (alice, bob):
+            deadline = time.time() + 20
+            while not page.js('return kandy.services.getSubscriptions().subscribed.length > 0'):
+                if time.time() > deadline:
+                    raise SystemExit(f'{page.name} did not subscribe: {page.events()}')
+                time.sleep(0.05)
+        print('both subscribed')
+
+        print('call 1: alice calls bob with audio and video; bob answers; hold, unhold; bob hangs up')
+        a_id = alice.js("return kandy.call.make('bob@example.com', {audio: true, video: true})")
+        b_recv = bob.wait(lambda e: e['type'] == 'call:receive', 'call:receive')
+        b_id = b_recv['detail']['callId']
+        bob.state(b_id, 'Ringing')
+        alice.state(a_id, 'Ringing')
+        bob.js("kandy.call.answer(arguments[0], {audio: true, video: true})", b_id)
+        alice.state(a_id, 'Connected')
+        bob.state(b_id, 'Connected')
+        time.sleep(2)
+        ok = media_flows(alice, 'connected') & media_flows(bob, 'connected')
+        print('  media both ways:', ok, ' pcConfig alice:', alice.js('return window.pcConfigs'))
+        if args.restart:
+
+            print('  restarting the platform mid-call:', args.restart)
+            subprocess.run(args.restart, shell=True, check=True)
+            started = time.time()
+            for page in ((alice,) if args.bob_port else (alice, bob)):  # with two nodes, alice's restarts
+                before = len([e for e in page.events() if e['type'] == 'ws:change'])
+                deadline = time.time() + 90
+                # Kandy.js notices a lost socket at its next keepalive (up to 30 s), then reopens it.
+                while len([e for e in page.events() if e['type'] == 'ws:change']) < before + 3 \
+                        or not page.js('return kandy.connection.getSocketState().connected'):
+                    if time.time() > deadline:
+                        logs = [e['message'][:200] for e in page.driver.get_log('browser')][-15:]
+                        raise SystemExit(f'{page.name} did not reconnect: {page.js("return kandy.getConnection()")}'
+                                         f'\n{json.dumps(page.events()[-6:])}\n' + '\n'.join(logs))
+                    time.sleep(0.2)
+            print(f'  both pages reconnected after {time.time() - started:.1f} s')
+            print('  media meanwhile:', media_flows(alice, 'after restart') & media_flows(bob, 'after restart'))
+        alice.js("kandy.call.hold(arguments[0])", a_id)
+        alice.state(a_id, 'On Hold')
+        bob.state(b_id, 'On Hold')
+        alice.js("kandy.call.unhold(arguments[0])", a_id)
+        alice.wait(lambda e: e['type'] == 'call:stateChange' and e['detail'].get('state') == 'Connected'
+                   and e['detail'].get('previous', {}).get('state') == 'On Hold', 'unhold')
+        time.sleep(2)
+        ok2 = media_flows(alice, 'after unhold') & media_flows(bob, 'after unhold')
+        print('  media both ways after unhold:', ok2)
+        bob.js("kandy.call.end(arguments[0])", b_id)
+        end = alice.state(a_id, 'Ended')
+        print('  alice ended with', json.dumps(end['detail'].get('transition')))
+
+        print('call 2: bob rejects')
+        a2 = alice.js("return kandy.call.make('bob@example.com', {audio: true, video: false})")
+        b2 = bob.wait(lambda e: e['type'] == 'call:receive' and e['detail']['callId'] != b_id, 'second call')['detail']['callId']
+        bob.state(b2, 'Ringing')
+        bob.js("kandy.call.reject(arguments[0])", b2)
+        end2 = alice.state(a2, 'Ended')
+        print('  alice ended with', json.dumps(end2['detail'].get('transition')))
+
+        print('call 3: alice cancels before the answer')
+        a3 = alice.js("return kandy.call.make('bob@example.com', {audio: true, video: false})")
+        b3 = bob.wait(lambda e: e['type'] == 'call:receive' and e['detail']['callId'] not in (b_id, b2), 'third call')['detail']['callId']
+        bob.state(b3, 'Ringing')
+        alice.state(a3, 'Ringing')
+        alice.js("kandy.call.end(arguments[0])", a3)
+        bob.state(b3, 'Cancelled', timeout=10)
+        print('  bob: Cancelled')
+
+        print('call 4: to an unknown user')
+        a4 = alice.js("return kandy.call.make('nobody@example.com', {audio: true, video: false})")
+        end4 = alice.state(a4, 'Ended')
+        print('  alice ended with error', json.dumps(end4['detail'].get('error') or end4['detail'].get('callError')))
+        print('events seen by alice:')
+        alice.report()
+        print('events seen by bob:')
+        bob.report()
+        for page in (alice, bob):
+            for entry in page.driver.get_log('browser'):
+                if any(word in entry['message'] for word in ('saga', 'TypeError', 'Unhandled')):
+                    print(f'  {page.name} console: {entry["message"][:300]}')
+        print('RESULT', 'media ok' if ok and ok2 else 'MEDIA FAILED')
+    finally:
+        alice.driver.quit()
+        bob.driver.quit()
+
+
+if __name__ == '__main__':
+    main()
