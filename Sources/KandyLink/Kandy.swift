@@ -34,6 +34,8 @@ public final class Kandy: Sendable {
     public let presence: Presence
     /// Instant messages.
     public let messages: Messages
+    /// Calls.
+    public let call: Calls
     let session: KandySession
     let snapshot: KandySession.SnapshotBox
     let observers: KandySession.Observers
@@ -50,18 +52,22 @@ public final class Kandy: Sendable {
         self.connection = Connection(configuration: configuration, snapshot: snapshot)
         self.presence = Presence(session: session, snapshot: snapshot)
         self.messages = Messages(session: session, snapshot: snapshot)
+        self.call = Calls(control: session.calls)
     }
 
     /// Validates `configuration` and makes an instance. No traffic until ``Services/subscribe(_:forceLogOut:)``.
     ///
     /// - Parameters:
     ///   - http, websocket: transports; nil for AsyncHTTPClient and WSClient.
+    ///   - mediaEngine: makes calls' SDP and carries their media; nil for one that only
+    ///     signals (``SignallingOnlyMediaEngine``).
     ///   - clock: drives keepalives, retries and the refresh alarm; inject one in tests.
     ///   - now: the wall clock the refresh schedule is checked against.
     public static func create(
         _ configuration: KandyConfiguration,
         http: (any HTTPTransport)? = nil,
         websocket: (any WebSocketTransport)? = nil,
+        mediaEngine: (any MediaEngine)? = nil,
         clock: any Clock<Duration> = ContinuousClock(),
         now: @escaping @Sendable () -> Date = { Date() },
         random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }
@@ -82,7 +88,8 @@ public final class Kandy: Sendable {
                 ?? WSClientTransport(
                     tls: tls, serverName: serverName(for: configuration),
                     pingInterval: configuration.connectivity.keepaliveInterval),
-            clock: clock, wallClock: now, random: random, observers: observers, snapshot: snapshot)
+            clock: clock, wallClock: now, random: random, observers: observers, snapshot: snapshot,
+            mediaEngine: mediaEngine ?? SignallingOnlyMediaEngine())
         return Kandy(configuration: configuration, session: session, snapshot: snapshot, observers: observers)
     }
 
@@ -117,19 +124,7 @@ public final class Kandy: Sendable {
     /// TURN servers' username and credential replaced by the ones the platform issued (when
     /// `call.serverTurnCredentials` is on and the platform sent some). Up to date after every
     /// subscribe, service update and refresh that brought new ones.
-    public var iceServers: [KandyConfiguration.IceServer] {
-        let issued = snapshot.state.withLock { $0.record?.turnCredentials }
-        guard configuration.call.serverTurnCredentials, let issued else { return configuration.call.iceServers }
-        return configuration.call.iceServers.map { server in
-            guard server.urls.contains(where: { $0.hasPrefix("turn:") || $0.hasPrefix("turns:") }) else {
-                return server
-            }
-            var server = server
-            server.username = issued.username
-            server.credential = issued.password
-            return server
-        }
-    }
+    public var iceServers: [KandyConfiguration.IceServer] { snapshot.iceServers(configuration) }
 
     // MARK: Events
 

@@ -77,10 +77,20 @@ public struct KandyConfiguration: Sendable, Equatable {
         /// Whether the TURN credentials the platform returns replace those of `iceServers`.
         public var serverTurnCredentials: Bool
         public var iceServers: [IceServer]
+        /// A call not answered within this ends (outgoing: with a DELETE). Kandy.js has none.
+        public var ringTimeout: Duration
+        /// How long a call notification for a session not known yet is kept, in case the
+        /// callStart answer naming it is still on its way (Kandy.js drops it).
+        public var unknownSessionGrace: Duration
 
-        public init(serverTurnCredentials: Bool = true, iceServers: [IceServer] = []) {
+        public init(
+            serverTurnCredentials: Bool = true, iceServers: [IceServer] = [], ringTimeout: Duration = .seconds(90),
+            unknownSessionGrace: Duration = .seconds(5)
+        ) {
             self.serverTurnCredentials = serverTurnCredentials
             self.iceServers = iceServers
+            self.ringTimeout = ringTimeout
+            self.unknownSessionGrace = unknownSessionGrace
         }
     }
 

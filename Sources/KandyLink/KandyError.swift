@@ -27,6 +27,18 @@ public struct KandyError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let sendMessageFailure = Code(rawValue: "messaging:5")
         /// A message without a usable destination.
         public static let invalidDestination = Code(rawValue: "messaging:9")
+        /// A call request failed at the platform or on the way (Kandy.js `call:2`).
+        public static let callFailure = Code(rawValue: "call:2")
+        /// The media engine could not make or apply SDP (Kandy.js `call:3`).
+        public static let mediaFailure = Code(rawValue: "call:3")
+        /// The operation is not possible in the call's state (Kandy.js `call:6`).
+        public static let invalidCallState = Code(rawValue: "call:6")
+        /// A call parameter is unusable, e.g. an empty destination (Kandy.js `call:7`).
+        public static let invalidCallParameter = Code(rawValue: "call:7")
+        /// No call has this id (ours).
+        public static let unknownCall = Code(rawValue: "call:unknown")
+        /// Nobody answered within `call.ringTimeout` (ours: Kandy.js has no timeout).
+        public static let callNoAnswer = Code(rawValue: "call:noAnswer")
         /// The configuration given to `Kandy.create` is invalid.
         public static let invalidConfiguration = Code(rawValue: "configuration")
         /// The instance was destroyed.

@@ -31,6 +31,14 @@ public enum KandyEvent: Sendable, Equatable {
     case messagesChange(InstantMessage)
     /// A send failed.
     case messagesError(KandyError)
+    /// `make` started a call (its id).
+    case callStart(String)
+    /// A call came in (its id).
+    case callReceive(String)
+    /// A call's state changed; `transition` tells why it ended, `error` what failed.
+    case callStateChange(CallStateChange)
+    /// An operation on a call started or finished.
+    case callOperation(CallOperationEvent)
 
     public var name: Name {
         switch self {
@@ -49,6 +57,10 @@ public enum KandyEvent: Sendable, Equatable {
         case .presenceError: .presenceError
         case .messagesChange: .messagesChange
         case .messagesError: .messagesError
+        case .callStart: .callStart
+        case .callReceive: .callReceive
+        case .callStateChange: .callStateChange
+        case .callOperation: .callOperation
         }
     }
 
@@ -68,6 +80,10 @@ public enum KandyEvent: Sendable, Equatable {
         case presenceError = "presence:error"
         case messagesChange = "messages:change"
         case messagesError = "messages:error"
+        case callStart = "call:start"
+        case callReceive = "call:receive"
+        case callStateChange = "call:stateChange"
+        case callOperation = "call:operation"
     }
 
     /// Why the subscription or credentials ended without being asked to (`disconnectReasons`).
@@ -88,6 +104,23 @@ public enum KandyEvent: Sendable, Equatable {
     public struct SubscriptionChange: Sendable, Equatable {
         public var reason: Reason?
         public init(reason: Reason? = nil) { self.reason = reason }
+    }
+
+    public struct CallStateChange: Sendable, Equatable {
+        public var callId: String
+        public var previous: CallState
+        public var state: CallState
+        public var transition: CallTransition?
+        public var error: KandyError?
+    }
+
+    public struct CallOperationEvent: Sendable, Equatable {
+        public var callId: String
+        public var operation: CallOperationKind
+        /// `START` or `FINISH`.
+        public var transition: String
+        public var isLocal: Bool
+        public var error: KandyError?
     }
 
     public struct Resubscription: Sendable, Equatable {

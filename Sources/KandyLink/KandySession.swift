@@ -14,6 +14,8 @@ actor KandySession {
     private let random: @Sendable () -> Double
     let observers: Observers
     let snapshot: SnapshotBox
+    /// Calls: their machines and media, driven by their own actor; notifications go there in order.
+    nonisolated let calls: CallControl
 
     private var auth = AuthMachine()
     private var subscription: SubscriptionMachine
@@ -55,7 +57,8 @@ actor KandySession {
     init(
         configuration: KandyConfiguration, http: any HTTPTransport, websocket: any WebSocketTransport,
         clock: any Clock<Duration>, wallClock: @escaping @Sendable () -> Date,
-        random: @escaping @Sendable () -> Double, observers: Observers, snapshot: SnapshotBox
+        random: @escaping @Sendable () -> Double, observers: Observers, snapshot: SnapshotBox,
+        mediaEngine: any MediaEngine
     ) {
         self.configuration = configuration
         self.http = http
@@ -69,6 +72,21 @@ actor KandySession {
             refreshFloor: configuration.subscription.minimumRefreshInterval.seconds)
         self.channel = ChannelMachine(
             backoff: configuration.connectivity.reconnect, autoReconnect: configuration.connectivity.autoReconnect)
+        // The call service reaches the platform through this session, which it must not keep alive.
+        let link = SessionLink()
+        self.calls = CallControl(
+            configuration: configuration.call, engine: mediaEngine,
+            platform: CallPlatform(
+                send: { method, path, body in
+                    guard let session = link.session else {
+                        return .failure(KandyError(.destroyed, "This Kandy instance was destroyed."))
+                    }
+                    return await session.callRequest(method, path, body)
+                },
+                iceServers: { snapshot.iceServers(configuration) },
+                username: { await link.session?.username }),
+            timer: timer, wallClock: wallClock, observers: observers)
+        link.session = self
     }
 
     // MARK: App requests
@@ -106,6 +124,8 @@ actor KandySession {
 
     func destroy() async {
         guard !destroyed else { return }
+        // Calls end first, while their DELETEs can still be sent.
+        await calls.shutdown()
         perform(subscription.destroy())
         perform(channel.close())
         destroyed = true
@@ -154,6 +174,8 @@ actor KandySession {
             case .openChannel:
                 perform(channel.open())
             case .closeChannel:
+                // The subscription ended (unsubscribe, gone, lost): calls cannot go on without it.
+                calls.notifyLost(KandyError(.callFailure, "The subscription ended."))
                 perform(channel.close())
             case .armRefresh(let date):
                 let delay = max(date.timeIntervalSince(wallClock()), 0)
@@ -357,6 +379,8 @@ actor KandySession {
         case .presenceWatcher:
             guard let params = message.presenceWatcherNotificationParams else { return }
             learned(UserPresence(userId: params.name, state: params.state))
+        case .call, .ringing, .startCallUpdate, .respondCallUpdate, .callEnd, .callCancel, .sessionProgress:
+            calls.notify(message)
         case .im:
             guard let params = message.imnotificationParams, let sender = params.sender else { return }
             record(
@@ -484,6 +508,43 @@ actor KandySession {
         var allowed = CharacterSet.alphanumerics
         allowed.insert(charactersIn: "-._~")
         return value.addingPercentEncoding(withAllowedCharacters: allowed) ?? value
+    }
+
+    // MARK: Calls
+
+    var username: String? { auth.credentials?.username }
+
+    /// One call request as the logged-in user. A 2xx is success whatever its body says (as
+    /// Kandy.js: DELETE's body is not read); otherwise the `callControlResponse` statusCode.
+    func callRequest(_ method: String, _ path: (String) -> String, _ body: Data?) async -> Result<
+        CallControlResponse, KandyError
+    > {
+        guard let username = auth.credentials?.username else {
+            return .failure(KandyError(.callFailure, "Set credentials before calling."))
+        }
+        let request = HTTPRequestSpec(
+            method: method, url: configuration.restOrigin + path(username), headers: headers(), body: body)
+        let response: HTTPResponseSpec
+        do {
+            response = try await http.send(request)
+        } catch {
+            return .failure(KandyError(.callFailure, "The call request failed: \(error)."))
+        }
+        let answer = try? WireJSON.decode(CallControlResponseDocument.self, from: response.body).callControlResponse
+        guard (200..<300).contains(response.status) else {
+            let status =
+                answer.map { ResponseStatus(statusCode: $0.statusCode, reason: $0.reason) }
+                ?? (try? WireJSON.decode(StatusDocument.self, from: response.body)).map {
+                    ResponseStatus(statusCode: $0.statusCode, reason: $0.reason)
+                }
+            return .failure(
+                KandyError(
+                    .callFailure,
+                    "The call request failed. Code: \(status?.statusCode ?? response.status)."
+                        + (status?.reason.map { " \($0)" } ?? ""),
+                    statusCode: status?.statusCode ?? response.status))
+        }
+        return .success(answer ?? CallControlResponse(statusCode: 0))
     }
 
     // MARK: REST
@@ -642,10 +703,37 @@ struct AlarmClock: Sendable {
     }
 }
 
+/// The session as the call service sees it: weakly, so that the session can go away.
+final class SessionLink: Sendable {
+    private struct Reference { weak var session: KandySession? }
+    private let reference = Mutex(Reference())
+
+    var session: KandySession? {
+        get { reference.withLock { $0.session } }
+        set { reference.withLock { $0.session = newValue } }
+    }
+}
+
 extension KandySession {
     /// The snapshot, shared between the actor (which writes it) and `Kandy`'s synchronous getters.
     final class SnapshotBox: Sendable {
         let state = Mutex(Snapshot())
+
+        /// `call.iceServers` with the TURN credentials the platform issued, when it issued some
+        /// and `serverTurnCredentials` is on (TURN entries only; STUN needs none).
+        func iceServers(_ configuration: KandyConfiguration) -> [KandyConfiguration.IceServer] {
+            let issued = state.withLock { $0.record?.turnCredentials }
+            guard configuration.call.serverTurnCredentials, let issued else { return configuration.call.iceServers }
+            return configuration.call.iceServers.map { server in
+                guard server.urls.contains(where: { $0.hasPrefix("turn:") || $0.hasPrefix("turns:") }) else {
+                    return server
+                }
+                var server = server
+                server.username = issued.username
+                server.credential = issued.password
+                return server
+            }
+        }
     }
 
     /// Handlers registered with `on(_:)` and the open `events` streams.

@@ -214,6 +214,8 @@ public final class Platform: Sendable {
 
     /// Live subscriptions (on every node sharing the store), for operators and tests.
     public func subscriptionCount() async throws -> Int { try await subscriptions.count(now: clock.now()) }
+    /// Calls ringing or answered (on every node sharing the store).
+    public func callCount() async throws -> Int { try await store.callCount() }
     /// Open channel sockets.
     public var openChannelCount: Int { hub.count }
 

@@ -1,0 +1,415 @@
+import Foundation
+import KandyLinkProtocol
+import Synchronization
+
+/// A call as the app sees it (`kandy.call.getAll()` / `getById`).
+public struct Call: Sendable, Equatable, Identifiable {
+    public var id: String
+    public var direction: CallDirection
+    public var state: CallState
+    public var localHold: Bool
+    public var remoteHold: Bool
+    /// The other party: its username and display name, as the platform names it.
+    public var remoteParticipant: RemoteParticipant
+    public var media: CallMedia
+    /// The platform's session id (Kandy.js `wrtcsSessionId`), once known.
+    public var sessionID: String?
+    public var startTime: Date
+    public var endTime: Date?
+    /// Why the call ended, as the other side or the platform said.
+    public var transition: CallTransition?
+    public var error: KandyError?
+
+    public struct RemoteParticipant: Sendable, Equatable {
+        /// `sip:user@domain`.
+        public var displayNumber: String
+        public var displayName: String?
+    }
+}
+
+/// How the call service reaches the platform: REST as the logged-in user, and the ICE servers
+/// of the moment. Given by ``KandySession``, which owns the credentials and the subscription.
+struct CallPlatform: Sendable {
+    /// Sends a call request to `path(username)`; the answer's `callControlResponse`, or the error.
+    var send:
+        @Sendable (_ method: String, _ path: @Sendable (String) -> String, _ body: Data?) async -> Result<
+            CallControlResponse, KandyError
+        >
+    var iceServers: @Sendable () -> [KandyConfiguration.IceServer]
+    var username: @Sendable () async -> String?
+}
+
+/// Performs the actions of every call's ``CallMachine``: the one place calls do I/O (requests,
+/// the media engine, the ring timer). Notifications come in order through ``notify(_:)``.
+actor CallControl {
+    private struct Entry {
+        var machine: CallMachine
+        var call: Call
+        var media: (any MediaSession)?
+        var waiters: [CallOperationKind: CheckedContinuation<Void, any Error>] = [:]
+        var ringTimer: Task<Void, Never>?
+    }
+
+    private let configuration: KandyConfiguration.Call
+    private let engine: any MediaEngine
+    private let platform: CallPlatform
+    private let timer: AlarmClock
+    private let wallClock: @Sendable () -> Date
+    private let observers: KandySession.Observers
+    nonisolated let calls: Mutex<[String: Call]>
+    private var entries: [String: Entry] = [:]
+    private var bySession: [String: String] = [:]
+    /// Notifications for sessions not known yet, in arrival order, each until its deadline.
+    private var unmatched: [(message: NotificationMessage, until: ContinuousClock.Instant)] = []
+    /// What the session passes on, in its order.
+    private enum Inbound: Sendable {
+        case notification(NotificationMessage)
+        case lost(KandyError)
+    }
+    private let inbox: AsyncStream<Inbound>.Continuation
+    private var reading: Task<Void, Never>?
+    private var faults: [String] = []
+    /// Requests under way, so that ``shutdown()`` can wait for the last DELETEs.
+    private var inflight: [UUID: Task<Void, Never>] = [:]
+
+    init(
+        configuration: KandyConfiguration.Call, engine: any MediaEngine, platform: CallPlatform, timer: AlarmClock,
+        wallClock: @escaping @Sendable () -> Date, observers: KandySession.Observers
+    ) {
+        self.configuration = configuration
+        self.engine = engine
+        self.platform = platform
+        self.timer = timer
+        self.wallClock = wallClock
+        self.observers = observers
+        self.calls = Mutex([:])
+        let (stream, inbox) = AsyncStream.makeStream(of: Inbound.self)
+        self.inbox = inbox
+        Task { await self.read(stream) }
+    }
+
+    private func read(_ stream: AsyncStream<Inbound>) async {
+        for await inbound in stream {
+            switch inbound {
+            case .notification(let message): received(message)
+            case .lost(let error): endAll(error)
+            }
+        }
+    }
+
+    /// A call notification from the channel; handled after those before it.
+    nonisolated func notify(_ message: NotificationMessage) { inbox.yield(.notification(message)) }
+
+    /// Unexpected inputs the machines reported, for logs and tests.
+    var reportedFaults: [String] { faults }
+
+    // MARK: The app's operations
+
+    func make(to destination: String, media: CallMedia) async throws -> Call {
+        guard let callee = Self.normalized(destination) else {
+            throw KandyError(.invalidCallParameter, "A call needs a destination.")
+        }
+        let id = UUID().uuidString.lowercased()
+        let call = Call(
+            id: id, direction: .outgoing, state: .initiating, localHold: false, remoteHold: false,
+            remoteParticipant: .init(displayNumber: CallAddress.sip(callee), displayName: nil), media: media,
+            startTime: wallClock())
+        entries[id] = Entry(machine: .outgoing(), call: call)
+        publish(id)
+        observers.emit(.callStart(id))
+        try await operate(id, .make, .make)
+        return entries[id]?.call ?? call
+    }
+
+    func operate(_ id: String, _ input: CallMachine.Input, _ operation: CallOperationKind) async throws {
+        guard entries[id] != nil else { throw KandyError(.unknownCall, "No call has the id \(id).") }
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            if let earlier = entries[id]?.waiters[operation] {
+                earlier.resume(throwing: KandyError(.invalidCallState, "\(operation.rawValue) was asked again."))
+            }
+            entries[id]?.waiters[operation] = continuation
+            handle(id, input)
+        }
+    }
+
+    /// The subscription ended; handled in order with the notifications before it.
+    nonisolated func notifyLost(_ error: KandyError) { inbox.yield(.lost(error)) }
+
+    /// Ends every call: the subscription or the instance is gone.
+    func endAll(_ error: KandyError) {
+        for id in entries.keys where !(entries[id]?.machine.state.isFinal ?? true) { handle(id, .lost(error)) }
+    }
+
+    /// Ends every call, waits for the requests that tell the platform, and stops.
+    func shutdown() async {
+        endAll(KandyError(.destroyed, "The instance was destroyed."))
+        inbox.finish()
+        for id in entries.keys { entries[id]?.ringTimer?.cancel() }
+        while let (key, task) = inflight.first {
+            await task.value
+            inflight[key] = nil
+        }
+    }
+
+    /// Runs a request off the actor, tracked until it ends.
+    private func run(_ work: @escaping @Sendable () async -> Void) {
+        let key = UUID()
+        inflight[key] = Task { [weak self] in
+            await work()
+            await self?.finished(key)
+        }
+    }
+
+    private func finished(_ key: UUID) { inflight[key] = nil }
+
+    // MARK: Inputs
+
+    func received(_ message: NotificationMessage) {
+        guard let session = message.sessionParams?.sessionData else { return }
+        if message.eventType == .call {
+            guard bySession[session] == nil else { return }
+            guard let offer = message.sessionParams?.sdp else {
+                faults.append("A call without an offer (slow start) is not supported; it was left ringing.")
+                return
+            }
+            incoming(message, session: session, offer: offer)
+            return
+        }
+        guard let id = bySession[session] else {
+            // The callStart answer naming this session may still be on its way.
+            let now = ContinuousClock.now
+            unmatched.removeAll { $0.until < now }
+            unmatched.append((message, now.advanced(by: configuration.unknownSessionGrace)))
+            return
+        }
+        deliver(message, to: id)
+    }
+
+    private func deliver(_ message: NotificationMessage, to id: String) {
+        let params = message.sessionParams
+        if let party = message.callNotificationParams, var entry = entries[id] {
+            let number = entry.call.direction == .incoming ? party.callerDisplayNumber : party.remoteDisplayNumber
+            let name = entry.call.direction == .incoming ? party.callerName : party.remoteName
+            if let number { entry.call.remoteParticipant.displayNumber = number }
+            if let name { entry.call.remoteParticipant.displayName = name }
+            entries[id] = entry
+        }
+        handle(
+            id,
+            .notification(
+                message.eventType, sdp: params?.sdp,
+                transition: CallTransition(statusCode: params?.statusCode, reasonText: params?.reasonText)))
+    }
+
+    private func incoming(_ message: NotificationMessage, session: String, offer: String) {
+        let id = UUID().uuidString.lowercased()
+        let party = message.callNotificationParams
+        let (machine, actions) = CallMachine.incoming(sessionID: session, offer: offer)
+        let media = CallMedia(audio: offer.contains("m=audio"), video: offer.contains("m=video"))
+        let call = Call(
+            id: id, direction: .incoming, state: machine.state, localHold: false, remoteHold: false,
+            remoteParticipant: .init(
+                displayNumber: party?.callerDisplayNumber ?? "", displayName: party?.callerName),
+            media: media, sessionID: session, startTime: wallClock())
+        entries[id] = Entry(machine: machine, call: call)
+        bySession[session] = id
+        observers.emit(.callReceive(id))
+        perform(id, actions, previous: .initiating)
+    }
+
+    private func handle(_ id: String, _ input: CallMachine.Input) {
+        guard var entry = entries[id] else { return }
+        let previous = entry.machine.state
+        let actions = entry.machine.handle(input)
+        entries[id] = entry
+        perform(id, actions, previous: previous)
+    }
+
+    // MARK: Actions
+
+    private func perform(_ id: String, _ actions: [CallMachine.Action], previous: CallState) {
+        sync(id)
+        // What the machine is doing as it asks: the SDP and answers come back tagged with it.
+        let purpose = entries[id]?.machine.pending
+        for action in actions {
+            switch action {
+            case .stateChanged(let previous, let transition, let error):
+                if entries[id]?.machine.state.isFinal == true { entries[id]?.call.endTime = wallClock() }
+                sync(id)
+                observers.emit(
+                    .callStateChange(
+                        .init(
+                            callId: id, previous: previous, state: entries[id]?.machine.state ?? previous,
+                            transition: transition, error: error)))
+            case .operation(let kind, let phase, let isLocal, let error):
+                observers.emit(
+                    .callOperation(
+                        .init(callId: id, operation: kind, transition: phase.rawValue, isLocal: isLocal, error: error)))
+            case .createOffer(let hold):
+                media(id, for: purpose) { session in try await session.createOffer(hold: hold) }
+            case .createAnswer(let offer, let hold):
+                media(id, for: purpose) { session in try await session.createAnswer(to: offer, hold: hold) }
+            case .applyAnswer(let sdp):
+                let session = entries[id]?.media
+                Task { [weak self] in
+                    do {
+                        try await session?.applyAnswer(sdp)
+                    } catch {
+                        await self?.handle(id, .mediaFailed(KandyError(.mediaFailure, "The answer: \(error)")))
+                    }
+                }
+            case .rollbackOffer:
+                let session = entries[id]?.media
+                Task { await session?.rollback() }
+            case .closeMedia:
+                let session = entries[id]?.media
+                entries[id]?.media = nil
+                Task { await session?.close() }
+            case .postCallStart(let sdp):
+                let callee = entries[id]?.call.remoteParticipant.displayNumber ?? ""
+                request(id, .make, "POST", LinkPath.callControl(user:)) { username in
+                    CallControlRequest(type: .callStart, to: callee, from: CallAddress.sip(username), sdp: sdp)
+                } answered: { [weak self] response in
+                    guard let session = response.sessionData else {
+                        await self?.handle(
+                            id,
+                            .requestFailed(KandyError(.callFailure, "The platform's answer has no sessionData."), .make)
+                        )
+                        return
+                    }
+                    await self?.started(id, session: session)
+                }
+            case .put(let type, let sdp):
+                guard let session = entries[id]?.machine.sessionID else { continue }
+                // Ringing is a courtesy to the caller: its answer changes nothing here.
+                let operation = type == .ringing ? nil : purpose
+                request(id, operation, "PUT", { LinkPath.callSession(user: $0, id: session) }) { _ in
+                    CallControlRequest(type: type, sdp: sdp)
+                } answered: { [weak self] _ in
+                    if let operation { await self?.handle(id, .requestDone(operation)) }
+                }
+            case .delete:
+                guard let session = entries[id]?.machine.sessionID else { continue }
+                let platform = platform
+                run { _ = await platform.send("DELETE", { LinkPath.callSession(user: $0, id: session) }, nil) }
+            case .reject:
+                guard let session = entries[id]?.machine.sessionID else { continue }
+                let platform = platform
+                let body = try? WireJSON.encode(
+                    CallDispositionRequestDocument(
+                        callDispositionRequest: .init(action: CallDispositionRequest.reject, sessionData: session)))
+                run { _ = await platform.send("POST", LinkPath.callDisposition(user:), body) }
+            case .armRingTimer:
+                let wait = timer.wait(configuration.ringTimeout)
+                entries[id]?.ringTimer?.cancel()
+                entries[id]?.ringTimer = Task { [weak self] in
+                    guard (try? await wait()) != nil else { return }
+                    await self?.handle(id, .ringTimedOut)
+                }
+            case .cancelRingTimer:
+                entries[id]?.ringTimer?.cancel()
+                entries[id]?.ringTimer = nil
+            case .finish(let operation, let error):
+                let waiter = entries[id]?.waiters.removeValue(forKey: operation)
+                if let error { waiter?.resume(throwing: error) } else { waiter?.resume() }
+            case .fault(let description):
+                faults.append(description)
+            }
+        }
+        if entries[id]?.machine.state.isFinal == true, let session = entries[id]?.machine.sessionID {
+            bySession[session] = nil
+        }
+        sync(id)
+    }
+
+    /// Runs a media engine step off the actor; its SDP (or failure) comes back as an input.
+    private func media(
+        _ id: String, for purpose: CallOperationKind?,
+        _ step: @escaping @Sendable (any MediaSession) async throws -> String
+    ) {
+        guard let entry = entries[id] else { return }
+        let existing = entry.media
+        let engine = engine
+        let platform = platform
+        let call = entry.call
+        Task { [weak self] in
+            do {
+                let session: any MediaSession
+                if let existing {
+                    session = existing
+                } else {
+                    session = try await engine.session(
+                        callID: call.id, media: call.media, iceServers: platform.iceServers())
+                    await self?.attach(session, to: id)
+                }
+                let sdp = try await step(session)
+                if let purpose { await self?.handle(id, .sdpReady(sdp, for: purpose)) }
+            } catch {
+                await self?.handle(id, .mediaFailed(KandyError(.mediaFailure, "The media engine failed: \(error)")))
+            }
+        }
+    }
+
+    private func attach(_ session: any MediaSession, to id: String) async {
+        guard entries[id] != nil, entries[id]?.machine.state.isFinal == false else {
+            await session.close()
+            return
+        }
+        entries[id]?.media = session
+    }
+
+    private func started(_ id: String, session: String) {
+        bySession[session] = id
+        handle(id, .started(sessionID: session))
+        // What arrived for the session before its id was known, in order.
+        let waiting = unmatched.filter { $0.message.sessionParams?.sessionData == session }
+        unmatched.removeAll { $0.message.sessionParams?.sessionData == session }
+        for item in waiting { deliver(item.message, to: id) }
+    }
+
+    private func request(
+        _ id: String, _ operation: CallOperationKind?, _ method: String, _ path: @escaping @Sendable (String) -> String,
+        _ body: @escaping @Sendable (String) -> CallControlRequest,
+        answered: @escaping @Sendable (CallControlResponse) async -> Void
+    ) {
+        let platform = platform
+        run { [weak self] in
+            guard let username = await platform.username() else {
+                if let operation {
+                    await self?.handle(
+                        id, .requestFailed(KandyError(.callFailure, "Set credentials first."), operation))
+                }
+                return
+            }
+            let document = try? WireJSON.encode(CallControlRequestDocument(callControlRequest: body(username)))
+            switch await platform.send(method, path, document) {
+            case .success(let response): await answered(response)
+            case .failure(let error):
+                if let operation { await self?.handle(id, .requestFailed(error, operation)) }
+            }
+        }
+    }
+
+    /// Copies the machine's view into the app-visible call.
+    private func sync(_ id: String) {
+        guard var entry = entries[id] else { return }
+        entry.call.state = entry.machine.state
+        entry.call.localHold = entry.machine.localHold
+        entry.call.remoteHold = entry.machine.remoteHold
+        entry.call.sessionID = entry.machine.sessionID
+        entry.call.error = entry.machine.error ?? entry.call.error
+        entry.call.transition = entry.machine.transition
+        entries[id] = entry
+        publish(id)
+    }
+
+    private func publish(_ id: String) {
+        guard let call = entries[id]?.call else { return }
+        calls.withLock { $0[id] = call }
+    }
+
+    /// `bob@example.com`, `sip:bob@example.com` or `Bob<sip:bob@…>` → `bob@example.com`.
+    static func normalized(_ destination: String) -> String? {
+        CallAddress.username(destination.trimmingCharacters(in: .whitespaces))
+    }
+}
