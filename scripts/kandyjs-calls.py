@@ -3,6 +3,8 @@
 media devices make calls through a running `kandy-link serve`; prints what each page saw.
 
 usage: kandyjs-calls.py KANDY_JS PORT [--bob-port PORT] [--turn URI] [--relay] [--restart CMD] [--password PW]
+       kandyjs-calls.py KANDY_JS PORT --swift KANDY_LINK   (alice's page and the Swift SDK's `kandy-link`
+                                                             as bob: the page calls it, then it calls the page)
 """
 import argparse, http.server, json, socketserver, subprocess, threading, time
 from selenium import webdriver
@@ -158,6 +160,7 @@ def main():
     parser.add_argument('--password', default='secret-pw')
     parser.add_argument('--bob-port')
     parser.add_argument('--restart', help='a shell command that restarts the platform mid-call')
+    parser.add_argument('--swift', help="the kandy-link binary: bob is the Swift SDK's `answer` and `call`")
     args = parser.parse_args()
     page_port = serve_page(args.kandy_js)
 
@@ -169,6 +172,8 @@ def main():
             query += '&relay=1'
         return f'http://127.0.0.1:{page_port}/?{query}'
 
+    if args.swift:
+        return with_swift(args, Page('alice', url('alice@example.com', args.port)))
     alice = Page('alice', url('alice@example.com', args.port))
     bob = Page('bob', url('bob@example.com', args.bob_port or args.port))
     try:
@@ -256,6 +261,63 @@ def main():
     finally:
         alice.driver.quit()
         bob.driver.quit()
+
+
+def with_swift(args, alice):
+    """alice's page calls `kandy-link answer` as bob, then `kandy-link call` as bob calls the page."""
+    def swift(*command):
+        process = subprocess.Popen(
+            [args.swift, *command, '--server', f'https://127.0.0.1:{args.port}', '--user', 'bob@example.com',
+             '--password-stdin', '--duration', '4'],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        process.stdin.write(args.password + '\n')
+        process.stdin.close()
+        return process
+
+    def show(process):
+        for line in process.stdout.read().splitlines():
+            print('  swift bob:', line)
+        print('  swift bob exited with', process.wait())
+
+    try:
+        deadline = time.time() + 20
+        while not alice.js('return kandy.services.getSubscriptions().subscribed.length > 0'):
+            if time.time() > deadline:
+                raise SystemExit('alice did not subscribe')
+            time.sleep(0.05)
+        print('the page calls the Swift SDK (kandy-link answer)')
+        answering = swift('answer', '--wait', '30')
+        time.sleep(3)  # its login and subscription
+        call = alice.js("return kandy.call.make('bob@example.com', {audio: true, video: true})")
+        alice.state(call, 'Connected', timeout=30)
+        end = alice.state(call, 'Ended', timeout=30)
+        print('  page: Connected, then Ended', json.dumps(end['detail'].get('transition')))
+        show(answering)
+
+        print('the Swift SDK calls the page (kandy-link call alice@example.com); the page answers and holds')
+        since = len(alice.events())
+        calling = swift('call', 'alice@example.com', '--video')
+        incoming = alice.wait(lambda e: e['type'] == 'call:receive' and e['detail']['callId'] != call, 'call:receive',
+                              timeout=30)['detail']['callId']
+        alice.state(incoming, 'Ringing')
+        alice.js("kandy.call.answer(arguments[0], {audio: true, video: true})", incoming)
+        alice.state(incoming, 'Connected')
+        alice.js("kandy.call.hold(arguments[0])", incoming)
+        alice.state(incoming, 'On Hold')
+        alice.js("kandy.call.unhold(arguments[0])", incoming)
+        alice.wait(lambda e: e['type'] == 'call:stateChange' and e['detail'].get('callId') == incoming
+                   and e['detail'].get('state') == 'Connected' and e['detail'].get('previous', {}).get('state') == 'On Hold',
+                   'unhold')
+        end = alice.state(incoming, 'Ended', timeout=30)
+        print('  page: Ringing, Connected, On Hold, Connected, Ended', json.dumps(end['detail'].get('transition')))
+        show(calling)
+        print('events seen by the page:')
+        alice.report(since)
+        for entry in alice.driver.get_log('browser'):
+            if any(word in entry['message'] for word in ('saga', 'TypeError', 'Unhandled')):
+                print(f'  page console: {entry["message"][:300]}')
+    finally:
+        alice.driver.quit()
 
 
 if __name__ == '__main__':

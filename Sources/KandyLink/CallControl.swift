@@ -151,16 +151,26 @@ actor CallControl {
         }
     }
 
-    /// Runs a request off the actor, tracked until it ends.
-    private func run(_ work: @escaping @Sendable () async -> Void) {
+    /// The last request of each call: a call's requests go one after the other, in the order
+    /// the machine asked for them (ringing before the answer, as the platform expects).
+    private var lastRequest: [String: Task<Void, Never>] = [:]
+
+    /// Runs a request of call `id` off the actor, after the call's previous one, tracked until it ends.
+    private func run(_ id: String, _ work: @escaping @Sendable () async -> Void) {
         let key = UUID()
-        inflight[key] = Task { [weak self] in
+        let previous = lastRequest[id]
+        let task = Task { [weak self] in
+            await previous?.value
             await work()
-            await self?.finished(key)
+            await self?.finished(key, of: id)
         }
+        inflight[key] = task
+        lastRequest[id] = task
     }
 
-    private func finished(_ key: UUID) { inflight[key] = nil }
+    private func finished(_ key: UUID, of id: String) {
+        if let task = inflight.removeValue(forKey: key), lastRequest[id] == task { lastRequest[id] = nil }
+    }
 
     // MARK: Inputs
 
@@ -291,14 +301,14 @@ actor CallControl {
             case .delete:
                 guard let session = entries[id]?.machine.sessionID else { continue }
                 let platform = platform
-                run { _ = await platform.send("DELETE", { LinkPath.callSession(user: $0, id: session) }, nil) }
+                run(id) { _ = await platform.send("DELETE", { LinkPath.callSession(user: $0, id: session) }, nil) }
             case .reject:
                 guard let session = entries[id]?.machine.sessionID else { continue }
                 let platform = platform
                 let body = try? WireJSON.encode(
                     CallDispositionRequestDocument(
                         callDispositionRequest: .init(action: CallDispositionRequest.reject, sessionData: session)))
-                run { _ = await platform.send("POST", LinkPath.callDisposition(user:), body) }
+                run(id) { _ = await platform.send("POST", LinkPath.callDisposition(user:), body) }
             case .armRingTimer:
                 let wait = timer.wait(configuration.ringTimeout)
                 entries[id]?.ringTimer?.cancel()
@@ -373,7 +383,7 @@ actor CallControl {
         answered: @escaping @Sendable (CallControlResponse) async -> Void
     ) {
         let platform = platform
-        run { [weak self] in
+        run(id) { [weak self] in
             guard let username = await platform.username() else {
                 if let operation {
                     await self?.handle(

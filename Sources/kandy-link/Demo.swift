@@ -11,8 +11,9 @@ struct Demo: AsyncParsableCommand {
             certificate, a free loopback port), creates a demo user, and runs the tutorial: set \
             credentials, subscribe to call, Presence and IM with forceLogOut, one subscription \
             refresh, unsubscribe, destroy. Each message is printed with a timestamp. A second user \
-            takes part: bob logs in first and watches alice's presence; alice publishes hers and sends \
-            bob a message; bob sees alice go offline when she unsubscribes.
+            takes part: bob logs in first and watches alice's presence; alice publishes hers, sends \
+            bob a message and calls him; bob answers, alice holds and unholds, bob hangs up (signalling \
+            only: the demo has no media engine); bob sees alice go offline when she unsubscribes.
 
             With --server and --user, runs the same against a running platform; the password is read \
             from a prompt or, with --password-stdin, from standard input. --peer names the second \

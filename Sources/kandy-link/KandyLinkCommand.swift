@@ -12,7 +12,7 @@ struct KandyLinkCommand: AsyncParsableCommand {
             Start one with `kandy-link serve --dev-tls`, add a user with \
             `kandy-link users add alice@example.com`, and point a Kandy.js app at the printed configuration.
             """,
-        subcommands: [Demo.self, Serve.self, Users.self, Bench.self])
+        subcommands: [Demo.self, Serve.self, Users.self, CallCommand.self, AnswerCommand.self, Bench.self])
 }
 
 /// A failure to report to the person at the terminal: printed as "Error: …", exit status 1.

@@ -39,6 +39,11 @@ struct Tutorial: Sendable {
                 resub.isFailure
                     ? "Failed to resubscribe to services: \(resub.error?.message ?? "")" : "Resubscribed to services")
         }
+        kandy.on(.callStateChange) { event in
+            guard case .callStateChange(let change) = event else { return }
+            let why = change.transition?.reasonText.map { " (\($0))" } ?? change.error.map { " (\($0.message))" } ?? ""
+            say("Call state: \(change.previous.rawValue) → \(change.state.rawValue)\(why)")
+        }
         kandy.on(.subscriptionError) { event in
             if case .subscriptionError(let error) = event {
                 say("Subscription error: \(error.message) (\(error.code))")
@@ -59,7 +64,10 @@ struct Tutorial: Sendable {
             if let peer { try await peer.join(watching: username, tutorial: self) }
             try await kandy.setCredentials(username: username, password: password)
             try await kandy.services.subscribe(Self.services, forceLogOut: true)
-            if let peer { try await peer.exchange(with: kandy, as: username, tutorial: self) }
+            if let peer {
+                try await peer.exchange(with: kandy, as: username, tutorial: self)
+                try await peer.call(from: kandy, tutorial: self)
+            }
             let expires = kandy.services.current()?.expires ?? 0
             let floor = Double(kandy.configuration.subscription.minimumRefreshInterval.components.seconds)
             let due = max(floor, Double(expires) / 2)
@@ -130,6 +138,33 @@ struct Tutorial: Sendable {
             tutorial.say("Sending \(self.username) a message")
             try await user.messages.send(to: self.username, text: Self.message)
             try await self.await(received, "the message") { $0.name == .messagesChange }
+        }
+
+        /// `user` calls the peer, who answers; `user` holds and unholds; the peer hangs up. The
+        /// demo has no media engine: SDP is exchanged and no media flows.
+        func call(from user: Kandy, tutorial: Tutorial) async throws {
+            tutorial.say(
+                "Calling \(username) (signalling only: no media engine here, so SDP is exchanged but no media flows)")
+            let rings = kandy.events
+            let callerEvents = user.events
+            let call = try await user.call.make(to: username, media: CallMedia(audio: true, video: true))
+            try await self.await(rings, "the call") { $0.name == .callReceive }
+            guard let incoming = kandy.call.getAll().last(where: { $0.direction == .incoming }) else {
+                throw CommandFailure("\(username) has no incoming call")
+            }
+            tutorial.say("\(username)'s phone rings: \(incoming.remoteParticipant.displayNumber) calls; answering")
+            try await kandy.call.answer(incoming.id)
+            try await self.await(callerEvents, "the call connect") { event in
+                if case .callStateChange(let change) = event { change.state == .connected } else { false }
+            }
+            try await user.call.hold(call.id)
+            try await user.call.unhold(call.id)
+            let ended = user.events
+            tutorial.say("\(username) hangs up")
+            try await kandy.call.end(incoming.id)
+            try await self.await(ended, "the call end") { event in
+                if case .callStateChange(let change) = event { change.state == .ended } else { false }
+            }
         }
 
         func leave() async {

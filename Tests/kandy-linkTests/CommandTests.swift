@@ -60,6 +60,22 @@ import Testing
         #expect(real.tlsCert == "c.pem" && real.tlsKey == "k.pem")
     }
 
+    @Test func callAndAnswerTakeAPlatformAUserAndADuration() throws {
+        let call = try CallCommand.parse([
+            "bob@example.com", "--server", "https://127.0.0.1:8443", "--user", "alice@example.com", "--duration", "3",
+            "--video",
+        ])
+        #expect(call.destination == "bob@example.com" && call.options.duration == 3 && call.options.video)
+        let answer = try AnswerCommand.parse(["--server", "https://h:1", "--user", "bob@example.com", "--wait", "5"])
+        #expect(answer.wait == 5 && answer.options.duration == 10)
+        #expect(throws: (any Error).self) {
+            try CallCommand.parse(["bob", "--server", "ftp://x", "--user", "alice@example.com"])
+        }
+        #expect(throws: (any Error).self) {
+            try AnswerCommand.parse(["--server", "https://h:1", "--user", "b", "--duration", "0"])
+        }
+    }
+
     @Test func passwordsNeverComeFromArguments() {
         #expect(throws: (any Error).self) { try Users.Add.parse(["alice", "--password", "secret"]) }
         #expect(throws: (any Error).self) { try Users.Passwd.parse(["alice", "secret"]) }
@@ -93,10 +109,20 @@ import Testing
         let peer = EmbeddedPlatform.peerUsername
         let tutorialLines = messages.filter {
             !$0.hasPrefix("Embedded") && !$0.hasPrefix("Waiting") && !$0.hasPrefix(peer)
-                && !$0.hasPrefix("Publishing") && !$0.hasPrefix("Sending")
+                && !$0.hasPrefix("Publishing") && !$0.hasPrefix("Sending") && !$0.hasPrefix("Call")
         }
         #expect(tutorialLines == expected)
-        // The second user: watches alice, sees her presence, gets her message, sees her leave.
+        // alice's call to bob, whatever the refresh does meanwhile.
+        #expect(
+            messages.filter { $0.hasPrefix("Call") } == [
+                "Calling \(EmbeddedPlatform.peerUsername) (signalling only: no media engine here, so SDP is exchanged "
+                    + "but no media flows)",
+                "Call state: Initiating → Initiated", "Call state: Initiated → Ringing",
+                "Call state: Ringing → Connected", "Call state: Connected → On Hold", "Call state: On Hold → Connected",
+                "Call state: Connected → Ended (Call ended by the remote party)",
+            ])
+        // The second user: watches alice, sees her presence, gets her message and her call, sees
+        // her leave.
         let alice = EmbeddedPlatform.username
         let peerLines = messages.filter { $0.hasPrefix(peer) }.map {
             $0.replacing(/message \d+ from/, with: "message from")
@@ -107,6 +133,8 @@ import Testing
                 "\(peer) sees \(alice): closed, unknown",
                 "\(peer) sees \(alice): open, active — “\(Tutorial.Peer.note)”",
                 "\(peer) received message from \(alice): \(Tutorial.Peer.message)",
+                "\(peer)'s phone rings: sip:\(alice) calls; answering",
+                "\(peer) hangs up",
                 "\(peer) sees \(alice): closed, unknown",
             ])
         for line in output.lines.withLock({ $0 }) {
