@@ -1,5 +1,14 @@
 // swift-tools-version: 6.1
+import Foundation
 import PackageDescription
+
+/// GStreamer's and GLib's headers, where Debian puts them on this machine's architecture.
+let gstreamerIncludes: [String] = {
+    let architectures = ["x86_64-linux-gnu", "aarch64-linux-gnu", "arm-linux-gnueabihf", "i386-linux-gnu"]
+    let glibConfig = architectures.map { "/usr/lib/\($0)/glib-2.0/include" }
+        .first { FileManager.default.fileExists(atPath: $0) }
+    return ["/usr/include/gstreamer-1.0", "/usr/include/glib-2.0"] + (glibConfig.map { [$0] } ?? [])
+}()
 
 let package = Package(
     name: "KandyLink",
@@ -8,6 +17,7 @@ let package = Package(
         .library(name: "KandyLinkProtocol", targets: ["KandyLinkProtocol"]),
         .library(name: "KandyLink", targets: ["KandyLink"]),
         .library(name: "KandyLinkServer", targets: ["KandyLinkServer"]),
+        .library(name: "KandyLinkGStreamer", targets: ["KandyLinkGStreamer"]),
         .executable(name: "kandy-link", targets: ["kandy-link"]),
     ],
     dependencies: [
@@ -71,6 +81,7 @@ let package = Package(
         .executableTarget(
             name: "kandy-link",
             dependencies: [
+                "KandyLinkGStreamer",
                 "KandyLink",
                 "KandyLinkServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -80,6 +91,17 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
+        // GStreamer's webrtcbin as the SDK's media engine on Linux (Debian: libgstreamer-plugins-bad1.0-dev,
+        // gstreamer1.0-plugins-bad, gstreamer1.0-plugins-good, gstreamer1.0-nice); the SDK itself does not
+        // need it. Its include paths are given here: pkg-config's carry -pthread, which SwiftPM refuses
+        // with a warning.
+        .target(
+            name: "CKandyMedia",
+            cSettings: [.define("GST_USE_UNSTABLE_API"), .unsafeFlags(gstreamerIncludes.map { "-I" + $0 })],
+            linkerSettings: ["gstwebrtc-1.0", "gstsdp-1.0", "gstreamer-1.0", "gobject-2.0", "glib-2.0"].map {
+                .linkedLibrary($0)
+            }),
+        .target(name: "KandyLinkGStreamer", dependencies: ["KandyLink", "CKandyMedia"]),
         .target(
             name: "KandyLinkTesting",
             dependencies: [
@@ -109,6 +131,10 @@ let package = Package(
                 // Built for the tests that run platform nodes as processes.
                 "kandy-link",
             ]
+        ),
+        .testTarget(
+            name: "KandyLinkGStreamerTests",
+            dependencies: ["KandyLinkGStreamer", "KandyLink", "KandyLinkServer", "KandyLinkTesting"]
         ),
         .testTarget(
             name: "KandyLinkServerTests",

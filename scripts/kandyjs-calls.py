@@ -263,21 +263,40 @@ def main():
         bob.driver.quit()
 
 
+def show(process):
+    """What a `kandy-link` process printed, once it ended."""
+    for line in process.stdout.read().splitlines():
+        print('  swift bob:', line)
+    print('  swift bob exited with', process.wait())
+
+
+def loudness(path):
+    """The recording's length, RMS level and zero crossings per second of its middle second."""
+    import math, struct, wave
+    try:
+        recording = wave.open(path)
+    except (OSError, EOFError, wave.Error) as error:
+        return f'unreadable ({error})'
+    frames, rate = recording.getnframes(), recording.getframerate()
+    samples = struct.unpack('<%dh' % frames, recording.readframes(frames))
+    middle = samples[frames // 2 - rate // 2: frames // 2 + rate // 2] or samples
+    rms = math.sqrt(sum(x * x for x in middle) / max(len(middle), 1))
+    crossings = sum(1 for a, b in zip(middle, middle[1:]) if a < 0 <= b)
+    return f'{frames / rate:.1f} s, RMS {rms:.0f} of 32767, {crossings} zero crossings/s'
+
+
 def with_swift(args, alice):
     """alice's page calls `kandy-link answer` as bob, then `kandy-link call` as bob calls the page."""
     def swift(*command):
+        extra = ['--ice-server', args.turn] if args.turn else []
+        extra += ['--relay'] if args.relay else []
         process = subprocess.Popen(
             [args.swift, *command, '--server', f'https://127.0.0.1:{args.port}', '--user', 'bob@example.com',
-             '--password-stdin', '--duration', '4'],
+             '--password-stdin', '--duration', '6', *extra],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         process.stdin.write(args.password + '\n')
         process.stdin.close()
         return process
-
-    def show(process):
-        for line in process.stdout.read().splitlines():
-            print('  swift bob:', line)
-        print('  swift bob exited with', process.wait())
 
     try:
         deadline = time.time() + 20
@@ -286,31 +305,25 @@ def with_swift(args, alice):
                 raise SystemExit('alice did not subscribe')
             time.sleep(0.05)
         print('the page calls the Swift SDK (kandy-link answer)')
-        answering = swift('answer', '--wait', '30')
+        answering = swift('answer', '--wait', '30', '--record', '/tmp/kandyjs-swift-answer.wav')
         time.sleep(3)  # its login and subscription
         call = alice.js("return kandy.call.make('bob@example.com', {audio: true, video: true})")
         alice.state(call, 'Connected', timeout=30)
+        time.sleep(1)
+        media_flows(alice, 'connected to the Swift SDK')
         end = alice.state(call, 'Ended', timeout=30)
         print('  page: Connected, then Ended', json.dumps(end['detail'].get('transition')))
         show(answering)
+        print('  recorded by the Swift SDK:', loudness('/tmp/kandyjs-swift-answer.wav'))
 
         print('the Swift SDK calls the page (kandy-link call alice@example.com); the page answers and holds')
         since = len(alice.events())
-        calling = swift('call', 'alice@example.com', '--video')
-        incoming = alice.wait(lambda e: e['type'] == 'call:receive' and e['detail']['callId'] != call, 'call:receive',
-                              timeout=30)['detail']['callId']
-        alice.state(incoming, 'Ringing')
-        alice.js("kandy.call.answer(arguments[0], {audio: true, video: true})", incoming)
-        alice.state(incoming, 'Connected')
-        alice.js("kandy.call.hold(arguments[0])", incoming)
-        alice.state(incoming, 'On Hold')
-        alice.js("kandy.call.unhold(arguments[0])", incoming)
-        alice.wait(lambda e: e['type'] == 'call:stateChange' and e['detail'].get('callId') == incoming
-                   and e['detail'].get('state') == 'Connected' and e['detail'].get('previous', {}).get('state') == 'On Hold',
-                   'unhold')
-        end = alice.state(incoming, 'Ended', timeout=30)
-        print('  page: Ringing, Connected, On Hold, Connected, Ended', json.dumps(end['detail'].get('transition')))
-        show(calling)
+        calling = swift('call', 'alice@example.com', '--tone', '660', '--record', '/tmp/kandyjs-swift-call.wav')
+        try:
+            page_answers(alice, call, calling)
+        except BaseException:
+            show(calling)
+            raise
         print('events seen by the page:')
         alice.report(since)
         for entry in alice.driver.get_log('browser'):
@@ -318,6 +331,26 @@ def with_swift(args, alice):
                 print(f'  page console: {entry["message"][:300]}')
     finally:
         alice.driver.quit()
+
+
+def page_answers(alice, call, calling):
+    incoming = alice.wait(lambda e: e['type'] == 'call:receive' and e['detail']['callId'] != call, 'call:receive',
+                          timeout=30)['detail']['callId']
+    alice.state(incoming, 'Ringing')
+    alice.js("kandy.call.answer(arguments[0], {audio: true, video: true})", incoming)
+    alice.state(incoming, 'Connected')
+    time.sleep(1)
+    media_flows(alice, 'answering the Swift SDK')
+    alice.js("kandy.call.hold(arguments[0])", incoming)
+    alice.state(incoming, 'On Hold')
+    alice.js("kandy.call.unhold(arguments[0])", incoming)
+    alice.wait(lambda e: e['type'] == 'call:stateChange' and e['detail'].get('callId') == incoming
+               and e['detail'].get('state') == 'Connected' and e['detail'].get('previous', {}).get('state') == 'On Hold',
+               'unhold')
+    end = alice.state(incoming, 'Ended', timeout=30)
+    print('  page: Ringing, Connected, On Hold, Connected, Ended', json.dumps(end['detail'].get('transition')))
+    show(calling)
+    print('  recorded by the Swift SDK:', loudness('/tmp/kandyjs-swift-call.wav'))
 
 
 if __name__ == '__main__':

@@ -321,7 +321,15 @@ actor CallControl {
                 entries[id]?.ringTimer = nil
             case .finish(let operation, let error):
                 let waiter = entries[id]?.waiters.removeValue(forKey: operation)
-                if let error { waiter?.resume(throwing: error) } else { waiter?.resume() }
+                if operation == .end || operation == .reject, error == nil, let waiter {
+                    // Returns once the platform has it (the request before this one), so that
+                    // what the app does next (unsubscribe, destroy) cannot overtake it.
+                    run(id) { waiter.resume() }
+                } else if let error {
+                    waiter?.resume(throwing: error)
+                } else {
+                    waiter?.resume()
+                }
             case .fault(let description):
                 faults.append(description)
             }

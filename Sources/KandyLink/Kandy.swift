@@ -36,15 +36,18 @@ public final class Kandy: Sendable {
     public let messages: Messages
     /// Calls.
     public let call: Calls
+    /// Makes calls' SDP and carries their media.
+    public let mediaEngine: any MediaEngine
     let session: KandySession
     let snapshot: KandySession.SnapshotBox
     let observers: KandySession.Observers
 
     private init(
         configuration: KandyConfiguration, session: KandySession, snapshot: KandySession.SnapshotBox,
-        observers: KandySession.Observers
+        observers: KandySession.Observers, mediaEngine: any MediaEngine
     ) {
         self.configuration = configuration
+        self.mediaEngine = mediaEngine
         self.session = session
         self.snapshot = snapshot
         self.observers = observers
@@ -81,6 +84,7 @@ public final class Kandy: Sendable {
         }
         let snapshot = KandySession.SnapshotBox()
         let observers = KandySession.Observers()
+        let engine = mediaEngine ?? SignallingOnlyMediaEngine()
         let session = KandySession(
             configuration: configuration,
             http: http ?? AsyncHTTPTransport(tls: tls),
@@ -89,8 +93,10 @@ public final class Kandy: Sendable {
                     tls: tls, serverName: serverName(for: configuration),
                     pingInterval: configuration.connectivity.keepaliveInterval),
             clock: clock, wallClock: now, random: random, observers: observers, snapshot: snapshot,
-            mediaEngine: mediaEngine ?? SignallingOnlyMediaEngine())
-        return Kandy(configuration: configuration, session: session, snapshot: snapshot, observers: observers)
+            mediaEngine: engine)
+        return Kandy(
+            configuration: configuration, session: session, snapshot: snapshot, observers: observers,
+            mediaEngine: engine)
     }
 
     // MARK: Credentials

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KandyLink
+import KandyLinkGStreamer
 
 /// What `call` and `answer` share: the platform, the user, and printing the call as it goes.
 struct CallOptions: ParsableArguments {
@@ -19,12 +20,46 @@ struct CallOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Seconds to stay in the call once connected; then hang up.", valueName: "seconds"))
     var duration: Int = 10
 
-    @Flag(help: "Video as well as audio.")
-    var video = false
+    @Option(help: ArgumentHelp("A WAV file to send (default: a tone).", valueName: "file"))
+    var play: String?
+
+    @Option(help: ArgumentHelp("The tone to send, in hertz, when no --play file is given.", valueName: "hertz"))
+    var tone: Double = 440
+
+    @Option(help: ArgumentHelp("A WAV file to record what the other side sends into.", valueName: "file"))
+    var record: String?
+
+    @Option(
+        name: .customLong("ice-server"),
+        help: ArgumentHelp(
+            "A STUN or TURN server for the media, e.g. turn:turn.example.com:3478 (repeatable); TURN credentials "
+                + "come from the platform.", valueName: "uri"))
+    var iceServers: [String] = []
+
+    @Flag(help: "Send and receive media only through the TURN server.")
+    var relay = false
+
+    @Flag(help: "Signal only: exchange SDP, carry no media (no GStreamer needed at run time).")
+    var noMedia = false
 
     func validate() throws {
         _ = try PlatformAddress(server)
         guard duration > 0 else { throw ValidationError("--duration must be positive.") }
+        guard (20...20_000).contains(tone) else { throw ValidationError("--tone must be 20–20000 Hz.") }
+        if noMedia && (play != nil || record != nil || relay) {
+            throw ValidationError("--play, --record and --relay need media: leave out --no-media.")
+        }
+        if let play, !FileManager.default.isReadableFile(atPath: play) {
+            throw ValidationError("--play: cannot read \(play).")
+        }
+    }
+
+    var engine: GStreamerMediaEngine? {
+        noMedia
+            ? nil
+            : GStreamerMediaEngine(
+                source: play.map { .file(URL(fileURLWithPath: $0)) } ?? .tone(hertz: tone),
+                recording: record.map { URL(fileURLWithPath: $0) }, relayOnly: relay)
     }
 
     /// Logs in, subscribes to call, runs `body`, and leaves: unsubscribe, destroy.
@@ -33,17 +68,23 @@ struct CallOptions: ParsableArguments {
         let password =
             passwordStdin ? readLine(strippingNewline: true) : Terminal.readSecret(prompt: "Password for \(user): ")
         guard let password, !password.isEmpty else { throw CommandFailure("no password given") }
-        let configuration = address.configuration(
+        var configuration = address.configuration(
             expires: 3600, trust: trust.isEmpty ? DemoSession.defaultTrust(for: address) : trust)
+        configuration.call.iceServers = iceServers.map { KandyConfiguration.IceServer(url: $0) }
         let tutorial = Tutorial(log: { line in
             print(line)
             fflush(nil)
         })
-        try await Kandy.using(configuration) { kandy in
+        let engine = self.engine
+        try await Kandy.using(configuration, mediaEngine: engine) { kandy in
             tutorial.wire(kandy)
             try await kandy.setCredentials(username: user, password: password)
             try await kandy.services.subscribe(["call"], forceLogOut: true)
-            tutorial.say("Signalling only: no media engine is built in here; SDP is exchanged, no media flows.")
+            tutorial.say(
+                engine == nil
+                    ? "Signalling only (--no-media): SDP is exchanged, no media flows."
+                    : "Media: GStreamer webrtcbin, sending " + (play ?? "a \(Int(tone)) Hz tone")
+                        + (record.map { ", recording into \($0)" } ?? ""))
             do {
                 try await body(kandy, tutorial)
             } catch {
@@ -55,9 +96,19 @@ struct CallOptions: ParsableArguments {
         }
     }
 
-    /// Stays in call `id` for --duration (or until the other side ends it), then hangs up.
+    /// Stays in call `id` for --duration (or until the other side ends it), printing the media's
+    /// statistics every second, then hangs up.
     func stay(in id: String, _ kandy: Kandy, _ tutorial: Tutorial) async throws {
         let ended = kandy.events
+        let engine = kandy.mediaEngine as? GStreamerMediaEngine
+        let statistics = Task {
+            guard let engine else { return }
+            while (try? await Task.sleep(for: .seconds(1))) != nil {
+                guard let stats = await engine.statistics(callID: id) else { continue }
+                tutorial.say(Self.describe(stats))
+            }
+        }
+        defer { statistics.cancel() }
         let endedEarly = try await Tutorial.first(in: ended, within: .seconds(duration)) { event in
             if case .callStateChange(let change) = event { change.callId == id && change.state.isFinal } else { false }
         }
@@ -65,6 +116,14 @@ struct CallOptions: ParsableArguments {
             tutorial.say("Hanging up after \(duration) s")
             try await kandy.call.end(id)
         }
+    }
+}
+
+extension CallOptions {
+    static func describe(_ stats: MediaStatistics) -> String {
+        "RTP sent \(stats.packetsSent) packets / \(stats.bytesSent) bytes, received \(stats.packetsReceived) / "
+            + "\(stats.bytesReceived)" + (stats.jitter.map { String(format: ", jitter %.1f ms", $0 * 1000) } ?? "")
+            + (stats.roundTripTime.map { String(format: ", RTT %.1f ms", $0 * 1000) } ?? "")
     }
 }
 
@@ -81,7 +140,7 @@ struct CallCommand: AsyncParsableCommand {
         try await options.session { kandy, tutorial in
             let connected = kandy.events
             let call = try await kandy.call.make(
-                to: destination, media: CallMedia(audio: true, video: options.video))
+                to: destination, media: CallMedia(audio: true, video: false))
             tutorial.say("Calling \(destination): session \(call.sessionID ?? "-")")
             let answered = try await Tutorial.first(in: connected, within: .seconds(120)) { event in
                 if case .callStateChange(let change) = event {

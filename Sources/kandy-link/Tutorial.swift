@@ -289,8 +289,11 @@ struct EmbeddedPlatform: Sendable {
 
 extension Kandy {
     /// Makes an instance for `body` and destroys it afterwards, whether `body` returns or throws.
-    static func using<T>(_ configuration: KandyConfiguration, _ body: (Kandy) async throws -> T) async throws -> T {
-        let kandy = try Kandy.create(configuration)
+    static func using<T>(
+        _ configuration: KandyConfiguration, mediaEngine: (any MediaEngine)? = nil,
+        _ body: (Kandy) async throws -> T
+    ) async throws -> T {
+        let kandy = try Kandy.create(configuration, mediaEngine: mediaEngine)
         return try await withCleanup {
             try await body(kandy)
         } cleanup: {

@@ -63,9 +63,10 @@ import Testing
     @Test func callAndAnswerTakeAPlatformAUserAndADuration() throws {
         let call = try CallCommand.parse([
             "bob@example.com", "--server", "https://127.0.0.1:8443", "--user", "alice@example.com", "--duration", "3",
-            "--video",
+            "--tone", "880", "--ice-server", "turn:127.0.0.1:3478", "--relay",
         ])
-        #expect(call.destination == "bob@example.com" && call.options.duration == 3 && call.options.video)
+        #expect(call.destination == "bob@example.com" && call.options.duration == 3 && call.options.tone == 880)
+        #expect(call.options.iceServers == ["turn:127.0.0.1:3478"] && call.options.relay && call.options.engine != nil)
         let answer = try AnswerCommand.parse(["--server", "https://h:1", "--user", "bob@example.com", "--wait", "5"])
         #expect(answer.wait == 5 && answer.options.duration == 10)
         #expect(throws: (any Error).self) {
@@ -74,6 +75,11 @@ import Testing
         #expect(throws: (any Error).self) {
             try AnswerCommand.parse(["--server", "https://h:1", "--user", "b", "--duration", "0"])
         }
+        #expect(throws: (any Error).self) {
+            try AnswerCommand.parse(["--server", "https://h:1", "--user", "b", "--no-media", "--record", "x.wav"])
+        }
+        #expect(
+            try AnswerCommand.parse(["--server", "https://h:1", "--user", "b", "--no-media"]).options.engine == nil)
     }
 
     @Test func passwordsNeverComeFromArguments() {
