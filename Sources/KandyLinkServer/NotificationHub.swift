@@ -253,16 +253,26 @@ final class NotificationHub: Sendable {
     }
 
     /// Forgets `socket` if it is still its channel's live one; what it was sent is remembered
-    /// for the client's reconnect.
+    /// for the client's reconnect, unless the subscription has ended: then the channel goes.
     func detach(_ socket: Socket) {
         guard let channel = existing(socket.channelID) else { return }
-        let detached = channel.state.withLock { state in
-            guard state.socket === socket else { return false }
+        let (detached, ended) = channel.state.withLock { state in
+            guard state.socket === socket else { return (false, state.ended) }
             state.socket = nil
-            return true
+            return (true, state.ended)
         }
         if detached { openSockets.subtract(1, ordering: .relaxed) }
+        if ended { forget(channel) }
     }
+
+    private func forget(_ channel: Channel) {
+        channels.withLock { channels in
+            if channels[channel.id] === channel { channels[channel.id] = nil }
+        }
+    }
+
+    /// Channels the hub keeps (with a socket, or a replay window for a reconnect).
+    var channelCount: Int { channels.withLock { $0.count } }
 
     // MARK: Notifications
 
@@ -384,8 +394,10 @@ final class NotificationHub: Sendable {
     func scheduleClose(channelID: String, at deadline: Date) async {
         guard let channel = existing(channelID) else { return }
         await channel.turn {
+            // Ended either way: a socket still open is closed at the deadline or when its client
+            // closes it first, and the channel goes with it.
             let socket = channel.state.withLock { state in
-                if state.socket == nil { state.ended = true }
+                state.ended = true
                 return state.socket
             }
             if let socket {

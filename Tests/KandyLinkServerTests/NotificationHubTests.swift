@@ -68,6 +68,29 @@ import Testing
         }
     }
 
+    @Test func anUnsubscribedChannelIsForgottenWhicheverSideClosesFirst() async throws {
+        let rig = try await HubRig()
+        defer { withExtendedLifetime(rig) {} }
+        let hub = rig.hub
+        // The client closes first (Kandy.js's order), after notifications filled the replay window.
+        let (first, _) = await hub.attach(channelID: "c1", lastEventID: nil, now: start)
+        for id in 1...5 { _ = try await hub.deliver("n\(id)", eventID: UInt64(id), to: "c1", now: start) }
+        await hub.scheduleClose(channelID: "c1", at: start + 1)
+        hub.detach(first)
+        #expect(hub.channelCount == 0)
+        // The platform closes first, at the deadline.
+        _ = await hub.attach(channelID: "c2", lastEventID: nil, now: start)
+        _ = try await hub.deliver("n", eventID: 6, to: "c2", now: start)
+        await hub.scheduleClose(channelID: "c2", at: start + 1)
+        #expect(hub.sweep(now: start + 1, silentSince: start - 100) == 1)
+        #expect(hub.channelCount == 0)
+        // A socket that merely drops keeps its channel, to replay on reconnect.
+        let (third, _) = await hub.attach(channelID: "c3", lastEventID: nil, now: start)
+        _ = try await hub.deliver("n", eventID: 7, to: "c3", now: start)
+        hub.detach(third)
+        #expect(hub.channelCount == 1)
+    }
+
     @Test func scheduledCloseHappensAtItsDeadline() async throws {
         let rig = try await HubRig()
         defer { withExtendedLifetime(rig) {} }
