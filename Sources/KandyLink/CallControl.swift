@@ -179,7 +179,7 @@ actor CallControl {
         if message.eventType == .call {
             guard bySession[session] == nil else { return }
             guard let offer = message.sessionParams?.sdp else {
-                faults.append("A call without an offer (slow start) is not supported; it was left ringing.")
+                fault("A call without an offer (slow start) is not supported; it was left ringing.")
                 return
             }
             incoming(message, session: session, offer: offer)
@@ -190,6 +190,7 @@ actor CallControl {
             let now = ContinuousClock.now
             unmatched.removeAll { $0.until < now }
             unmatched.append((message, now.advanced(by: configuration.unknownSessionGrace)))
+            if unmatched.count > Self.kept { unmatched.removeFirst() }
             return
         }
         deliver(message, to: id)
@@ -331,13 +332,31 @@ actor CallControl {
                     waiter?.resume()
                 }
             case .fault(let description):
-                faults.append(description)
+                fault(description)
             }
         }
         if entries[id]?.machine.state.isFinal == true, let session = entries[id]?.machine.sessionID {
             bySession[session] = nil
         }
         sync(id)
+        forgetOldCalls()
+    }
+
+    /// How many ended calls, unmatched notifications and faults are kept.
+    static let kept = 100
+
+    private func fault(_ description: String) {
+        faults.append(description)
+        if faults.count > Self.kept { faults.removeFirst() }
+    }
+
+    /// Ended calls stay visible to `getAll`, the latest ``kept`` of them.
+    private func forgetOldCalls() {
+        let ended = entries.filter { $0.value.machine.state.isFinal && $0.value.waiters.isEmpty }
+        guard ended.count > Self.kept else { return }
+        let oldest = ended.sorted { $0.value.call.startTime < $1.value.call.startTime }.prefix(ended.count - Self.kept)
+        for (id, _) in oldest { entries[id] = nil }
+        calls.withLock { calls in for (id, _) in oldest { calls[id] = nil } }
     }
 
     /// Runs a media engine step off the actor; its SDP (or failure) comes back as an input.

@@ -54,9 +54,12 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// whichever thread sends them, in the order sent.
     static func connection(to channel: any Channel) -> NotificationHub.Connection {
         NotificationHub.Connection(
-            write: { text in
+            write: { text, bounded in
+                // Past the write buffer's high watermark the client is not reading: refuse.
+                guard channel.isWritable || !bounded else { return false }
                 let frame = WebSocketFrame(fin: true, opcode: .text, data: channel.allocator.buffer(string: text))
                 channel.writeAndFlush(frame, promise: nil)
+                return true
             },
             close: { code, reason in
                 channel.pipeline.triggerUserOutboundEvent(Close(code: code, reason: reason), promise: nil)

@@ -64,14 +64,21 @@ final class NotificationHub: Sendable {
 
         func touch(_ now: Date) { lastSeen.store(now.milliseconds, ordering: .relaxed) }
 
-        func send(_ text: String) { connection.write(text) }
+        /// False when the connection refused it: its backlog is full (the client stops reading).
+        @discardableResult
+        func send(_ text: String) -> Bool { connection.write(text, true) }
+
+        /// Writes whatever the backlog: what a reconnecting client has not had, bounded by the
+        /// stored queue's bound.
+        func replay(_ text: String) { _ = connection.write(text, false) }
 
         func close(_ code: WebSocketErrorCode, _ reason: String) { connection.close(code, reason) }
     }
 
     /// Writes to a socket's connection. A close follows every write made before it, and comes once.
+    /// A bounded write returns false, and is not made, while the connection's backlog is full.
     struct Connection: Sendable {
-        var write: @Sendable (String) -> Void
+        var write: @Sendable (_ text: String, _ bounded: Bool) -> Bool
         var close: @Sendable (WebSocketErrorCode, String) -> Void
     }
 
@@ -223,7 +230,7 @@ final class NotificationHub: Sendable {
                     replay.append(Written(eventID: entry.eventID, text: text, at: nowMs))
                 }
                 replay.sort { $0.eventID < $1.eventID }
-                for entry in replay { socket.send(entry.text) }
+                for entry in replay { socket.replay(entry.text) }
                 state.window = []
                 state.windowBytes = 0
                 for entry in replay { remember(entry, in: &state) }
@@ -285,18 +292,18 @@ final class NotificationHub: Sendable {
         let channel = channel(channelID)
         let written = channel.state.withLock { state in
             guard !state.busy, let socket = state.socket, eventID > state.lastEventID else { return false }
-            write(Written(eventID: eventID, text: text, at: now.milliseconds), to: socket, in: &state)
-            return true
+            return write(Written(eventID: eventID, text: text, at: now.milliseconds), to: socket, in: &state)
         }
         if written { return .sent }
         let delivery = try await channel.turn { () async throws -> Delivery in
             var (eventID, text) = (eventID, text)
             while eventID <= channel.state.withLock({ $0.lastEventID }) { (eventID, text) = try await restamp(text) }
             let written = channel.state.withLock { state in
-                state.lastEventID = eventID
-                guard let socket = state.socket else { return false }
-                write(Written(eventID: eventID, text: text, at: now.milliseconds), to: socket, in: &state)
-                return true
+                guard let socket = state.socket else {
+                    state.lastEventID = eventID
+                    return false
+                }
+                return write(Written(eventID: eventID, text: text, at: now.milliseconds), to: socket, in: &state)
             }
             if written { return .sent }
             let queued = try await store.enqueue(
@@ -329,8 +336,8 @@ final class NotificationHub: Sendable {
                 }
                 let written = channel.state.withLock { state in
                     guard let socket = state.socket else { return false }
-                    for entry in batch { write(entry, to: socket, in: &state) }
-                    return true
+                    // (One refused leaves the rest queued: the socket is then down.)
+                    return batch.allSatisfy { write($0, to: socket, in: &state) }
                 }
                 if written { try await store.dequeue(channelID: channelID, through: newest) }
             } catch {
@@ -339,10 +346,19 @@ final class NotificationHub: Sendable {
         }
     }
 
-    private func write(_ entry: Written, to socket: Socket, in state: inout Channel.State) {
+    /// Writes to the channel's socket; false when its backlog is full: the client stopped reading,
+    /// so the socket is taken as down (what follows is queued in the store) and closed.
+    private func write(_ entry: Written, to socket: Socket, in state: inout Channel.State) -> Bool {
+        guard socket.send(entry.text) else {
+            state.socket = nil
+            openSockets.subtract(1, ordering: .relaxed)
+            socket.close(.policyViolation, "The client does not read its notifications")
+            logger.notice("Channel socket closed: backlog full", metadata: ["channel": .string(socket.channelID)])
+            return false
+        }
         state.lastEventID = entry.eventID
-        socket.send(entry.text)
         remember(entry, in: &state)
+        return true
     }
 
     private func remember(_ entry: Written, in state: inout Channel.State) {

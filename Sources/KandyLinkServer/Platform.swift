@@ -353,6 +353,9 @@ public final class Platform: Sendable {
     func openChannel(_ admission: ChannelAdmission, on connection: any Channel) throws -> @Sendable () async -> Void {
         let clock = self.clock
         let hub = self.hub
+        let backlog = configuration.maxChannelBacklogBytes
+        try connection.syncOptions?.setOption(
+            ChannelOptions.writeBufferWaterMark, value: .init(low: backlog / 2, high: backlog))
         let socket = NotificationHub.Socket(
             channelID: admission.channelID, connection: ChannelSocketHandler.connection(to: connection),
             now: clock.now())

@@ -43,6 +43,10 @@ public struct PlatformConfiguration: Sendable {
     public var maxQueuedNotifications: Int = 10_000
     public var maxQueuedBytes: Int = 4 << 20
 
+    /// Bytes a channel socket may have waiting to be written; past it the client is taken as not
+    /// reading: its socket is closed (1008) and what follows is queued for its reconnect.
+    public var maxChannelBacklogBytes: Int = 1 << 20
+
     /// Longest instant message, in UTF-8 bytes (the body limit bounds it too).
     public var maxMessageBytes: Int = 10_000
     /// Longest presence note, in UTF-8 bytes.

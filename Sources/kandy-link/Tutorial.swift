@@ -144,7 +144,7 @@ struct Tutorial: Sendable {
         /// demo has no media engine: SDP is exchanged and no media flows.
         func call(from user: Kandy, tutorial: Tutorial) async throws {
             tutorial.say(
-                "Calling \(username) (signalling only: no media engine here, so SDP is exchanged but no media flows)")
+                "Calling \(username) (signalling only: the demo carries no media; kandy-link call does)")
             let rings = kandy.events
             let callerEvents = user.events
             let call = try await user.call.make(to: username, media: CallMedia(audio: true, video: true))

@@ -97,7 +97,7 @@ import Testing
                 data.write(webSocketErrorCode: WebSocketErrorCode(codeNumber: code))
                 try channel.writeInbound(Self.frame(.connectionClose, data, masked: true))
             case .notify(let text):
-                connection.write(text)
+                _ = connection.write(text, true)
             case .close(let code, let reason):
                 connection.close(code, reason)
             case .quiesce:

@@ -1,6 +1,9 @@
 import Foundation
 import KandyLinkProtocol
 import KandyLinkTesting
+import NIOCore
+import NIOPosix
+import NIOSSL
 import Testing
 
 @testable import KandyLinkServer
@@ -222,6 +225,72 @@ import Testing
                 try await store.subscriptions(of: [TestPlatform.alice], now: test.clock.now()).map(\.username) == [
                     TestPlatform.alice
                 ])
+        }
+    }
+}
+
+/// A client that opens its channel and then stops reading costs the node a bounded backlog.
+@Suite(.timeLimit(.minutes(1))) struct SlowConsumerTests {
+    @Test func aSocketThatStopsReadingIsClosedAndWhatFollowsIsQueued() async throws {
+        try await TestPlatform.with(configure: { $0.maxChannelBacklogBytes = 64 << 10 }) { test in
+            let session = try await test.subscribe(user: TestPlatform.alice)
+            let path = try #require(session.subscriptionParams).notificationChannel
+            try await test.withStalledChannel(path) {
+                #expect(test.platform.openChannelCount == 1)
+                // 9 kB messages until the node gives up on the socket; kernel buffers hold a few MB.
+                let text = String(repeating: "x", count: 9_000)
+                var sent = 0
+                while test.platform.openChannelCount == 1 && sent < 5_000 {
+                    let reply = try await test.sendMessage(text, from: TestPlatform.bob, to: TestPlatform.alice)
+                    #expect(reply.status == 200)
+                    sent += 1
+                }
+                #expect(test.platform.openChannelCount == 0, "still open after \(sent) messages")
+            }
+            // The message the full backlog refused, and what follows, are queued for the reconnect.
+            _ = try await test.sendMessage("after the stall", from: TestPlatform.bob, to: TestPlatform.alice)
+            let queued = try await test.platform.store.queued(channelID: String(path.split(separator: "/").last!))
+            #expect(queued.count == 2)
+            let channel = try await test.openChannel(path)
+            var last: NotificationMessage?
+            while let message = try? await channel.nextNotification() {
+                last = message
+                if message.imnotificationParams?.msgText == "after the stall" { break }
+            }
+            #expect(last?.imnotificationParams?.msgText == "after the stall")
+            channel.close()
+        }
+    }
+}
+
+extension TestPlatform {
+    /// Runs `body` while a TLS connection that upgraded `path` to a channel reads nothing more: a
+    /// small receive buffer, and no demand for what arrives.
+    func withStalledChannel(_ path: String, _ body: () async throws -> Void) async throws {
+        let tls = self.tls
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelOption(.socketOption(.so_rcvbuf), value: 4096)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let handler = try NIOSSLClientHandler(
+                        context: try NIOSSLContext(configuration: tls), serverHostname: "localhost")
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
+                        wrappingChannelSynchronously: channel,
+                        configuration: .init(backPressureStrategy: .init(lowWatermark: 1, highWatermark: 1)))
+                }
+            }
+        try await channel.executeThenClose { inbound, outbound in
+            try await outbound.write(
+                ByteBuffer(
+                    string: "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                        + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"))
+            var received = inbound.makeAsyncIterator()
+            guard let answer = try await received.next(), String(buffer: answer).hasPrefix("HTTP/1.1 101") else {
+                throw TestFailure("the upgrade was refused")
+            }
+            _ = await eventually { platform.openChannelCount == 1 }
+            try await body()
         }
     }
 }

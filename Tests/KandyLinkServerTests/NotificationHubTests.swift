@@ -261,7 +261,10 @@ extension NotificationHub {
         let socket = Socket(
             channelID: channelID,
             connection: .init(
-                write: { outbox.yield(.text($0)) },
+                write: { text, _ in
+                    outbox.yield(.text(text))
+                    return true
+                },
                 close: { code, reason in
                     outbox.yield(.close(code, reason))
                     outbox.finish()

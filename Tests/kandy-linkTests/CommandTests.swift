@@ -121,8 +121,8 @@ import Testing
         // alice's call to bob, whatever the refresh does meanwhile.
         #expect(
             messages.filter { $0.hasPrefix("Call") } == [
-                "Calling \(EmbeddedPlatform.peerUsername) (signalling only: no media engine here, so SDP is exchanged "
-                    + "but no media flows)",
+                "Calling \(EmbeddedPlatform.peerUsername) (signalling only: the demo carries no media; "
+                    + "kandy-link call does)",
                 "Call state: Initiating → Initiated", "Call state: Initiated → Ringing",
                 "Call state: Ringing → Connected", "Call state: Connected → On Hold", "Call state: On Hold → Connected",
                 "Call state: Connected → Ended (Call ended by the remote party)",
