@@ -54,9 +54,12 @@ final class NotificationHub: Sendable {
         let lastSeen: Atomic<Int64>
         /// When the platform closes this socket unless the client does first; 0 = not scheduled.
         let closeAt: Atomic<Int64>
+        /// The client's address, for the log when a newer connection takes the channel over.
+        let peer: String
 
-        init(channelID: String, connection: Connection, now: Date) {
+        init(channelID: String, connection: Connection, now: Date, peer: String = "unknown") {
             self.channelID = channelID
+            self.peer = peer
             self.connection = connection
             self.lastSeen = Atomic(now.milliseconds)
             self.closeAt = Atomic(0)
@@ -244,6 +247,12 @@ final class NotificationHub: Sendable {
                 return
             }
             if let replaced = outcome.replaced {
+                // The path is the capability: a takeover is worth an operator's eye.
+                logger.notice(
+                    "Channel taken over by a newer connection",
+                    metadata: [
+                        "channel": .string(channelID), "previous": .string(replaced.peer), "new": .string(socket.peer),
+                    ])
                 replaced.close(.policyViolation, "Replaced by a newer connection to this channel")
             } else {
                 openSockets.add(1, ordering: .relaxed)

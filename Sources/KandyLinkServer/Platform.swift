@@ -309,8 +309,12 @@ public final class Platform: Sendable {
     // MARK: Channel
 
     /// Whether an upgrade of `target` may open a notification channel: a channel path whose
-    /// subscription is live and the user's, from a page the origin allow-list admits.
-    func admitChannel(target: String, origins: [String]) async -> Result<ChannelAdmission, PlatformError> {
+    /// subscription is live and the user's, from a page the origin allow-list admits. Browsers
+    /// send no credentials on an upgrade, so the unguessable channel id is the capability; but
+    /// credentials that are sent (Authorization, `access_token`, `token`) must be the owner's.
+    func admitChannel(target: String, origins: [String], authorization: String? = nil, address: String = "unknown")
+        async -> Result<ChannelAdmission, PlatformError>
+    {
         guard case .channel(let user, let channelID)? = try? LinkRoute.parse(target) else {
             return .failure(PlatformError(.notFound, "Not a notification channel path."))
         }
@@ -323,6 +327,22 @@ public final class Platform: Sendable {
         }
         guard let record, record.username == user else {
             return .failure(PlatformError(.subscriptionNotFound, "No live subscription has this channel."))
+        }
+        let token = Self.queryValue("access_token", in: target) ?? Self.queryValue("token", in: target)
+        // Credentials that do not verify prove nothing either way (an expired token on a reconnect):
+        // the path stays the capability. Valid ones of another user are refused.
+        if authorization != nil || token?.isEmpty == false,
+            let presented = try? await authenticator.authenticate(
+                authorization: authorization, token: token, address: address),
+            presented.username != record.username
+        {
+            logger.notice(
+                "Channel refused: another user's credentials",
+                metadata: [
+                    "owner": .string(record.username), "presented": .string(presented.username),
+                    "address": .string(address),
+                ])
+            return .failure(PlatformError(.forbiddenUser, "The credentials are not the channel owner's."))
         }
         // The allow-list protects against other web pages; an Origin that is not a page's
         // (native clients such as WSClient send their own ws:// or wss:// one) is not checked.
@@ -340,9 +360,14 @@ public final class Platform: Sendable {
     /// `lastEventId=N` in the channel query: the newest notification the client has (our SDK
     /// sends it on reconnect; Kandy.js does not).
     static func lastEventID(in target: String) -> UInt64? {
+        queryValue("lastEventId", in: target).flatMap { UInt64($0) }
+    }
+
+    /// The percent-decoded value of `name` in the target's query.
+    static func queryValue(_ name: String, in target: String) -> String? {
         guard let query = target.split(separator: "?", maxSplits: 1).dropFirst().first else { return nil }
-        for pair in query.split(separator: "&") where pair.hasPrefix("lastEventId=") {
-            return UInt64(pair.dropFirst("lastEventId=".count))
+        for pair in query.split(separator: "&") where pair.hasPrefix(name + "=") {
+            return LinkPath.decode(pair.dropFirst(name.count + 1))
         }
         return nil
     }
@@ -358,7 +383,7 @@ public final class Platform: Sendable {
             ChannelOptions.writeBufferWaterMark, value: .init(low: backlog / 2, high: backlog))
         let socket = NotificationHub.Socket(
             channelID: admission.channelID, connection: ChannelSocketHandler.connection(to: connection),
-            now: clock.now())
+            now: clock.now(), peer: connection.remoteAddress?.description ?? "unknown")
         try connection.pipeline.syncOperations.addHandler(
             ChannelSocketHandler(
                 closeTimeout: .seconds(5), logger: logger, heard: { socket.touch(clock.now()) },

@@ -53,9 +53,12 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
             let upgrader = NIOTypedWebSocketServerUpgrader<Negotiated>(
                 maxFrameSize: platform.configuration.maxFrameBytes,
                 shouldUpgrade: { channel, head in
+                    let address = channel.remoteAddress?.ipAddress ?? "unknown"
                     let promise = channel.eventLoop.makePromise(of: Result<ChannelAdmission, PlatformError>.self)
                     promise.completeWithTask {
-                        await platform.admitChannel(target: head.uri, origins: head.headers["Origin"])
+                        await platform.admitChannel(
+                            target: head.uri, origins: head.headers["Origin"],
+                            authorization: head.headers.first(name: "Authorization"), address: address)
                     }
                     return promise.futureResult.map { result -> HTTPHeaders? in
                         switch result {

@@ -51,6 +51,45 @@ import Testing
         }
     }
 
+    @Test func credentialsOnAnUpgradeMustBeTheChannelOwners() async throws {
+        try await TestPlatform.with { test in
+            let path = try #require(try await test.subscribe().subscriptionParams).notificationChannel
+            let upgrade = [
+                ("Connection", "Upgrade"), ("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13"),
+                ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ]
+            let bob = CredentialHeader.basic(login: TestPlatform.bob, password: TestPlatform.password)
+            let bobToken = try await test.platform.accounts.token(for: TestPlatform.bob).token
+            let aliceToken = try await test.platform.accounts.token(for: TestPlatform.alice).token
+            // (credential, query, expected status): another user's credentials are refused, whatever
+            // carries them; the owner's, none, or ones that do not verify leave the path as the capability.
+            let cases: [(CredentialHeader?, String, Int)] = [
+                (bob, "", 403),
+                (nil, "?access_token=" + LinkPath.encode(bobToken), 403),
+                (nil, "?token=" + LinkPath.encode(bobToken), 403),
+                (.basic(login: TestPlatform.alice, password: TestPlatform.password), "", 101),
+                (nil, "?access_token=" + LinkPath.encode(aliceToken), 101),
+                (nil, "?token=not-a-token", 101),
+                (nil, "?", 101),
+            ]
+            for (credential, query, status) in cases {
+                let reply = try await test.request(
+                    .GET, path + query, credential: credential, headers: upgrade, client: test.unredirected)
+                #expect(reply.status == status, "\(query) \(String(describing: credential))")
+                if status == 403 {
+                    #expect(reply.statusDocument?.statusCode == StatusCode.forbiddenUser.rawValue)
+                }
+            }
+        }
+    }
+
+    @Test func channelIDsAre128RandomBits() {
+        // 16 bytes from the system's CSPRNG, base64url without padding: 22 characters.
+        let ids = (0..<1000).map { _ in RandomIdentifier.make() }
+        #expect(Set(ids).count == ids.count)
+        #expect(ids.allSatisfy { $0.count == 22 && LinkRoute.isIdentifier(Substring($0)) })
+    }
+
     @Test func aRefusedUpgradeIsAnsweredWithAJSONError() async throws {
         try await TestPlatform.with(configure: { $0.allowedOrigins = ["https://app.example.org"] }) { test in
             let path = try #require(try await test.subscribe().subscriptionParams).notificationChannel
