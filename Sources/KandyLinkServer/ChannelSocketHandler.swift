@@ -32,6 +32,7 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     private var state = State.open
+    private var rules = FrameRules()
     private let heard: @Sendable () -> Void
     private let ended: @Sendable () -> Void
     private let closeTimeout: TimeAmount
@@ -76,6 +77,10 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
             close(context: context, code: .protocolError, reason: "Frames from a client must be masked")
             return
         }
+        if let (code, reason) = rules.check(frame) {
+            fail(context: context, code: code, reason: reason, answering: frame.opcode == .connectionClose)
+            return
+        }
         switch frame.opcode {
         case .text, .binary, .continuation, .pong:
             break  // keepalives: being heard is all they say
@@ -94,15 +99,25 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
         switch state {
         case .open:
             // Echo their code (RFC 6455 §5.5.1), then the server ends the TCP connection (§7.1.1).
-            var data = frame.unmaskedData
-            let code: WebSocketErrorCode =
-                switch data.readWebSocketErrorCode() {
-                case .unknown(let number)? where !(3000...4999).contains(number): .protocolError
-                case nil where data.readableBytes > 0: .protocolError
-                default: .normalClosure
-                }
-            let closeFrame = Self.closeFrame(code: code, reason: "", allocator: context.channel.allocator)
+            // (FrameRules has refused close frames with an invalid code or reason.)
+            let closeFrame = Self.closeFrame(code: .normalClosure, reason: "", allocator: context.channel.allocator)
             context.writeAndFlush(wrapOutboundOut(closeFrame), promise: nil)
+            end(context: context, deadline: scheduleDeadline(context: context))
+        case .closing(let deadline):
+            end(context: context, deadline: deadline)
+        case .ending, .closed:
+            break
+        }
+    }
+
+    /// Fails the connection for a frame that breaks RFC 6455: a close frame with `code`, then, if
+    /// the client has sent its close already (the bad frame was one), the end of the connection.
+    private func fail(context: ChannelHandlerContext, code: WebSocketErrorCode, reason: String, answering: Bool) {
+        guard answering else { return close(context: context, code: code, reason: reason) }
+        switch state {
+        case .open:
+            let frame = Self.closeFrame(code: code, reason: reason, allocator: context.channel.allocator)
+            context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
             end(context: context, deadline: scheduleDeadline(context: context))
         case .closing(let deadline):
             end(context: context, deadline: deadline)
@@ -198,5 +213,73 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
         data.write(webSocketErrorCode: code)
         data.writeString(reason)
         return WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
+    }
+}
+
+/// What RFC 6455 requires of the frames a client sends (§5.2, §5.4, §5.5, §7.4, §8.1), checked
+/// one frame at a time: the first violation is returned as the close code and reason to fail the
+/// connection with.
+struct FrameRules: Equatable {
+    /// A text message longer than this (its fragments together) is refused with 1009.
+    static let maxMessageBytes = 64 << 10
+
+    /// The fragmented message under way: whether it is text, and its bytes so far (text only,
+    /// for the UTF-8 check at its end).
+    private var message: (isText: Bool, bytes: [UInt8])?
+
+    static func == (lhs: FrameRules, rhs: FrameRules) -> Bool {
+        lhs.message?.isText == rhs.message?.isText && lhs.message?.bytes == rhs.message?.bytes
+    }
+
+    mutating func check(_ frame: WebSocketFrame) -> (WebSocketErrorCode, String)? {
+        if frame.rsv1 || frame.rsv2 || frame.rsv3 {
+            return (.protocolError, "RSV bits are set, but no extension was negotiated")
+        }
+        switch frame.opcode {
+        case .connectionClose, .ping, .pong:
+            guard frame.fin else { return (.protocolError, "A control frame must not be fragmented") }
+            guard frame.length <= 125 else { return (.protocolError, "A control frame carries at most 125 bytes") }
+            return frame.opcode == .connectionClose ? Self.checkClose(frame.unmaskedData) : nil
+        case .text, .binary:
+            guard message == nil else {
+                return (.protocolError, "A new message began before the fragmented one ended")
+            }
+            let isText = frame.opcode == .text
+            let bytes = isText ? Array(frame.unmaskedData.readableBytesView) : []
+            if frame.fin { return isText ? Self.checkText(bytes) : nil }
+            message = (isText, bytes)
+            return nil
+        case .continuation:
+            guard var current = message else {
+                return (.protocolError, "A continuation frame with no message to continue")
+            }
+            if current.isText { current.bytes += frame.unmaskedData.readableBytesView }
+            guard current.bytes.count <= Self.maxMessageBytes else {
+                return (.messageTooLarge, "A message is at most \(Self.maxMessageBytes) bytes")
+            }
+            message = frame.fin ? nil : current
+            return frame.fin && current.isText ? Self.checkText(current.bytes) : nil
+        default:
+            return (.protocolError, "Unknown opcode")
+        }
+    }
+
+    private static func checkText(_ bytes: [UInt8]) -> (WebSocketErrorCode, String)? {
+        String(validating: bytes, as: UTF8.self) == nil ? (.dataInconsistentWithMessage, "Text must be UTF-8") : nil
+    }
+
+    /// A close frame is empty, or a valid code and a UTF-8 reason.
+    private static func checkClose(_ payload: ByteBuffer) -> (WebSocketErrorCode, String)? {
+        var payload = payload
+        guard payload.readableBytes > 0 else { return nil }
+        guard let code = payload.readInteger(as: UInt16.self) else {
+            return (.protocolError, "A close frame's code takes two bytes")
+        }
+        guard (1000...1003).contains(code) || (1007...1011).contains(code) || (3000...4999).contains(code) else {
+            return (.protocolError, "Close code \(code) may not be sent")
+        }
+        return checkText(Array(payload.readableBytesView)).map { _ in
+            (.dataInconsistentWithMessage, "A close reason must be UTF-8")
+        }
     }
 }

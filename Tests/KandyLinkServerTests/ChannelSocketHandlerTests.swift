@@ -45,7 +45,8 @@ import Testing
         ),
         ("the client's close is echoed and ends the connection", [.clientClose(1000)], [.close(1000, "")], false, 1),
         (
-            "a close code outside the allowed ranges is a protocol error", [.clientClose(999)], [.close(1002, "")],
+            "a close code outside the allowed ranges is a protocol error", [.clientClose(999)],
+            [.close(1002, "Close code 999 may not be sent")],
             false, 1
         ),
         (
@@ -145,3 +146,79 @@ extension ChannelSocketHandlerTests.Written {
 
 extension ChannelSocketHandlerTests.Step: Sendable {}
 extension ChannelSocketHandlerTests.Written: Sendable {}
+
+/// RFC 6455's rules for client frames, as a table: frames in, the close (code) the first
+/// violation gets, or none.
+@Suite struct FrameRulesTests {
+    struct Frame {
+        var opcode: WebSocketOpcode
+        var fin = true
+        var bytes: [UInt8] = []
+        var rsv1 = false
+
+        var frame: WebSocketFrame {
+            // Unmasked: the rules read unmaskedData, which is then the bytes as given.
+            WebSocketFrame(fin: fin, rsv1: rsv1, opcode: opcode, data: ByteBuffer(bytes: bytes))
+        }
+    }
+
+    static let invalidUTF8: [UInt8] = [0x68, 0xC3, 0x28]
+    /// "é" split across two fragments: valid only together.
+    static let splitE: ([UInt8], [UInt8]) = ([0x63, 0x61, 0x66, 0xC3], [0xA9])
+
+    static func close(_ code: UInt16, _ reason: [UInt8] = []) -> [UInt8] {
+        [UInt8(code >> 8), UInt8(code & 0xFF)] + reason
+    }
+
+    static let table: [(name: String, frames: [Frame], close: WebSocketErrorCode?)] = [
+        ("a keepalive", [Frame(opcode: .text, bytes: Array(#"{"message_type":"ping"}"#.utf8))], nil),
+        ("invalid UTF-8", [Frame(opcode: .text, bytes: invalidUTF8)], .dataInconsistentWithMessage),
+        (
+            "UTF-8 split across fragments",
+            [Frame(opcode: .text, fin: false, bytes: splitE.0), Frame(opcode: .continuation, bytes: splitE.1)], nil
+        ),
+        (
+            "invalid UTF-8 across fragments",
+            [Frame(opcode: .text, fin: false, bytes: splitE.0), Frame(opcode: .continuation, bytes: [0x28])],
+            .dataInconsistentWithMessage
+        ),
+        ("binary is not checked", [Frame(opcode: .binary, bytes: invalidUTF8)], nil),
+        ("RSV1 without an extension", [Frame(opcode: .text, bytes: [0x61], rsv1: true)], .protocolError),
+        ("a lone continuation", [Frame(opcode: .continuation, bytes: [0x61])], .protocolError),
+        (
+            "a new message inside a fragmented one",
+            [Frame(opcode: .text, fin: false, bytes: [0x61]), Frame(opcode: .text, bytes: [0x62])], .protocolError
+        ),
+        (
+            "a ping between fragments is fine",
+            [
+                Frame(opcode: .text, fin: false, bytes: [0x61]), Frame(opcode: .ping),
+                Frame(opcode: .continuation, bytes: [0x62]),
+            ], nil
+        ),
+        ("a fragmented ping", [Frame(opcode: .ping, fin: false)], .protocolError),
+        ("a close with a valid code", [Frame(opcode: .connectionClose, bytes: close(1000, Array("bye".utf8)))], nil),
+        ("an empty close", [Frame(opcode: .connectionClose)], nil),
+        ("a close code one byte long", [Frame(opcode: .connectionClose, bytes: [0x03])], .protocolError),
+        ("close code 1005 may not be sent", [Frame(opcode: .connectionClose, bytes: close(1005))], .protocolError),
+        ("close code 2999", [Frame(opcode: .connectionClose, bytes: close(2999))], .protocolError),
+        ("an application close code", [Frame(opcode: .connectionClose, bytes: close(4000))], nil),
+        (
+            "a close reason that is not UTF-8", [Frame(opcode: .connectionClose, bytes: close(1000, invalidUTF8))],
+            .dataInconsistentWithMessage
+        ),
+        (
+            "a message over 64 KiB",
+            [Frame(opcode: .text, fin: false, bytes: Array(repeating: 0x61, count: 40_000))]
+                + [Frame(opcode: .continuation, bytes: Array(repeating: 0x61, count: 40_000))], .messageTooLarge
+        ),
+    ]
+
+    @Test(arguments: table.indices) func clientFrames(row: Int) {
+        let (name, frames, expected) = Self.table[row]
+        var rules = FrameRules()
+        var verdict: (WebSocketErrorCode, String)?
+        for frame in frames where verdict == nil { verdict = rules.check(frame.frame) }
+        #expect(verdict?.0 == expected, "\(name): \(String(describing: verdict))")
+    }
+}
