@@ -249,6 +249,16 @@ def main():
         a4 = alice.js("return kandy.call.make('nobody@example.com', {audio: true, video: false})")
         end4 = alice.state(a4, 'Ended')
         print('  alice ended with error', json.dumps(end4['detail'].get('error') or end4['detail'].get('callError')))
+        print('the tutorial\'s end: unsubscribe, destroy')
+        for page in (alice, bob):
+            page.js("kandy.services.unsubscribe(['call', 'Presence', 'IM'])")
+            deadline = time.time() + 20
+            while page.js('return kandy.services.getSubscriptions().subscribed.length') > 0:
+                if time.time() > deadline:
+                    raise SystemExit(f'{page.name} did not unsubscribe')
+                time.sleep(0.05)
+            page.js('kandy.destroy()')
+            print(f'  {page.name}: unsubscribed, destroyed')
         print('events seen by alice:')
         alice.report()
         print('events seen by bob:')
@@ -308,7 +318,11 @@ def with_swift(args, alice):
         answering = swift('answer', '--wait', '30', '--record', '/tmp/kandyjs-swift-answer.wav')
         time.sleep(3)  # its login and subscription
         call = alice.js("return kandy.call.make('bob@example.com', {audio: true, video: true})")
-        alice.state(call, 'Connected', timeout=30)
+        try:
+            alice.state(call, 'Connected', timeout=30)
+        except BaseException:
+            show(answering)
+            raise
         time.sleep(1)
         media_flows(alice, 'connected to the Swift SDK')
         end = alice.state(call, 'Ended', timeout=30)
