@@ -249,11 +249,22 @@ final class RequestScreen: ChannelDuplexHandler, RemovableChannelHandler {
             sawHead = true
             deadline?.cancel()
             deadline = nil
+            if let refusal = Self.refusal(of: head) {
+                // Answered in turn, then the connection ends; its body, if any, is not read.
+                unanswered = refusal
+                if keepAlive.isEmpty { answer(refusal, context: context) }
+                return
+            }
             keepAlive.append(head.isKeepAlive)
             readingRequest = true
             let headers = head.headers
             if headers.contains(name: "upgrade") {
+                // A handshake has no body (RFC 6455 §4.1): one with a body is the plain request it also is.
+                let hasBody =
+                    headers.contains(name: "transfer-encoding")
+                    || headers["content-length"].contains { Int($0).map { $0 > 0 } ?? true }
                 guard
+                    !hasBody,
                     PlatformConnection.isWebSocketHandshake(
                         upgrade: headers["upgrade"], keys: headers["sec-websocket-key"],
                         versions: headers["sec-websocket-version"])
@@ -326,9 +337,23 @@ final class RequestScreen: ChannelDuplexHandler, RemovableChannelHandler {
         context.fireErrorCaught(BodyTimedOut())
     }
 
+    /// What the screen refuses itself: an HTTP/1.1 request without exactly one Host (RFC 9112
+    /// §3.2), and CONNECT (this is no proxy; Hummingbird would answer it 200 and then nothing).
+    static func refusal(of head: HTTPRequestHead) -> PlatformError? {
+        if head.method == .CONNECT {
+            return PlatformError(.methodNotAllowed, "CONNECT is not served: this platform is not a proxy.")
+        }
+        if head.version.major == 1 && head.version.minor >= 1 && head.headers["host"].count != 1 {
+            return PlatformError(.malformedRequest, "An HTTP/1.1 request names its Host exactly once.")
+        }
+        return nil
+    }
+
     private func answer(_ error: any Error, context: ChannelHandlerContext) {
         let (head, body) = PlatformConnection.refusal(
-            PlatformError(.malformedRequest, "The request is not valid HTTP/1.1 (\(error)), or its head is too large."))
+            error as? PlatformError
+                ?? PlatformError(
+                    .malformedRequest, "The request is not valid HTTP/1.1 (\(error)), or its head is too large."))
         context.write(wrapOutboundOut(.head(HTTPResponseHead(head))), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         close(after: context.writeAndFlush(wrapOutboundOut(.end(nil))), context: context)

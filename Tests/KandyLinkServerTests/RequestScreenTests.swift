@@ -32,7 +32,40 @@ import Testing
             "a handshake of another version becomes a plain request",
             "GET /c HTTP/1.1\r\nHost: x\r\n\(handshake.replacingOccurrences(of: ": 13", with: ": 8"))\r\n", [], true
         ),
+        (
+            "a handshake with a body becomes a plain request",
+            "GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\(handshake)\r\n{}", [], true
+        ),
+        (
+            "so does one with a chunked body",
+            "GET /health HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\(handshake)\r\n0\r\n\r\n", [], true
+        ),
+        ("an HTTP/1.0 request needs no Host", "GET /health HTTP/1.0\r\n\r\n", [], true),
     ]
+
+    /// Heads the screen answers itself, with a JSON error, before anything reads them.
+    static let refused: [(name: String, request: String, status: Int, code: StatusCode)] = [
+        ("no Host", "GET /health HTTP/1.1\r\n\r\n", 400, .malformedRequest),
+        ("two Hosts", "GET /health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, .malformedRequest),
+        ("CONNECT", "CONNECT /health HTTP/1.1\r\nHost: x\r\n\r\n", 405, .methodNotAllowed),
+        (
+            "CONNECT to an authority", "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com\r\n\r\n", 405,
+            .methodNotAllowed
+        ),
+    ]
+
+    @Test(arguments: refused)
+    func answersWhatItRefuses(name: String, request: String, status: Int, code: StatusCode) throws {
+        let rig = try Rig()
+        try rig.channel.writeInbound(ByteBuffer(string: request))
+        rig.loop.run()
+        #expect(try rig.channel.readInbound(as: HTTPServerRequestPart.self) == nil, "\(name): passed on")
+        let response = try #require(TestPlatform.responses(in: rig.written()).first, "\(name)")
+        #expect(response.hasPrefix("\(status) "), "\(name): \(response)")
+        let body = try #require(response.components(separatedBy: "\r\n\r\n").last)
+        #expect(try WireJSON.decode(StatusDocument.self, from: Data(body.utf8)).statusCode == code.rawValue, "\(name)")
+        #expect(!rig.channel.isActive, "\(name)")
+    }
 
     @Test(arguments: heads)
     func screensTheFirstHead(name: String, request: String, upgrade: [String], stays: Bool) throws {
@@ -129,7 +162,10 @@ import Testing
         ("an HTTP/1.1 request keeps the connection", get, [:], false),
         ("a response that says Connection: close ends it", get, ["Connection": "close"], true),
         ("so does one that says it among others", get, ["Connection": "Upgrade, Close"], true),
-        ("a request that says Connection: close ends it", "GET /a HTTP/1.1\r\nConnection: close\r\n\r\n", [:], true),
+        (
+            "a request that says Connection: close ends it", "GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            [:], true
+        ),
         ("an HTTP/1.0 request ends it", "GET /a HTTP/1.0\r\n\r\n", [:], true),
         (
             "an HTTP/1.0 request asking for keep-alive keeps it", "GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
