@@ -52,6 +52,8 @@ public struct GStreamerMediaEngine: MediaEngine {
             guard let handle = kl_media_new(&options, &error) else { throw GStreamerSession.failure(error) }
             return GStreamerSession(handle: handle)
         }
+        let sessions = sessions
+        session.onClose = { sessions.withLock { _ = $0.removeValue(forKey: callID) } }
         sessions.withLock { $0[callID] = session }
         return session
     }
@@ -104,6 +106,8 @@ final class GStreamerSession: MediaSession, @unchecked Sendable {
     private let handle: Handle
     private let queue = DispatchQueue(label: "kandy-link.gstreamer")
     private var closed = false
+    /// Set once, right after it is made: forgets it in its engine's registry.
+    var onClose: @Sendable () -> Void = {}
 
     /// The C session, handed to the session's queue.
     struct Handle: @unchecked Sendable {
@@ -175,6 +179,7 @@ final class GStreamerSession: MediaSession, @unchecked Sendable {
             guard !closed else { return }
             closed = true
             kl_media_free(handle.pointer)
+            onClose()
         }
     }
 
