@@ -106,6 +106,7 @@ actor CallControl {
     // MARK: The app's operations
 
     func make(to destination: String, media: CallMedia) async throws -> Call {
+        try checkAlive()
         guard let callee = Self.normalized(destination) else {
             throw KandyError(.invalidCallParameter, "A call needs a destination.")
         }
@@ -122,6 +123,7 @@ actor CallControl {
     }
 
     func operate(_ id: String, _ input: CallMachine.Input, _ operation: CallOperationKind) async throws {
+        try checkAlive()
         guard entries[id] != nil else { throw KandyError(.unknownCall, "No call has the id \(id).") }
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             if let earlier = entries[id]?.waiters[operation] {
@@ -140,8 +142,15 @@ actor CallControl {
         for id in entries.keys where !(entries[id]?.machine.state.isFinal ?? true) { handle(id, .lost(error)) }
     }
 
+    private var destroyed = false
+
+    private func checkAlive() throws(KandyError) {
+        if destroyed { throw KandyError(.destroyed, "This Kandy instance was destroyed; create a new one.") }
+    }
+
     /// Ends every call, waits for the requests that tell the platform, and stops.
     func shutdown() async {
+        destroyed = true
         endAll(KandyError(.destroyed, "The instance was destroyed."))
         inbox.finish()
         for id in entries.keys { entries[id]?.ringTimer?.cancel() }

@@ -129,7 +129,7 @@ final class CallService: Sendable {
             try check(request.customParameters)
             guard party == .callee else { throw PlatformError(.callStateConflict, "Only the callee answers.") }
             let now = clock.now()
-            let answered = try await change(id, by: user) { call in
+            let answered = try await change(id) { call in
                 guard !call.isAnswered else {
                     throw PlatformError(.callStateConflict, "The call is answered already.")
                 }
@@ -146,7 +146,7 @@ final class CallService: Sendable {
         case .startCallUpdate:
             let sdp = try offerOrAnswer(request)
             try check(request.customParameters)
-            let updated = try await change(id, by: user) { call in
+            let updated = try await change(id) { call in
                 guard call.isAnswered else {
                     throw PlatformError(.callStateConflict, "The call is not answered yet: nothing to update.")
                 }
@@ -159,7 +159,7 @@ final class CallService: Sendable {
         case .respondCallUpdate:
             let sdp = try offerOrAnswer(request)
             try check(request.customParameters)
-            let updated = try await change(id, by: user) { call in
+            let updated = try await change(id) { call in
                 guard call.isAnswered, call.offerBy == party.other else {
                     throw PlatformError(.callStateConflict, "The other party has no offer out to answer.")
                 }
@@ -297,7 +297,7 @@ final class CallService: Sendable {
         return call
     }
 
-    private func change(_ id: String, by user: String, _ change: @escaping @Sendable (inout CallRecord) throws -> Void)
+    private func change(_ id: String, _ change: @escaping @Sendable (inout CallRecord) throws -> Void)
         async throws(PlatformError) -> CallRecord
     {
         let changed = try await storing("The call could not be stored.") { try await store.updateCall(id: id, change) }

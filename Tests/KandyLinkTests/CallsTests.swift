@@ -149,6 +149,9 @@ import Testing
         await parties.alice.kandy.destroy()
         _ = await ended.value()
         #expect(try await parties.rig.fixture.platform.callCount() == 0)
+        await #expect(throws: KandyError(.destroyed, "This Kandy instance was destroyed; create a new one.")) {
+            try await parties.alice.kandy.call.make(to: PlatformFixture.bob)
+        }
         try await parties.stop()
     }
 
