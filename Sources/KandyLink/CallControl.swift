@@ -67,7 +67,6 @@ actor CallControl {
         case lost(KandyError)
     }
     private let inbox: AsyncStream<Inbound>.Continuation
-    private var reading: Task<Void, Never>?
     private var faults: [String] = []
     /// Requests under way, so that ``shutdown()`` can wait for the last DELETEs.
     private var inflight: [UUID: Task<Void, Never>] = [:]
@@ -160,25 +159,28 @@ actor CallControl {
         }
     }
 
-    /// The last request of each call: a call's requests go one after the other, in the order
-    /// the machine asked for them (ringing before the answer, as the platform expects).
-    private var lastRequest: [String: Task<Void, Never>] = [:]
+    /// The last task of each chain. A call has two: its requests, which go one after the other in
+    /// the order the machine asked for them (ringing before the answer, as the platform expects),
+    /// and its media steps, likewise (an answer is applied before the next offer is made).
+    private var chainTails: [String: Task<Void, Never>] = [:]
 
-    /// Runs a request of call `id` off the actor, after the call's previous one, tracked until it ends.
-    private func run(_ id: String, _ work: @escaping @Sendable () async -> Void) {
+    private static func media(_ id: String) -> String { id + "/media" }
+
+    /// Runs `work` off the actor after the chain's previous task, tracked until it ends.
+    private func run(_ chain: String, _ work: @escaping @Sendable () async -> Void) {
         let key = UUID()
-        let previous = lastRequest[id]
+        let previous = chainTails[chain]
         let task = Task { [weak self] in
             await previous?.value
             await work()
-            await self?.finished(key, of: id)
+            await self?.finished(key, of: chain)
         }
         inflight[key] = task
-        lastRequest[id] = task
+        chainTails[chain] = task
     }
 
-    private func finished(_ key: UUID, of id: String) {
-        if let task = inflight.removeValue(forKey: key), lastRequest[id] == task { lastRequest[id] = nil }
+    private func finished(_ key: UUID, of chain: String) {
+        if let task = inflight.removeValue(forKey: key), chainTails[chain] == task { chainTails[chain] = nil }
     }
 
     // MARK: Inputs
@@ -234,20 +236,19 @@ actor CallControl {
         entries[id] = Entry(machine: machine, call: call)
         bySession[session] = id
         observers.emit(.callReceive(id))
-        perform(id, actions, previous: .initiating)
+        perform(id, actions)
     }
 
     private func handle(_ id: String, _ input: CallMachine.Input) {
         guard var entry = entries[id] else { return }
-        let previous = entry.machine.state
         let actions = entry.machine.handle(input)
         entries[id] = entry
-        perform(id, actions, previous: previous)
+        perform(id, actions)
     }
 
     // MARK: Actions
 
-    private func perform(_ id: String, _ actions: [CallMachine.Action], previous: CallState) {
+    private func perform(_ id: String, _ actions: [CallMachine.Action]) {
         sync(id)
         // What the machine is doing as it asks: the SDP and answers come back tagged with it.
         let purpose = entries[id]?.machine.pending
@@ -270,21 +271,17 @@ actor CallControl {
             case .createAnswer(let offer, let hold):
                 media(id, for: purpose) { session in try await session.createAnswer(to: offer, hold: hold) }
             case .applyAnswer(let sdp):
-                let session = entries[id]?.media
-                Task { [weak self] in
-                    do {
-                        try await session?.applyAnswer(sdp)
-                    } catch {
-                        await self?.handle(id, .mediaFailed(KandyError(.mediaFailure, "The answer: \(error)")))
-                    }
+                media(id, for: nil) { session in
+                    try await session.applyAnswer(sdp)
+                    return nil
                 }
             case .rollbackOffer:
                 let session = entries[id]?.media
-                Task { await session?.rollback() }
+                run(Self.media(id)) { await session?.rollback() }
             case .closeMedia:
                 let session = entries[id]?.media
                 entries[id]?.media = nil
-                Task { await session?.close() }
+                run(Self.media(id)) { await session?.close() }
             case .postCallStart(let sdp):
                 let callee = entries[id]?.call.remoteParticipant.displayNumber ?? ""
                 request(id, .make, "POST", LinkPath.callControl(user:)) { username in
@@ -368,40 +365,35 @@ actor CallControl {
         calls.withLock { calls in for (id, _) in oldest { calls[id] = nil } }
     }
 
-    /// Runs a media engine step off the actor; its SDP (or failure) comes back as an input.
+    /// Runs a media engine step off the actor, after the call's previous one; the SDP it makes
+    /// (or its failure) comes back as an input.
     private func media(
         _ id: String, for purpose: CallOperationKind?,
-        _ step: @escaping @Sendable (any MediaSession) async throws -> String
+        _ step: @escaping @Sendable (any MediaSession) async throws -> String?
     ) {
-        guard let entry = entries[id] else { return }
-        let existing = entry.media
-        let engine = engine
-        let platform = platform
-        let call = entry.call
-        Task { [weak self] in
+        run(Self.media(id)) { [weak self] in
+            guard let self else { return }
             do {
-                let session: any MediaSession
-                if let existing {
-                    session = existing
-                } else {
-                    session = try await engine.session(
-                        callID: call.id, media: call.media, iceServers: platform.iceServers())
-                    await self?.attach(session, to: id)
-                }
+                guard let session = try await self.mediaSession(of: id) else { return }
                 let sdp = try await step(session)
-                if let purpose { await self?.handle(id, .sdpReady(sdp, for: purpose)) }
+                if let sdp, let purpose { await self.handle(id, .sdpReady(sdp, for: purpose)) }
             } catch {
-                await self?.handle(id, .mediaFailed(KandyError(.mediaFailure, "The media engine failed: \(error)")))
+                await self.handle(id, .mediaFailed(KandyError(.mediaFailure, "The media engine failed: \(error)")))
             }
         }
     }
 
-    private func attach(_ session: any MediaSession, to id: String) async {
-        guard entries[id] != nil, entries[id]?.machine.state.isFinal == false else {
+    /// The call's media session, made on its first step; nil once the call has ended.
+    private func mediaSession(of id: String) async throws -> (any MediaSession)? {
+        guard let entry = entries[id], !entry.machine.state.isFinal else { return nil }
+        if let session = entry.media { return session }
+        let session = try await engine.session(callID: id, media: entry.call.media, iceServers: platform.iceServers())
+        guard entries[id]?.machine.state.isFinal == false else {
             await session.close()
-            return
+            return nil
         }
         entries[id]?.media = session
+        return session
     }
 
     private func started(_ id: String, session: String) {

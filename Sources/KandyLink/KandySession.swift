@@ -530,21 +530,15 @@ actor KandySession {
         } catch {
             return .failure(KandyError(.callFailure, "The call request failed: \(error)."))
         }
-        let answer = try? WireJSON.decode(CallControlResponseDocument.self, from: response.body).callControlResponse
+        let answer = try? WireJSON.decode(CallControlResponseDocument.self, from: response.body)
         guard (200..<300).contains(response.status) else {
-            let status =
-                answer.map { ResponseStatus(statusCode: $0.statusCode, reason: $0.reason) }
-                ?? (try? WireJSON.decode(StatusDocument.self, from: response.body)).map {
-                    ResponseStatus(statusCode: $0.statusCode, reason: $0.reason)
-                }
-            return .failure(
-                KandyError(
-                    .callFailure,
-                    "The call request failed. Code: \(status?.statusCode ?? response.status)."
-                        + (status?.reason.map { " \($0)" } ?? ""),
-                    statusCode: status?.statusCode ?? response.status))
+            var error = Self.refusal(
+                response, envelope: answer?.status, failure: .callFailure, verb: "send the call request")
+            // Kandy.js reports the HTTP status where no statusCode came (§2.4).
+            error.statusCode = error.statusCode ?? response.status
+            return .failure(error)
         }
-        return .success(answer ?? CallControlResponse(statusCode: 0))
+        return .success(answer?.callControlResponse ?? CallControlResponse(statusCode: 0))
     }
 
     // MARK: REST
@@ -671,19 +665,26 @@ actor KandySession {
             return .failure(KandyError(failure, "Failed to \(verb): \(error)."))
         }
         let answer = try? WireJSON.decode(Answer.self, from: response.body)
+        guard (200..<300).contains(response.status), let answer, succeeded(answer.status.statusCode) else {
+            return .failure(refusal(response, envelope: answer?.status, failure: failure, verb: verb))
+        }
+        return .success(answer)
+    }
+
+    /// A refused exchange as a `KandyError`: the statusCode and reason of the endpoint's envelope,
+    /// or of the bare status document other paths answer with, or else the HTTP status.
+    private static func refusal(
+        _ response: HTTPResponseSpec, envelope: ResponseStatus?, failure: KandyError.Code, verb: String
+    ) -> KandyError {
         let status =
-            answer?.status
+            envelope
             ?? (try? WireJSON.decode(StatusDocument.self, from: response.body)).map {
                 ResponseStatus(statusCode: $0.statusCode, reason: $0.reason)
             }
-        guard (200..<300).contains(response.status), let answer, succeeded(answer.status.statusCode) else {
-            let code = status.map { " Code: \($0.statusCode)." } ?? " HTTP \(response.status)."
-            return .failure(
-                KandyError(
-                    failure, "Failed to \(verb).\(code)" + (status?.reason.map { " \($0)" } ?? ""),
-                    statusCode: status?.statusCode))
-        }
-        return .success(answer)
+        let code = status.map { " Code: \($0.statusCode)." } ?? " HTTP \(response.status)."
+        return KandyError(
+            failure, "Failed to \(verb).\(code)" + (status?.reason.map { " \($0)" } ?? ""),
+            statusCode: status?.statusCode)
     }
 }
 
@@ -800,6 +801,12 @@ extension PresenceResponseDocument: StatusEnvelope {
 
 extension PresenceWatcherResponseDocument: StatusEnvelope {
     var status: ResponseStatus { presenceWatcherResponse }
+}
+
+extension CallControlResponseDocument: StatusEnvelope {
+    var status: ResponseStatus {
+        ResponseStatus(statusCode: callControlResponse.statusCode, reason: callControlResponse.reason)
+    }
 }
 
 extension InstantMessageResponseDocument: StatusEnvelope {

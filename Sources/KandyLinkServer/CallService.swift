@@ -123,7 +123,7 @@ final class CallService: Sendable {
             guard party == .callee, !call.isAnswered else {
                 throw PlatformError(.callStateConflict, "Only the callee rings, and only before answering.")
             }
-            await toCaller(call, .ringing, SessionParams(sessionData: call.id))
+            await send(.ringing, to: .caller, of: call, SessionParams(sessionData: call.id))
         case .callAnswer:
             let sdp = try offerOrAnswer(request)
             try check(request.customParameters)
@@ -139,8 +139,8 @@ final class CallService: Sendable {
             }
             metrics.callsAnswered.increment()
             metrics.callSetup.record(Duration.milliseconds(Int64((now.timeIntervalSince(call.createdAt)) * 1000)))
-            await toCaller(
-                answered, .respondCallUpdate, SessionParams(sessionData: id, sdp: sdp),
+            await send(
+                .respondCallUpdate, to: .caller, of: answered, SessionParams(sessionData: id, sdp: sdp),
                 customParameters: request.customParameters)
             await stopRingingElsewhere(answered)
         case .startCallUpdate:
@@ -206,7 +206,7 @@ final class CallService: Sendable {
             await send(.callCancel, to: .callee, of: call, SessionParams(sessionData: id))
         case (false, .callee):
             metrics.countFailedCall(.declined)
-            await toCaller(call, .callEnd, Self.ended(id, .declined))
+            await send(.callEnd, to: .caller, of: call, Self.ended(id, .declined))
             await stopRingingElsewhere(call)
         case (true, _):
             if party == .caller { held.drop(call.id) }
@@ -236,7 +236,7 @@ final class CallService: Sendable {
                 "The call could not be ended.", { try await store.deleteCall(id: request.sessionData) })
         else { throw PlatformError(call: .sessionNotFound) }
         metrics.countFailedCall(.declined)
-        await toCaller(call, .callEnd, Self.ended(call.id, .declined))
+        await send(.callEnd, to: .caller, of: call, Self.ended(call.id, .declined))
         await stopRingingElsewhere(call)
     }
 
@@ -253,7 +253,7 @@ final class CallService: Sendable {
         }
         for call in expired {
             metrics.countFailedCall(.noAnswer)
-            await toCaller(call, .callEnd, Self.ended(call.id, .noAnswer))
+            await send(.callEnd, to: .caller, of: call, Self.ended(call.id, .noAnswer))
             await send(.callCancel, to: .callee, of: call, SessionParams(sessionData: call.id))
         }
     }
@@ -345,23 +345,24 @@ final class CallService: Sendable {
         }
     }
 
-    /// To the caller, held back in order until the caller can know the session (§3.4).
-    private func toCaller(
-        _ call: CallRecord, _ type: NotificationEventType, _ session: SessionParams,
+    /// Sends a call notification to `party`'s channels; the caller's wait, in order, until it can
+    /// know the session (§3.4).
+    private func send(
+        _ type: NotificationEventType, to party: CallRecord.Party, of call: CallRecord, _ session: SessionParams,
         customParameters: [CustomParameter]? = nil
     ) async {
+        guard party == .caller else {
+            return await deliver(type, to: party, of: call, session, customParameters: customParameters)
+        }
         await held.send(call.id, readyAt: call.callerReadyAt) { [self] in
-            await send(type, to: .caller, of: call, session, customParameters: customParameters, holding: false)
+            await deliver(type, to: .caller, of: call, session, customParameters: customParameters)
         }
     }
 
-    private func send(
+    private func deliver(
         _ type: NotificationEventType, to party: CallRecord.Party, of call: CallRecord, _ session: SessionParams,
-        customParameters: [CustomParameter]? = nil, holding: Bool = true
+        customParameters: [CustomParameter]?
     ) async {
-        if party == .caller && holding {
-            return await toCaller(call, type, session, customParameters: customParameters)
-        }
         do {
             try await delivery.deliver(toChannels: call.channels(of: party)) {
                 .call(

@@ -81,7 +81,7 @@ struct LinkResponder: HTTPResponder {
             guard request.method == .get else { throw Self.methodNotAllowed(request, allowed: "GET") }
             let text = platform.metrics.render(
                 subscriptionCount: try await platform.subscriptions.count(now: platform.clock.now()),
-                channelCount: platform.hub.count, callCount: try await platform.store.callCount())
+                channelCount: platform.hub.count, callCount: try await platform.callCount())
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                 body: .init(byteBuffer: ByteBuffer(string: text)))

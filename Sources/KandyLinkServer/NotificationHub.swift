@@ -308,11 +308,14 @@ final class NotificationHub: Sendable {
             var (eventID, text) = (eventID, text)
             while eventID <= channel.state.withLock({ $0.lastEventID }) { (eventID, text) = try await restamp(text) }
             let written = channel.state.withLock { state in
-                guard let socket = state.socket else {
-                    state.lastEventID = eventID
-                    return false
+                if let socket = state.socket,
+                    write(Written(eventID: eventID, text: text, at: now.milliseconds), to: socket, in: &state)
+                {
+                    return true
                 }
-                return write(Written(eventID: eventID, text: text, at: now.milliseconds), to: socket, in: &state)
+                // Queued instead: later notifications must still exceed it.
+                state.lastEventID = eventID
+                return false
             }
             if written { return .sent }
             let queued = try await store.enqueue(

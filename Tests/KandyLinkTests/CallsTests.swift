@@ -15,18 +15,8 @@ import Testing
 
         init(aliceCall: KandyConfiguration.Call = .init()) async throws {
             rig = try await Rig(configure: { $0.callerNotificationGrace = 0 })
-            alice = try await Self.login(rig, PlatformFixture.alice, call: aliceCall)
-            bob = try await Self.login(rig, PlatformFixture.bob, call: .init())
-        }
-
-        private static func login(_ rig: Rig, _ user: String, call: KandyConfiguration.Call) async throws
-            -> Pair.Client
-        {
-            let kandy = try rig.client(call: call)
-            let recorder = Recorder(kandy)
-            try await kandy.setCredentials(username: user, password: PlatformFixture.password)
-            try await kandy.services.subscribe(["call", "Presence", "IM"], forceLogOut: true)
-            return Pair.Client(kandy: kandy, recorder: recorder)
+            alice = try await Pair.login(rig, PlatformFixture.alice, call: aliceCall)
+            bob = try await Pair.login(rig, PlatformFixture.bob)
         }
 
         func stop() async throws {

@@ -200,8 +200,11 @@ struct Pair {
         bob = try await Self.login(rig, PlatformFixture.bob, bobServices)
     }
 
-    private static func login(_ rig: Rig, _ user: String, _ services: [String]) async throws -> Client {
-        let kandy = try rig.client()
+    static func login(
+        _ rig: Rig, _ user: String, _ services: [String] = ["call", "Presence", "IM"],
+        call: KandyConfiguration.Call = .init()
+    ) async throws -> Client {
+        let kandy = try rig.client(call: call)
         let recorder = Recorder(kandy)
         try await kandy.setCredentials(username: user, password: PlatformFixture.password)
         try await kandy.services.subscribe(services, forceLogOut: true)
