@@ -34,6 +34,15 @@ public enum LinkPath {
         callControl(user: user) + "/callSessions/" + id
     }
     public static func callDisposition(user: String) -> String { userPrefix(user) + "/calldisposition" }
+    public static func addressBook(user: String) -> String { userPrefix(user) + "/addressbook" }
+    /// Where a contact is added; with the trailing slash Kandy.js sends.
+    public static func contacts(user: String) -> String { addressBook(user: user) + "/contacts/" }
+    public static func contact(user: String, id: String) -> String { contacts(user: user) + encode(id) }
+    public static func directory(user: String) -> String { userPrefix(user) + "/directory" }
+    public static func userProfileData(user: String) -> String { userPrefix(user) + "/userProfileData" }
+    public static func logHistory(user: String) -> String { userPrefix(user) + "/logHistory" }
+    public static func logRecord(user: String, id: String) -> String { userPrefix(user) + "/logRecord/" + id }
+    public static let localization = "/rest/version/\(version)/localization"
 
     /// Percent-encodes a username for one path segment. `@`, `+` and the other characters that
     /// browsers leave literal stay literal.
@@ -115,13 +124,33 @@ public enum LinkRoute: Equatable, Sendable {
     case callSession(user: String, id: String)
     /// `…/user/{u}/calldisposition`: rejects an incoming call.
     case callDisposition(user: String)
+    /// `…/user/{u}/addressbook`: the whole address book.
+    case addressBook(user: String)
+    /// `…/user/{u}/addressbook/contacts[/]`: where contacts are added.
+    case contacts(user: String)
+    /// `…/user/{u}/addressbook/contacts/{contactId}`
+    case contact(user: String, id: String)
+    /// `…/user/{u}/directory`
+    case directory(user: String)
+    /// `…/user/{u}/userProfileData`
+    case userProfileData(user: String)
+    /// `…/user/{u}/logHistory`: the call history.
+    case logHistory(user: String)
+    /// `…/user/{u}/logRecord/{recordId}`: one call history entry.
+    case logRecord(user: String, id: String)
+    /// `/rest/version/{v}/localization`: the authenticated user's locale.
+    case localization
 
-    public var user: String {
+    /// The user in the path; nil for the one path without a user.
+    public var user: String? {
         switch self {
         case .subscriptions(let user), .subscription(let user, _), .channel(let user, _), .presence(let user),
             .presenceWatcher(let user), .instantMessage(let user), .callControl(let user), .callSession(let user, _),
-            .callDisposition(let user):
+            .callDisposition(let user), .addressBook(let user), .contacts(let user), .contact(let user, _),
+            .directory(let user), .userProfileData(let user), .logHistory(let user), .logRecord(let user, _):
             user
+        case .localization:
+            nil
         }
     }
 
@@ -141,12 +170,18 @@ public enum LinkRoute: Equatable, Sendable {
         case invalidUser
         /// A Link path with an unsupported REST version.
         case unsupportedVersion
+        /// An address book path whose contact id is unusable.
+        case invalidContactID
     }
 
     /// Parses a request target (path, optionally followed by `?query`, which is ignored).
     public static func parse(_ target: String) throws(ParseError) -> LinkRoute {
         let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
         let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        if parts.count == 5, parts[0].isEmpty, parts[1] == "rest", parts[2] == "version", parts[4] == "localization" {
+            guard parts[3] == Substring(LinkPath.version) else { throw .unsupportedVersion }
+            return .localization
+        }
         // "", "rest", "version", v, "user", u, kind, [id] or "callSessions", id
         guard (7...9).contains(parts.count), parts[0].isEmpty, parts[1] == "rest", parts[2] == "version",
             parts[4] == "user"
@@ -172,6 +207,22 @@ public enum LinkRoute: Equatable, Sendable {
             return .callSession(user: user, id: String(parts[8]))
         case ("calldisposition", 7):
             return .callDisposition(user: user)
+        case ("addressbook", 7):
+            return .addressBook(user: user)
+        case ("addressbook", 8) where parts[7] == "contacts",
+            ("addressbook", 9) where parts[7] == "contacts" && parts[8].isEmpty:
+            return .contacts(user: user)
+        case ("addressbook", 9) where parts[7] == "contacts":
+            guard let id = LinkPath.decode(parts[8]), Contact.isAcceptableID(id) else { throw .invalidContactID }
+            return .contact(user: user, id: id)
+        case ("directory", 7):
+            return .directory(user: user)
+        case ("userProfileData", 7):
+            return .userProfileData(user: user)
+        case ("logHistory", 7):
+            return .logHistory(user: user)
+        case ("logRecord", 8) where isIdentifier(parts[7]):
+            return .logRecord(user: user, id: String(parts[7]))
         default:
             throw .unknownPath
         }

@@ -29,7 +29,10 @@ public enum StatusCode: Int, Sendable, CaseIterable, Codable {
     case recipientUnavailable = 44
     case callServiceRequired = 45
     case callStateConflict = 46
+    case contactNotFound = 47
+    case contactExists = 48
     case sessionLimitReached = 49
+    case addressBookFull = 38
 
     case internalError = 50
     case unavailable = 51
@@ -44,10 +47,10 @@ public enum StatusCode: Int, Sendable, CaseIterable, Codable {
         case .authenticationRequired, .invalidCredentials, .tokenExpired: 401
         case .forbiddenUser: 403
         case .throttled: 429
-        case .subscriptionNotFound, .notFound, .userNotFound, .recipientUnavailable: 404
+        case .subscriptionNotFound, .notFound, .userNotFound, .recipientUnavailable, .contactNotFound: 404
         case .methodNotAllowed: 405
         case .upgradeRequired: 426
-        case .sessionLimitReached, .callServiceRequired, .callStateConflict: 409
+        case .sessionLimitReached, .callServiceRequired, .callStateConflict, .contactExists, .addressBookFull: 409
         case .internalError: 500
         case .unavailable: 503
         }
@@ -78,6 +81,9 @@ public enum StatusCode: Int, Sendable, CaseIterable, Codable {
         case .sessionLimitReached: "The user is at the session limit and forceLogOut was not requested."
         case .callServiceRequired: "Calls need a session subscribed to the call service."
         case .callStateConflict: "The call is not in a state that allows this request."
+        case .contactNotFound: "The address book has no contact with that id."
+        case .contactExists: "The address book has a contact with that id already."
+        case .addressBookFull: "The address book holds as many contacts as the platform keeps."
         case .internalError: "The platform failed to handle the request."
         case .unavailable: "The platform is shutting down or overloaded."
         }

@@ -1,6 +1,7 @@
 import Foundation
 import HummingbirdBcrypt
 import KandyLinkProtocol
+import NIOCore
 import NIOPosix
 
 /// The platform's users: added, listed, removed, re-passworded, and handed tokens. Used by the
@@ -30,6 +31,7 @@ public struct Accounts: Sendable {
         case invalidUsername(String)
         case emptyPassword
         case unknownUser(String)
+        case invalidProfile(String)
 
         public var description: String {
             switch self {
@@ -37,17 +39,96 @@ public struct Accounts: Sendable {
                 "\"\(name)\" cannot be a username: it must be 1–\(LinkPath.maxUsernameLength) bytes without '/', '\\' or control characters."
             case .emptyPassword: "The password is empty."
             case .unknownUser(let name): "No user \(name)."
+            case .invalidProfile(let why): why
             }
         }
     }
 
-    public func add(username: String, password: String, authname: String? = nil) async throws {
+    public func add(
+        username: String, password: String, authname: String? = nil, profile: UserProfile = UserProfile()
+    ) async throws {
         guard LinkRoute.isAcceptableUsername(username) else { throw AccountError.invalidUsername(username) }
         if let authname, !LinkRoute.isAcceptableUsername(authname) { throw AccountError.invalidUsername(authname) }
         guard !password.isEmpty else { throw AccountError.emptyPassword }
+        try Self.check(profile)
         let hash = try await hash(password)
         try await store.addUser(
-            UserRecord(username: username, authname: authname, passwordHash: hash, createdAt: clock.now()))
+            UserRecord(
+                username: username, authname: authname, passwordHash: hash, createdAt: clock.now(),
+                profile: profile.updated(with: UserProfile())))
+    }
+
+    /// Changes the profile fields `change` sets; an empty string clears one. Returns the result.
+    @discardableResult
+    public func updateProfile(username: String, with change: UserProfile) async throws -> UserProfile {
+        try Self.check(change)
+        guard let user = try await store.user(login: username), user.username == username else {
+            throw AccountError.unknownUser(username)
+        }
+        let profile = user.profile.updated(with: change)
+        guard try await store.setProfile(profile, for: username) else { throw AccountError.unknownUser(username) }
+        return profile
+    }
+
+    public func profile(of username: String) async throws -> UserProfile {
+        guard let user = try await store.user(login: username), user.username == username else {
+            throw AccountError.unknownUser(username)
+        }
+        return user.profile
+    }
+
+    /// Adds many users, each with a password of their own (a bcrypt each, on every core at
+    /// once). All are checked before any is added; those whose username exists are skipped.
+    /// Returns the usernames added and those skipped.
+    public func importUsers(_ users: [UserImport.Entry]) async throws -> (added: [String], skipped: [String]) {
+        var seen = Set<String>()
+        for user in users {
+            guard LinkRoute.isAcceptableUsername(user.username) else {
+                throw AccountError.invalidUsername(user.username)
+            }
+            guard seen.insert(user.username).inserted else {
+                throw AccountError.invalidProfile("\(user.username) appears twice in the import.")
+            }
+            guard !user.password.isEmpty else {
+                throw AccountError.invalidProfile("\(user.username) has an empty password.")
+            }
+            try Self.check(user.profile)
+        }
+        let existing = try await store.existingUsers(users.map(\.username))
+        let fresh = users.filter { !existing.contains($0.username) }
+        let now = clock.now()
+        let store = self.store
+        let cost = passwordCost
+        let lanes = max(1, min(System.coreCount, fresh.count))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for lane in 0..<lanes {
+                group.addTask {
+                    for user in stride(from: lane, to: fresh.count, by: lanes).map({ fresh[$0] }) {
+                        let password = user.password
+                        let hash = try await NIOThreadPool.singleton.runIfActive { Bcrypt.hash(password, cost: cost) }
+                        try await store.addUser(
+                            UserRecord(
+                                username: user.username, passwordHash: hash, createdAt: now,
+                                profile: user.profile.updated(with: UserProfile())))
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        return (fresh.map(\.username), users.map(\.username).filter(existing.contains))
+    }
+
+    /// Profile fields are bounded and free of control characters.
+    static func check(_ profile: UserProfile) throws {
+        for (name, value) in profile.fields {
+            guard let value else { continue }
+            guard value.utf8.count <= UserProfile.maxFieldBytes,
+                !value.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F })
+            else {
+                throw AccountError.invalidProfile(
+                    "\(name) must be at most \(UserProfile.maxFieldBytes) bytes without control characters.")
+            }
+        }
     }
 
     /// Adds those of `usernames` that are missing, all with `password` (hashed once: a load

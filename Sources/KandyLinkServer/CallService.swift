@@ -26,6 +26,7 @@ final class CallService: Sendable {
     private let store: any PlatformStore
     private let subscriptions: Subscriptions
     private let delivery: NotificationDelivery
+    private let history: CallHistoryService
     private let metrics: PlatformMetrics
     private let policy: Policy
     private let clock: any PlatformClock
@@ -34,11 +35,13 @@ final class CallService: Sendable {
 
     init(
         store: any PlatformStore, subscriptions: Subscriptions, delivery: NotificationDelivery,
-        metrics: PlatformMetrics, policy: Policy, clock: any PlatformClock, logger: Logger
+        history: CallHistoryService, metrics: PlatformMetrics, policy: Policy, clock: any PlatformClock,
+        logger: Logger
     ) {
         self.store = store
         self.subscriptions = subscriptions
         self.delivery = delivery
+        self.history = history
         self.metrics = metrics
         self.policy = policy
         self.clock = clock
@@ -204,13 +207,16 @@ final class CallService: Sendable {
             held.drop(call.id)
             metrics.countFailedCall(.cancelled)
             await send(.callCancel, to: .callee, of: call, SessionParams(sessionData: id))
+            await history.record(call, .cancelled)
         case (false, .callee):
             metrics.countFailedCall(.declined)
             await send(.callEnd, to: .caller, of: call, Self.ended(id, .declined))
             await stopRingingElsewhere(call)
+            await history.record(call, .rejected)
         case (true, _):
             if party == .caller { held.drop(call.id) }
             await send(.callEnd, to: party.other, of: call, Self.ended(id, .ended))
+            await history.record(call, .hungUp)
         }
         logger.info("Call ended", metadata: ["call": .string(id), "by": .string(user)])
     }
@@ -238,6 +244,7 @@ final class CallService: Sendable {
         metrics.countFailedCall(.declined)
         await send(.callEnd, to: .caller, of: call, Self.ended(call.id, .declined))
         await stopRingingElsewhere(call)
+        await history.record(call, .rejected)
     }
 
     // MARK: The platform's own endings
@@ -255,6 +262,7 @@ final class CallService: Sendable {
             metrics.countFailedCall(.noAnswer)
             await send(.callEnd, to: .caller, of: call, Self.ended(call.id, .noAnswer))
             await send(.callCancel, to: .callee, of: call, SessionParams(sessionData: call.id))
+            await history.record(call, .unanswered)
         }
     }
 
@@ -279,6 +287,8 @@ final class CallService: Sendable {
                     } else {
                         await send(.callEnd, to: party.other, of: ended, Self.ended(call.id, .unavailable))
                     }
+                    await history.record(
+                        ended, ended.isAnswered ? .hungUp : party == .caller ? .cancelled : .unanswered)
                     logger.info(
                         "Call ended: a party left", metadata: ["call": .string(call.id), "user": .string(user)])
                 }

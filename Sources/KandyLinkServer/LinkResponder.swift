@@ -34,6 +34,11 @@ struct LinkResponder: HTTPResponder {
         case presenceWatcherResponse
         case imResponse
         case callControlResponse
+        case addressBookResponse
+        case directory
+        case userProfileData
+        case logHistory
+        case logRecord
         case status
 
         init(path: String) {
@@ -44,6 +49,11 @@ struct LinkResponder: HTTPResponder {
             case "instantmessage": self = .imResponse
             // Kandy.js reads a failed call request's code from callControlResponse, whichever path.
             case "callControl", "calldisposition": self = .callControlResponse
+            case "addressbook": self = .addressBookResponse
+            case "directory": self = .directory
+            case "userProfileData": self = .userProfileData
+            case "logHistory": self = .logHistory
+            case "logRecord": self = .logRecord
             default: self = .status
             }
         }
@@ -98,6 +108,11 @@ struct LinkResponder: HTTPResponder {
             throw PlatformError(.invalidPath, "The username segment of the path is malformed or too long.")
         } catch .unsupportedVersion {
             throw PlatformError(.notFound, "Only REST version \(LinkPath.version) is served.")
+        } catch .invalidContactID {
+            throw PlatformError(
+                .invalidPath,
+                "The contact id segment must be 1–\(Contact.maxContactIDBytes) bytes without '/', '\\' or control characters."
+            )
         } catch {
             throw PlatformError(.notFound, "No such resource: \(path)")
         }
@@ -158,9 +173,71 @@ struct LinkResponder: HTTPResponder {
             let body = try await decodeCall(request, as: CallDispositionRequestDocument.self)
             try await platform.calls.dispose(body.callDispositionRequest, by: user)
             return try Self.json(CallDispositionResponseDocument(callDispositionResponse: .success), status: .ok)
+        case (.addressBook(let user), .get):
+            try await authorize(request, user: user, context: context)
+            let contacts = try await platform.addressBook.contacts(of: user)
+            return try Self.json(Self.addressBook(contacts), status: .ok)
+        case (.contacts(let user), .post):
+            try await authorize(request, user: user, context: context)
+            let body = try await decode(request, as: AddressBookRequestDocument.self)
+            let contact = try await platform.addressBook.add(body.addressBookRequest, by: user)
+            return try Self.json(Self.addressBook([contact]), status: .ok)
+        case (.contact(let user, let id), .get):
+            try await authorize(request, user: user, context: context)
+            let contact = try await platform.addressBook.contact(id, of: user)
+            return try Self.json(Self.addressBook([contact]), status: .ok)
+        case (.contact(let user, let id), .put):
+            try await authorize(request, user: user, context: context)
+            let body = try await decode(request, as: AddressBookRequestDocument.self)
+            let contact = try await platform.addressBook.update(id, with: body.addressBookRequest, by: user)
+            return try Self.json(Self.addressBook([contact]), status: .ok)
+        case (.contact(let user, let id), .delete):
+            try await authorize(request, user: user, context: context)
+            try await platform.addressBook.remove(id, by: user)
+            return try Self.json(Self.addressBook(nil), status: .ok)
+        case (.directory(let user), .get):
+            try await authorize(request, user: user, context: context)
+            let (page, query) = try await platform.directory.search(query: Self.queryItems(request))
+            return try Self.json(
+                DirectoryResponseDocument(
+                    directory: .init(
+                        statusCode: 0, directoryItems: page.users, startIndex: query.startIndex,
+                        moreResults: page.moreResults)),
+                status: .ok)
+        case (.userProfileData(let user), .get):
+            try await authorize(request, user: user, context: context)
+            let profile = try await platform.directory.profile(of: user)
+            return try Self.json(
+                UserProfileDataDocument(userProfileData: .init(statusCode: 0, user: profile)), status: .ok)
+        case (.logHistory(let user), .get):
+            try await authorize(request, user: user, context: context)
+            let logs = try await platform.callHistory.logs(of: user, query: Self.queryItems(request))
+            return try Self.json(
+                LogHistoryDocument(logHistory: .init(statusCode: 0, logItems: logs.map(CallLogItem.init))), status: .ok)
+        case (.logHistory(let user), .delete):
+            try await authorize(request, user: user, context: context)
+            try await platform.callHistory.clear(of: user)
+            return try Self.json(LogHistoryDocument(logHistory: .init(statusCode: 0)), status: .ok)
+        case (.logRecord(let user, let id), .delete):
+            try await authorize(request, user: user, context: context)
+            try await platform.callHistory.remove(id, of: user)
+            return try Self.json(LogRecordDocument(logRecord: .success), status: .ok)
+        case (.localization, .get):
+            _ = try await platform.authenticator.authenticate(
+                authorization: request.headers[.authorization], token: request.headers[Self.tokenField],
+                address: context.remoteAddress)
+            return try Self.json(LocalizationDocument(acceptLanguage: Self.localization), status: .ok)
         case (.subscriptions, _), (.presence, _), (.presenceWatcher, _), (.instantMessage, _), (.callControl, _),
-            (.callDisposition, _):
+            (.callDisposition, _), (.contacts, _):
             throw Self.methodNotAllowed(request, allowed: "POST")
+        case (.addressBook, _), (.directory, _), (.userProfileData, _), (.localization, _):
+            throw Self.methodNotAllowed(request, allowed: "GET")
+        case (.contact, _):
+            throw Self.methodNotAllowed(request, allowed: "GET, PUT, DELETE")
+        case (.logHistory, _):
+            throw Self.methodNotAllowed(request, allowed: "GET, DELETE")
+        case (.logRecord, _):
+            throw Self.methodNotAllowed(request, allowed: "DELETE")
         case (.subscription, _):
             throw Self.methodNotAllowed(request, allowed: "PUT, DELETE")
         case (.callSession, _):
@@ -208,6 +285,20 @@ struct LinkResponder: HTTPResponder {
     }
 
     // MARK: Pieces
+
+    /// The locale every user gets: the one Kandy.js subscribes with by default.
+    static let localization = "English_US"
+
+    private static func addressBook(_ contacts: [Contact]?) -> AddressBookResponseDocument {
+        AddressBookResponseDocument(addressBookResponse: .init(statusCode: 0, addressBookEntries: contacts))
+    }
+
+    /// The query string's parameters, percent-decoded; the last of a repeated name wins.
+    private static func queryItems(_ request: Request) -> [String: String] {
+        var items: [String: String] = [:]
+        for (name, value) in request.uri.queryParameters { items[String(name)] = String(value) }
+        return items
+    }
 
     private func authorize(_ request: Request, user: String, context: Context) async throws {
         let authenticated = try await platform.authenticator.authenticate(
@@ -327,6 +418,28 @@ struct LinkResponder: HTTPResponder {
                 response = try json(
                     CallControlResponseDocument(
                         callControlResponse: .init(statusCode: error.statusCode, reason: error.reason)),
+                    status: status)
+            case .addressBookResponse:
+                response = try json(
+                    AddressBookResponseDocument(
+                        addressBookResponse: .init(statusCode: error.statusCode, reason: error.reason)),
+                    status: status)
+            case .directory:
+                response = try json(
+                    DirectoryResponseDocument(directory: .init(statusCode: error.statusCode, reason: error.reason)),
+                    status: status)
+            case .userProfileData:
+                response = try json(
+                    UserProfileDataDocument(
+                        userProfileData: .init(statusCode: error.statusCode, reason: error.reason)),
+                    status: status)
+            case .logHistory:
+                response = try json(
+                    LogHistoryDocument(logHistory: .init(statusCode: error.statusCode, reason: error.reason)),
+                    status: status)
+            case .logRecord:
+                response = try json(
+                    LogRecordDocument(logRecord: .init(statusCode: error.statusCode, reason: error.reason)),
                     status: status)
             case .status:
                 response = try json(

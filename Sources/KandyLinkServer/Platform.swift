@@ -36,6 +36,9 @@ public final class Platform: Sendable {
     let presence: PresenceService
     let messages: InstantMessageService
     let calls: CallService
+    let callHistory: CallHistoryService
+    let addressBook: AddressBookService
+    let directory: DirectoryService
     let metrics = PlatformMetrics()
     let turn: TurnCredentialIssuer?
     let logger: Logger
@@ -101,12 +104,17 @@ public final class Platform: Sendable {
         self.messages = InstantMessageService(
             store: store, subscriptions: subscriptions, delivery: delivery, metrics: metrics,
             maxMessageBytes: configuration.maxMessageBytes, clock: clock, logger: logger)
+        let callHistory = CallHistoryService(
+            store: store, length: configuration.callHistoryLength, clock: clock, logger: logger)
+        self.callHistory = callHistory
         self.calls = CallService(
-            store: store, subscriptions: subscriptions, delivery: delivery, metrics: metrics,
+            store: store, subscriptions: subscriptions, delivery: delivery, history: callHistory, metrics: metrics,
             policy: .init(
                 ringTimeout: configuration.callRingTimeout, callerGrace: configuration.callerNotificationGrace,
                 maxSDPBytes: configuration.maxSDPBytes),
             clock: clock, logger: logger)
+        self.addressBook = AddressBookService(store: store, limit: configuration.maxContactsPerUser, logger: logger)
+        self.directory = DirectoryService(store: store, logger: logger)
     }
 
     // MARK: Running

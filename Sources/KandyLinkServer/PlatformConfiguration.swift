@@ -64,6 +64,11 @@ public struct PlatformConfiguration: Sendable {
     /// Longest SDP a call request may carry, in UTF-8 bytes; call requests may be this much
     /// larger than ``maxBodyBytes``.
     public var maxSDPBytes: Int = 64 * 1024
+    /// Call log entries kept per user; older ones are dropped as new calls end.
+    public var callHistoryLength: Int = 500
+
+    /// Contacts one user's address book may hold.
+    public var maxContactsPerUser: Int = 1000
 
     /// Browser origins allowed to open channels; nil allows any (the client sends no credential
     /// on the socket, so the unguessable channel id is the capability either way).

@@ -11,6 +11,8 @@ public struct PlatformError: Error, Equatable, Sendable {
     public var endsConnection: Bool
     /// A call request's failure in the call vocabulary: its `statusCode` and HTTP status.
     public var call: CallStatusCode?
+    /// A call history request's failure in the codes Kandy.js reads there.
+    public var history: CallHistoryStatusCode?
 
     public init(_ code: StatusCode, _ reason: String? = nil, retryAfter: Int? = nil, endsConnection: Bool = false) {
         self.code = code
@@ -26,7 +28,13 @@ public struct PlatformError: Error, Equatable, Sendable {
         self.call = call
     }
 
+    /// A call history request refused in the codes Kandy.js reads there.
+    public init(history: CallHistoryStatusCode) {
+        self.init(history == .recordNotFound ? .notFound : .invalidField, history.reason)
+        self.history = history
+    }
+
     /// The `statusCode` the client reads.
-    public var statusCode: Int { call?.rawValue ?? code.rawValue }
-    public var httpStatus: Int { call?.httpStatus ?? code.httpStatus }
+    public var statusCode: Int { call?.rawValue ?? history?.rawValue ?? code.rawValue }
+    public var httpStatus: Int { call?.httpStatus ?? history?.httpStatus ?? code.httpStatus }
 }

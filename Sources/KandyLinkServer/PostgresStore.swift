@@ -14,9 +14,9 @@ import Synchronization
 public final class PostgresStore: PlatformStore {
     public var isShared: Bool { true }
 
-    private let client: PostgresClient
+    let client: PostgresClient
     private let running: Task<Void, Never>
-    private let logger: Logger
+    let logger: Logger
     /// Tags this node's NOTIFY payloads, so it does not act on its own signals.
     private let node = RandomIdentifier.make()
     private let listeners = Mutex<[UInt64: AsyncStream<NodeSignal>.Continuation]>([:])
@@ -205,6 +205,40 @@ public final class PostgresStore: PlatformStore {
                 "CREATE INDEX call_rings_until ON call(rings_until) WHERE rings_until IS NOT NULL",
             ]
         ),
+        (
+            6, "profiles, directory, address books, call history",
+            [
+                "ALTER TABLE platform_user ADD COLUMN profile TEXT",
+                // Terms compare byte by byte, so that a range is a prefix (DirectoryTerms).
+                """
+                CREATE TABLE user_search (
+                    kind SMALLINT NOT NULL,
+                    term TEXT COLLATE "C" NOT NULL,
+                    username TEXT NOT NULL REFERENCES platform_user(username) ON DELETE CASCADE,
+                    PRIMARY KEY (kind, term, username)
+                )
+                """,
+                "CREATE INDEX user_search_username ON user_search(username)",
+                """
+                CREATE TABLE contact (
+                    owner TEXT NOT NULL REFERENCES platform_user(username) ON DELETE CASCADE,
+                    contact_id TEXT NOT NULL,
+                    entry TEXT NOT NULL,
+                    PRIMARY KEY (owner, contact_id)
+                )
+                """,
+                """
+                CREATE TABLE call_log (
+                    owner TEXT NOT NULL REFERENCES platform_user(username) ON DELETE CASCADE,
+                    record_id TEXT NOT NULL,
+                    started_at BIGINT NOT NULL,
+                    entry TEXT NOT NULL,
+                    PRIMARY KEY (owner, record_id)
+                )
+                """,
+                "CREATE INDEX call_log_started ON call_log(owner, started_at)",
+            ]
+        ),
     ]
 
     private static func migrate(_ client: PostgresClient, logger: Logger) async throws {
@@ -226,6 +260,18 @@ public final class PostgresStore: PlatformStore {
                 for statement in migration.sql {
                     try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
                 }
+                if migration.version == 6 {
+                    // Users from before profiles are found by their username.
+                    var usernames: [String] = []
+                    for try await name in try await connection.query(
+                        "SELECT username FROM platform_user", logger: logger
+                    ).decode(String.self) {
+                        usernames.append(name)
+                    }
+                    for username in usernames {
+                        try await Self.index(username, UserProfile(), on: connection, logger: logger)
+                    }
+                }
                 try await connection.query(
                     """
                     INSERT INTO schema_migration (version, name, applied_at)
@@ -242,6 +288,7 @@ public final class PostgresStore: PlatformStore {
     // MARK: Users
 
     public func addUser(_ user: UserRecord) async throws {
+        let profile = try StoredJSON.encode(user.profile)
         try await transaction { connection in
             if try await Self.anyRow(
                 connection.query("SELECT 1 FROM platform_user WHERE username = \(user.username)", logger: logger))
@@ -258,16 +305,18 @@ public final class PostgresStore: PlatformStore {
             }
             try await connection.query(
                 """
-                INSERT INTO platform_user (username, authname, password_hash, created_at)
-                VALUES (\(user.username), \(user.authname), \(user.passwordHash), \(user.createdAt.timeIntervalSince1970))
+                INSERT INTO platform_user (username, authname, password_hash, created_at, profile)
+                VALUES (\(user.username), \(user.authname), \(user.passwordHash), \(user.createdAt.timeIntervalSince1970),
+                    \(profile))
                 """, logger: logger)
+            try await Self.index(user.username, user.profile, on: connection, logger: logger)
         }
     }
 
     public func user(login: String) async throws -> UserRecord? {
         let rows = try await client.query(
             """
-            SELECT username, authname, password_hash, created_at FROM platform_user
+            SELECT username, authname, password_hash, created_at, profile FROM platform_user
             WHERE username = \(login) OR authname = \(login)
             ORDER BY (username = \(login)) DESC LIMIT 1
             """, logger: logger)
@@ -276,7 +325,7 @@ public final class PostgresStore: PlatformStore {
 
     public func users() async throws -> [UserRecord] {
         let rows = try await client.query(
-            "SELECT username, authname, password_hash, created_at FROM platform_user ORDER BY username",
+            "SELECT username, authname, password_hash, created_at, profile FROM platform_user ORDER BY username",
             logger: logger)
         return try await Self.users(rows)
     }
@@ -803,7 +852,7 @@ public final class PostgresStore: PlatformStore {
     // MARK: Pieces
 
     /// Runs `body` in a transaction; an error `body` throws comes out as itself (after rollback).
-    private func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+    func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
         do {
             return try await client.withTransaction(logger: logger) { connection in try await body(connection) }
         } catch let error as PostgresTransactionError {
@@ -811,25 +860,27 @@ public final class PostgresStore: PlatformStore {
         }
     }
 
-    private static func binds(_ values: any PostgresEncodable...) throws -> PostgresBindings {
+    static func binds(_ values: any PostgresEncodable...) throws -> PostgresBindings {
         var bindings = PostgresBindings(capacity: values.count)
         for value in values { try bindings.append(value) }
         return bindings
     }
 
     /// Whether the query answered with any row.
-    private static func anyRow(_ rows: PostgresRowSequence) async throws -> Bool {
+    static func anyRow(_ rows: PostgresRowSequence) async throws -> Bool {
         for try await _ in rows { return true }
         return false
     }
 
     private static func users(_ rows: PostgresRowSequence) async throws -> [UserRecord] {
         var found: [UserRecord] = []
-        for try await (username, authname, hash, created) in rows.decode((String, String?, String, Double).self) {
+        for try await (username, authname, hash, created, profile) in rows.decode(
+            (String, String?, String, Double, String?).self)
+        {
             found.append(
                 UserRecord(
                     username: username, authname: authname, passwordHash: hash,
-                    createdAt: Date(timeIntervalSince1970: created)))
+                    createdAt: Date(timeIntervalSince1970: created), profile: try StoredJSON.profile(profile)))
         }
         return found
     }

@@ -8,7 +8,7 @@ import KandyLinkProtocol
 /// GRDB's queue and back (which halved the instant-message rate). Writes queue behind each other
 /// on GRDB's writer without blocking the caller.
 public final class SQLiteStore: PlatformStore {
-    private let pool: DatabasePool
+    let pool: DatabasePool
 
     public init(path: String) throws {
         var configuration = Configuration()
@@ -112,6 +112,37 @@ public final class SQLiteStore: PlatformStore {
                     CREATE INDEX call_rings_until ON call(rings_until) WHERE rings_until IS NOT NULL;
                     """)
         }
+        migrator.registerMigration("6: profiles, directory, address books, call history") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE user ADD COLUMN profile TEXT;
+                    CREATE TABLE user_search (
+                        kind INTEGER NOT NULL,
+                        term TEXT NOT NULL,
+                        username TEXT NOT NULL REFERENCES user(username) ON DELETE CASCADE,
+                        PRIMARY KEY (kind, term, username)
+                    ) WITHOUT ROWID;
+                    CREATE INDEX user_search_username ON user_search(username);
+                    CREATE TABLE contact (
+                        owner TEXT NOT NULL REFERENCES user(username) ON DELETE CASCADE,
+                        contact_id TEXT NOT NULL,
+                        entry TEXT NOT NULL,
+                        PRIMARY KEY (owner, contact_id)
+                    ) WITHOUT ROWID;
+                    CREATE TABLE call_log (
+                        owner TEXT NOT NULL REFERENCES user(username) ON DELETE CASCADE,
+                        record_id TEXT NOT NULL,
+                        started_at INTEGER NOT NULL,
+                        entry TEXT NOT NULL,
+                        PRIMARY KEY (owner, record_id)
+                    ) WITHOUT ROWID;
+                    CREATE INDEX call_log_started ON call_log(owner, started_at);
+                    """)
+            // Users from before profiles are found by their username.
+            for username in try String.fetchAll(db, sql: "SELECT username FROM user") {
+                try Self.index(username, UserProfile(), in: db)
+            }
+        }
         return migrator
     }
 
@@ -119,7 +150,7 @@ public final class SQLiteStore: PlatformStore {
 
     /// A read on the caller's thread (see above), without a transaction around it: each read is
     /// one statement, or statements whose answers need not be of one instant.
-    private func readNow<T>(_ body: (Database) throws -> T) throws -> T {
+    func readNow<T>(_ body: (Database) throws -> T) throws -> T {
         try pool.unsafeRead(body)
     }
 
@@ -139,9 +170,14 @@ public final class SQLiteStore: PlatformStore {
                 throw StoreError.authnameTaken(authname)
             }
             try db.cachedStatement(
-                sql: "INSERT INTO user (username, authname, password_hash, created_at) VALUES (?, ?, ?, ?)"
+                sql:
+                    "INSERT INTO user (username, authname, password_hash, created_at, profile) VALUES (?, ?, ?, ?, ?)"
             ).execute(
-                arguments: [user.username, user.authname, user.passwordHash, user.createdAt.timeIntervalSince1970])
+                arguments: [
+                    user.username, user.authname, user.passwordHash, user.createdAt.timeIntervalSince1970,
+                    try StoredJSON.encode(user.profile),
+                ])
+            try Self.index(user.username, user.profile, in: db)
         }
     }
 
@@ -150,7 +186,7 @@ public final class SQLiteStore: PlatformStore {
             let row =
                 try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM user WHERE username = ?"), arguments: [login])
                 ?? Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM user WHERE authname = ?"), arguments: [login])
-            return row.map(Self.user)
+            return try row.map(Self.user)
         }
     }
 
@@ -594,10 +630,10 @@ public final class SQLiteStore: PlatformStore {
         }
     }
 
-    private static func user(_ row: Row) -> UserRecord {
+    static func user(_ row: Row) throws -> UserRecord {
         UserRecord(
             username: row["username"], authname: row["authname"], passwordHash: row["password_hash"],
-            createdAt: Date(timeIntervalSince1970: row["created_at"]))
+            createdAt: Date(timeIntervalSince1970: row["created_at"]), profile: try StoredJSON.profile(row["profile"]))
     }
 
     public func signal(_ signal: NodeSignal) async throws {}

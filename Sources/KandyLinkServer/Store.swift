@@ -8,12 +8,18 @@ public struct UserRecord: Sendable, Equatable {
     public var authname: String?
     public var passwordHash: String
     public var createdAt: Date
+    /// What the directory shows of them.
+    public var profile: UserProfile
 
-    public init(username: String, authname: String? = nil, passwordHash: String, createdAt: Date) {
+    public init(
+        username: String, authname: String? = nil, passwordHash: String, createdAt: Date,
+        profile: UserProfile = UserProfile()
+    ) {
         self.username = username
         self.authname = authname
         self.passwordHash = passwordHash
         self.createdAt = createdAt
+        self.profile = profile
     }
 }
 
@@ -106,15 +112,49 @@ extension CallRecord.Party {
 
 /// A call as stored: JSON of the record beside the columns that are searched.
 enum StoredCall {
-    static func encode(_ call: CallRecord) throws -> String {
-        String(decoding: try JSONEncoder().encode(call), as: UTF8.self)
+    static func encode(_ call: CallRecord) throws -> String { try StoredJSON.encode(call) }
+    static func decode(_ text: String) throws -> CallRecord { try StoredJSON.decode(CallRecord.self, text) }
+}
+
+/// A value kept as JSON text in one column (a call, a profile, a contact, a call log entry):
+/// the stores search other columns, never inside it.
+enum StoredJSON {
+    static func encode(_ value: some Encodable) throws -> String {
+        String(decoding: try JSONEncoder().encode(value), as: UTF8.self)
     }
 
-    static func decode(_ text: String) throws -> CallRecord {
-        try decoder.decode(CallRecord.self, from: Data(text.utf8))
+    static func decode<T: Decodable>(_ type: T.Type, _ text: String) throws -> T {
+        try decoder.decode(type, from: Data(text.utf8))
     }
 
+    /// A user's profile; users from before profiles have none stored.
+    static func profile(_ text: String?) throws -> UserProfile {
+        try text.map { try decode(UserProfile.self, $0) } ?? UserProfile()
+    }
+
+    /// Decoding is read-only and a decoder is costly to make.
     private static let decoder = JSONDecoder()
+}
+
+/// A page of directory search results.
+public struct DirectoryPage: Sendable, Equatable {
+    public var users: [User]
+    /// Whether results follow this page.
+    public var moreResults: Bool
+
+    public init(users: [User], moreResults: Bool) {
+        self.users = users
+        self.moreResults = moreResults
+    }
+}
+
+/// What adding a contact did.
+public enum ContactInsertion: Sendable, Equatable {
+    case inserted
+    /// The address book has a contact with that id already.
+    case exists
+    /// The address book holds its limit of contacts.
+    case full
 }
 
 /// A notification kept for a channel whose socket was down, or the marker standing for those
@@ -237,6 +277,27 @@ public protocol PlatformStore: Sendable {
     /// The calls `username` is a party of.
     func calls(of username: String) async throws -> [CallRecord]
     func callCount() async throws -> Int
+
+    /// Replaces `username`'s profile (and the directory's terms for it); false without such a user.
+    func setProfile(_ profile: UserProfile, for username: String) async throws -> Bool
+    /// The users matching `query`, by username, one page of them.
+    func searchUsers(_ query: DirectoryQuery) async throws -> DirectoryPage
+
+    /// `owner`'s address book, by contact id.
+    func contacts(of owner: String) async throws -> [Contact]
+    func contact(_ id: String, of owner: String) async throws -> Contact?
+    /// Adds a contact unless its id is taken or the address book holds `limit` already.
+    func insertContact(_ contact: Contact, of owner: String, limit: Int) async throws -> ContactInsertion
+    /// Replaces the contact with the same id; false when there is none.
+    func replaceContact(_ contact: Contact, of owner: String) async throws -> Bool
+    func deleteContact(_ id: String, of owner: String) async throws -> Bool
+
+    /// Adds call log entries, keeping each owner's newest `keep`.
+    func appendCallLogs(_ entries: [(owner: String, log: CallLog)], keep: Int) async throws
+    /// `owner`'s call log, newest first.
+    func callLogs(of owner: String, startIndex: Int, count: Int) async throws -> [CallLog]
+    func deleteCallLog(_ id: String, of owner: String) async throws -> Bool
+    func clearCallLogs(of owner: String) async throws
 
     /// A named secret, created with `make` on first use and kept from then on.
     func secret(_ name: String, make: @Sendable () -> [UInt8]) async throws -> [UInt8]

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KandyLinkProtocol
 import KandyLinkServer
 import Logging
 
@@ -8,7 +9,24 @@ struct Users: AsyncParsableCommand {
         abstract: "Manage the platform's users (in the same database `serve` uses).",
         discussion:
             "Passwords are read from a prompt without echo, or from standard input with --password-stdin; never from the command line.",
-        subcommands: [Add.self, List.self, Remove.self, Passwd.self, Token.self])
+        subcommands: [Add.self, Update.self, Import.self, List.self, Remove.self, Passwd.self, Token.self])
+
+    /// The profile the directory shows; on update, an empty value clears a field.
+    struct ProfileOptions: ParsableArguments {
+        @Option(help: "First name.") var firstName: String?
+        @Option(help: "Last name.") var lastName: String?
+        @Option(help: "E-mail address.") var email: String?
+        @Option(help: "Work phone number.") var phone: String?
+        @Option(help: "Mobile phone number.") var mobilePhone: String?
+        @Option(help: "Home phone number.") var homePhone: String?
+        @Option(help: "URL of the user's photo.") var photoUrl: String?
+
+        var profile: UserProfile {
+            UserProfile(
+                firstName: firstName, lastName: lastName, emailAddress: email, photoURL: photoUrl, workPhone: phone,
+                mobilePhone: mobilePhone, homePhone: homePhone)
+        }
+    }
 
     struct PasswordOption: ParsableArguments {
         @Flag(help: "Read the password from the first line of standard input.")
@@ -43,16 +61,66 @@ struct Users: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add a user.")
         @Argument(help: "The username, as clients put it in paths (e.g. alice@example.com).") var name: String
         @Option(help: "An alternative login name for Basic credentials.") var authname: String?
+        @OptionGroup var profile: ProfileOptions
         @OptionGroup var password: PasswordOption
         @OptionGroup var database: DatabaseOption
 
         func run() async throws {
             let secret = try password.read(prompt: "Password for \(name): ")
             try await Users.withAccounts(database) { accounts in
-                try await accounts.add(username: name, password: secret, authname: authname)
+                try await accounts.add(username: name, password: secret, authname: authname, profile: profile.profile)
             }
             print("Added \(name).")
         }
+    }
+
+    struct Update: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Change a user's profile: the fields given are set, an empty value clears one.")
+        @Argument var name: String
+        @OptionGroup var profile: ProfileOptions
+        @OptionGroup var database: DatabaseOption
+
+        func run() async throws {
+            let updated = try await Users.withAccounts(database) { accounts in
+                try await accounts.updateProfile(username: name, with: profile.profile)
+            }
+            print("Updated \(name): \(Users.describe(updated))")
+        }
+    }
+
+    struct Import: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Add many users from a CSV or JSON file.",
+            discussion: """
+                CSV: a header row naming the columns username, password and optionally first_name, last_name, \
+                email, phone, mobile_phone, home_phone, photo_url. JSON: an array of objects with username, \
+                password, firstName, lastName, emailAddress, workPhone, mobilePhone, homePhone, photoURL. \
+                Every row is checked before any user is added; users that exist already are skipped.
+                """)
+        @Argument(help: "The file to read; - for standard input.") var file: String
+        @OptionGroup var database: DatabaseOption
+
+        func run() async throws {
+            let text: String
+            if file == "-" {
+                text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+            } else {
+                do {
+                    text = try String(contentsOfFile: file, encoding: .utf8)
+                } catch {
+                    throw ValidationError("Cannot read \(file): \(error.localizedDescription)")
+                }
+            }
+            let entries = try UserImport.parse(text)
+            let (added, skipped) = try await Users.withAccounts(database) { try await $0.importUsers(entries) }
+            print("Added \(added.count) users" + (skipped.isEmpty ? "." : "; skipped \(skipped.count) that exist."))
+        }
+    }
+
+    static func describe(_ profile: UserProfile) -> String {
+        let fields = profile.fields.compactMap { field in field.value.map { "\(field.name)=\($0)" } }
+        return fields.isEmpty ? "no profile" : fields.joined(separator: " ")
     }
 
     struct List: AsyncParsableCommand {
@@ -61,7 +129,10 @@ struct Users: AsyncParsableCommand {
 
         func run() async throws {
             for user in try await Users.withAccounts(database, { try await $0.list() }) {
-                print(user.authname.map { "\(user.username)\tauthname=\($0)" } ?? user.username)
+                var line = user.username
+                if let authname = user.authname { line += "\tauthname=\(authname)" }
+                if user.profile != UserProfile() { line += "\t" + Users.describe(user.profile) }
+                print(line)
             }
         }
     }

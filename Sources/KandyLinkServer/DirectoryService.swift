@@ -1,0 +1,72 @@
+import Foundation
+import KandyLinkProtocol
+import Logging
+
+/// The directory of the platform's users and each user's own profile (Kandy.js's `user`
+/// plugin): search by first name, last name, full name, phone number or username, prefix
+/// match, case and accents folded, one page at a time (``DirectoryTerms``).
+final class DirectoryService: Sendable {
+    private let store: any PlatformStore
+    private let logger: Logger
+
+    init(store: any PlatformStore, logger: Logger) {
+        self.store = store
+        self.logger = logger
+    }
+
+    /// `GET …/directory?criteria=&criteriaType=&startIndex=&count=`.
+    func search(query items: [String: String]) async throws(PlatformError) -> (DirectoryPage, DirectoryQuery) {
+        let query = try Self.query(items)
+        let page = try await storing("The directory could not be searched.", logger: logger) {
+            try await store.searchUsers(query)
+        }
+        return (page, query)
+    }
+
+    /// `GET …/userProfileData`: the user's own profile.
+    func profile(of username: String) async throws(PlatformError) -> User {
+        let record = try await storing("The profile could not be read.", logger: logger) {
+            try await store.user(login: username)
+        }
+        guard let record, record.username == username else {
+            throw PlatformError(.userNotFound, "\(username) is no longer a user of this platform.")
+        }
+        return User(userId: username, profile: record.profile)
+    }
+
+    /// The query a search's query string asks for, refused when malformed or out of bounds.
+    static func query(_ items: [String: String]) throws(PlatformError) -> DirectoryQuery {
+        let criteria = items["criteria"] ?? ""
+        guard criteria.utf8.count <= DirectoryQuery.maxCriteriaBytes else {
+            throw PlatformError(.invalidField, "criteria is at most \(DirectoryQuery.maxCriteriaBytes) bytes.")
+        }
+        var type: DirectorySearchType?
+        if let text = items["criteriaType"] {
+            guard let value = Int(text).flatMap(DirectorySearchType.init(rawValue:)) ?? DirectorySearchType(name: text)
+            else {
+                throw PlatformError(
+                    .invalidField,
+                    "criteriaType must be 1 (first name), 2 (last name), 3 (name), 4 (phone number) or 5 (user name).")
+            }
+            type = value
+        }
+        if type == .phoneNumber, !criteria.isEmpty, DirectoryTerms.digits(criteria).isEmpty {
+            throw PlatformError(.invalidField, "A phone number search needs digits in criteria.")
+        }
+        let startIndex = try Self.number(items["startIndex"], name: "startIndex", default: 0, in: 0...1_000_000)
+        let count = try Self.number(
+            items["count"], name: "count", default: DirectoryQuery.defaultCount, in: 1...DirectoryQuery.maxCount)
+        return DirectoryQuery(criteria: criteria, type: type, startIndex: startIndex, count: count)
+    }
+
+    private static func number(_ text: String?, name: String, default value: Int, in range: ClosedRange<Int>)
+        throws(PlatformError) -> Int
+    {
+        guard let text else { return value }
+        guard let number = Int(text), range.contains(number) else {
+            throw PlatformError(
+                .invalidField, "\(name) must be a whole number from \(range.lowerBound) to \(range.upperBound).")
+        }
+        return number
+    }
+}
