@@ -26,6 +26,16 @@ import Testing
         ("/rest/version/1/user/a%40b/presence", .presence(user: "a@b")),
         ("/rest/version/1/user/a@b/presenceWatcher", .presenceWatcher(user: "a@b")),
         ("/rest/version/1/user/a@b/instantmessage", .instantMessage(user: "a@b")),
+        // As Kandy.js builds them: POST with a trailing slash, GET/PUT with the id raw.
+        ("/rest/version/1/user/a/addressbook", .addressBook(user: "a")),
+        ("/rest/version/1/user/a/addressbook/contacts/", .contacts(user: "a")),
+        ("/rest/version/1/user/a/addressbook/contacts", .contacts(user: "a")),
+        ("/rest/version/1/user/a/addressbook/contacts/bob%20b%C3%BC", .contact(user: "a", id: "bob bü")),
+        ("/rest/version/1/user/a/directory?criteria=x&criteriaType=1", .directory(user: "a")),
+        ("/rest/version/1/user/a/userProfileData", .userProfileData(user: "a")),
+        ("/rest/version/1/user/a/logHistory?startIndex=0&count=50", .logHistory(user: "a")),
+        ("/rest/version/1/user/a/logRecord/R1_x", .logRecord(user: "a", id: "R1_x")),
+        ("/rest/version/1/localization", .localization),
     ])
     func parsesRoutes(path: String, route: LinkRoute) throws {
         #expect(try LinkRoute.parse(path) == route)
@@ -35,6 +45,11 @@ import Testing
         ("/", LinkRoute.ParseError.unknownPath),
         ("/rest/version/1/user/a", .unknownPath),
         ("/rest/version/1/user/a/presences", .unknownPath),
+        ("/rest/version/1/user/a/addressbook/contacts/a%2Fb", .invalidContactID),
+        ("/rest/version/1/user/a/addressbook/contacts/%00", .invalidContactID),
+        ("/rest/version/1/user/a/addressbook/friends/x", .unknownPath),
+        ("/rest/version/1/user/a/logRecord/a.b", .unknownPath),
+        ("/rest/version/2/localization", .unsupportedVersion),
         ("/rest/version/1/user/a/subscription/", .unknownPath),
         ("/rest/version/1/user/a/subscription/x/y", .unknownPath),
         ("/rest/version/1/user/a/subscription/..", .unknownPath),

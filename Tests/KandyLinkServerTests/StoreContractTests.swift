@@ -294,6 +294,81 @@ import Testing
         }
     }
 
+    @Test(arguments: StoreKind.available) func profilesAreSearchedThroughTheDirectoryIndex(kind: StoreKind) async throws
+    {
+        try await kind.seeded { store in
+            // alice and bob had no profile: they are found by username, and show an empty one.
+            #expect(
+                try await store.searchUsers(DirectoryQuery(criteria: "AL", type: .userName)).users
+                    == [User(userId: "alice")])
+            let profile = UserProfile(firstName: "Zoë", lastName: "Ångström", workPhone: "+46 8-123 45")
+            #expect(try await store.setProfile(profile, for: "bob"))
+            #expect(try await !store.setProfile(profile, for: "nobody"))
+            try await store.addUser(
+                UserRecord(
+                    username: "dave", passwordHash: "x", createdAt: Self.now,
+                    profile: UserProfile(firstName: "Zoe", lastName: "Zed")))
+            #expect(try await store.user(login: "bob")?.profile == profile)
+            func found(_ criteria: String, _ type: DirectorySearchType?) async throws -> [String] {
+                try await store.searchUsers(DirectoryQuery(criteria: criteria, type: type)).users.map(\.userId)
+            }
+            #expect(try await found("zoe", .firstName) == ["bob", "dave"])
+            #expect(try await found("angs", .lastName) == ["bob"])
+            #expect(try await found("zoe ang", .name) == ["bob"])
+            #expect(try await found("812345", .phoneNumber) == ["bob"])
+            #expect(try await found("12345", .phoneNumber) == ["bob"])
+            #expect(try await found("d", nil) == ["dave"])
+            // Pages: one more result than asked says more follow.
+            let page = try await store.searchUsers(DirectoryQuery(criteria: "", count: 2))
+            #expect(page.users.map(\.userId) == ["alice", "bob"] && page.moreResults)
+            let last = try await store.searchUsers(DirectoryQuery(criteria: "", startIndex: 2, count: 2))
+            #expect(last.users.map(\.userId) == ["carol", "dave"] && !last.moreResults)
+            // A user's terms go with the user.
+            #expect(try await store.removeUser("dave"))
+            #expect(try await found("zoe", .firstName) == ["bob"])
+        }
+    }
+
+    @Test(arguments: StoreKind.available) func addressBooksAndCallLogsAreEachUsersOwn(kind: StoreKind) async throws {
+        try await kind.seeded { store in
+            #expect(
+                try await store.insertContact(Contact(contactId: "b", firstName: "B"), of: "alice", limit: 2)
+                    == .inserted)
+            #expect(try await store.insertContact(Contact(contactId: "b"), of: "alice", limit: 2) == .exists)
+            #expect(try await store.insertContact(Contact(contactId: "a"), of: "alice", limit: 2) == .inserted)
+            #expect(try await store.insertContact(Contact(contactId: "c"), of: "alice", limit: 2) == .full)
+            #expect(try await store.insertContact(Contact(contactId: "b"), of: "bob", limit: 2) == .inserted)
+            #expect(try await store.contacts(of: "alice").map(\.contactId) == ["a", "b"])
+            #expect(try await store.replaceContact(Contact(contactId: "b", lastName: "L"), of: "alice"))
+            #expect(try await !store.replaceContact(Contact(contactId: "z"), of: "alice"))
+            #expect(try await store.contact("b", of: "alice") == Contact(contactId: "b", lastName: "L"))
+            #expect(try await store.contact("b", of: "bob") == Contact(contactId: "b"))
+            #expect(try await store.deleteContact("b", of: "alice"))
+            #expect(try await !store.deleteContact("b", of: "alice"))
+
+            func log(_ id: String, at start: Int) -> CallLog {
+                CallLog(
+                    recordId: id, direction: .outgoing, disposition: .answered, startTime: String(start), duration: "5",
+                    callerName: "alice", callerDisplayNumber: "sip:alice", calleeName: "bob",
+                    calleeDisplayNumber: "sip:bob", resourceLocation: "/r/\(id)")
+            }
+            try await store.appendCallLogs([("alice", log("1", at: 10)), ("bob", log("2", at: 10))], keep: 2)
+            try await store.appendCallLogs([("alice", log("3", at: 30))], keep: 2)
+            try await store.appendCallLogs([("alice", log("4", at: 20))], keep: 2)
+            #expect(try await store.callLogs(of: "alice", startIndex: 0, count: 10).map(\.recordId) == ["3", "4"])
+            #expect(try await store.callLogs(of: "alice", startIndex: 1, count: 10) == [log("4", at: 20)])
+            #expect(try await !store.deleteCallLog("2", of: "alice"))
+            #expect(try await store.deleteCallLog("3", of: "alice"))
+            try await store.clearCallLogs(of: "alice")
+            #expect(try await store.callLogs(of: "alice", startIndex: 0, count: 10) == [])
+            #expect(try await store.callLogs(of: "bob", startIndex: 0, count: 10).map(\.recordId) == ["2"])
+            // They go with their user.
+            #expect(try await store.removeUser("bob"))
+            #expect(try await store.contacts(of: "bob") == [])
+            #expect(try await store.callLogs(of: "bob", startIndex: 0, count: 10) == [])
+        }
+    }
+
     @Test(arguments: StoreKind.available) func secretsAndEventIDsAreKept(kind: StoreKind) async throws {
         try await kind.with { store in
             let first = try await store.secret("k") { [1, 2, 3] }
