@@ -17,6 +17,8 @@ import Foundation
 /// events: `call:start`, `call:receive`, `call:stateChange`, `call:operation`.
 public struct Calls: Sendable {
     let control: CallControl
+    /// The calls made and received, as the platform logged them.
+    public let history: CallHistory
 
     /// Calls `destination` (`bob@example.com`, `sip:bob@example.com`). Returns once the platform
     /// took the call (state Initiated); the answer comes as `call:stateChange` to Connected.

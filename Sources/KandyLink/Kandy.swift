@@ -34,8 +34,12 @@ public final class Kandy: Sendable {
     public let presence: Presence
     /// Instant messages.
     public let messages: Messages
-    /// Calls.
+    /// Calls, and their history (`call.history`).
     public let call: Calls
+    /// Your personal address book.
+    public let contacts: Contacts
+    /// The directory of users, and your own profile.
+    public let user: Users
     /// Makes calls' SDP and carries their media.
     public let mediaEngine: any MediaEngine
     let session: KandySession
@@ -55,7 +59,10 @@ public final class Kandy: Sendable {
         self.connection = Connection(configuration: configuration, snapshot: snapshot)
         self.presence = Presence(session: session, snapshot: snapshot)
         self.messages = Messages(session: session, snapshot: snapshot)
-        self.call = Calls(control: session.calls)
+        self.call = Calls(
+            control: session.calls, history: CallHistory(session: session, observers: observers))
+        self.contacts = Contacts(session: session, observers: observers)
+        self.user = Users(session: session, observers: observers)
     }
 
     /// Validates `configuration` and makes an instance. No traffic until ``Services/subscribe(_:forceLogOut:)``.

@@ -39,6 +39,20 @@ public struct KandyError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let unknownCall = Code(rawValue: "call:unknown")
         /// Nobody answered within `call.ringTimeout` (ours: Kandy.js has no timeout).
         public static let callNoAnswer = Code(rawValue: "call:noAnswer")
+        /// A user or profile request failed.
+        public static let usersFailure = Code(rawValue: "users:1")
+        /// An address book request failed.
+        public static let contactsFailure = Code(rawValue: "users:2")
+        /// A directory search failed.
+        public static let directoryFailure = Code(rawValue: "users:3")
+        /// A contact, user id or search given to the SDK is unusable (no request was sent).
+        public static let invalidUserParameter = Code(rawValue: "users:4")
+        /// A call history request failed.
+        public static let callHistoryFailure = Code(rawValue: "callHistory:1")
+        /// A call history request was refused as malformed.
+        public static let callHistoryBadRequest = Code(rawValue: "callHistory:2")
+        /// The call log record does not exist.
+        public static let callHistoryNotFound = Code(rawValue: "callHistory:3")
         /// The configuration given to `Kandy.create` is invalid.
         public static let invalidConfiguration = Code(rawValue: "configuration")
         /// The instance was destroyed.

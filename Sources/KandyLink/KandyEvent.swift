@@ -39,6 +39,20 @@ public enum KandyEvent: Sendable, Equatable {
     case callStateChange(CallStateChange)
     /// An operation on a call started or finished.
     case callOperation(CallOperationEvent)
+    /// A contact was added to the address book.
+    case contactsNew(Contact)
+    /// The address book as known here changed (refreshed, fetched, updated, removed).
+    case contactsChange
+    case contactsError(KandyError)
+    /// A directory search answered: the users found.
+    case directoryChange([User])
+    case directoryError(KandyError)
+    /// A user's information was fetched (their id).
+    case usersChange(String)
+    case usersError(KandyError)
+    /// The call history as known here changed.
+    case callHistoryChange
+    case callHistoryError(KandyError)
 
     public var name: Name {
         switch self {
@@ -61,6 +75,15 @@ public enum KandyEvent: Sendable, Equatable {
         case .callReceive: .callReceive
         case .callStateChange: .callStateChange
         case .callOperation: .callOperation
+        case .contactsNew: .contactsNew
+        case .contactsChange: .contactsChange
+        case .contactsError: .contactsError
+        case .directoryChange: .directoryChange
+        case .directoryError: .directoryError
+        case .usersChange: .usersChange
+        case .usersError: .usersError
+        case .callHistoryChange: .callHistoryChange
+        case .callHistoryError: .callHistoryError
         }
     }
 
@@ -84,6 +107,15 @@ public enum KandyEvent: Sendable, Equatable {
         case callReceive = "call:receive"
         case callStateChange = "call:stateChange"
         case callOperation = "call:operation"
+        case contactsNew = "contacts:new"
+        case contactsChange = "contacts:change"
+        case contactsError = "contacts:error"
+        case directoryChange = "directory:change"
+        case directoryError = "directory:error"
+        case usersChange = "users:change"
+        case usersError = "users:error"
+        case callHistoryChange = "callHistory:change"
+        case callHistoryError = "callHistory:error"
     }
 
     /// Why the subscription or credentials ended without being asked to (`disconnectReasons`).

@@ -504,6 +504,29 @@ actor KandySession {
         return await Self.send(http, request, as: Answer.self, failure: failure, verb: verb)
     }
 
+    /// One REST exchange of the logged-in user on one of their paths (`path` is given the
+    /// username), with an optional query and body; classified as every other request.
+    func request<Answer: StatusEnvelope>(
+        _ method: String, _ path: (String) -> String, query: [(name: String, value: String)] = [],
+        body: (some Encodable)? = String?.none, as: Answer.Type, failure: KandyError.Code, verb: String
+    ) async throws(KandyError) -> Answer {
+        try checkAlive()
+        guard let username = auth.credentials?.username else {
+            throw KandyError(failure, "Failed to \(verb): set credentials first.")
+        }
+        let encodedQuery = query.map { "\($0.name)=\(Self.queryEncode($0.value))" }.joined(separator: "&")
+        let request = HTTPRequestSpec(
+            method: method,
+            url: configuration.restOrigin + path(username) + (encodedQuery.isEmpty ? "" : "?" + encodedQuery),
+            headers: headers(),
+            body: try body.map { body throws(KandyError) in
+                do { return try WireJSON.encode(body) } catch {
+                    throw KandyError(failure, "Failed to \(verb): the request cannot be encoded (\(error)).")
+                }
+            })
+        return try await Self.send(http, request, as: Answer.self, failure: failure, verb: verb).get()
+    }
+
     static func queryEncode(_ value: String) -> String {
         var allowed = CharacterSet.alphanumerics
         allowed.insert(charactersIn: "-._~")
@@ -807,6 +830,35 @@ extension CallControlResponseDocument: StatusEnvelope {
     var status: ResponseStatus {
         ResponseStatus(statusCode: callControlResponse.statusCode, reason: callControlResponse.reason)
     }
+}
+
+extension AddressBookResponseDocument: StatusEnvelope {
+    var status: ResponseStatus {
+        ResponseStatus(statusCode: addressBookResponse.statusCode, reason: addressBookResponse.reason)
+    }
+}
+
+extension DirectoryResponseDocument: StatusEnvelope {
+    var status: ResponseStatus { ResponseStatus(statusCode: directory.statusCode, reason: directory.reason) }
+}
+
+extension UserProfileDataDocument: StatusEnvelope {
+    var status: ResponseStatus {
+        ResponseStatus(statusCode: userProfileData.statusCode, reason: userProfileData.reason)
+    }
+}
+
+extension LogHistoryDocument: StatusEnvelope {
+    var status: ResponseStatus { ResponseStatus(statusCode: logHistory.statusCode, reason: logHistory.reason) }
+}
+
+extension LogRecordDocument: StatusEnvelope {
+    var status: ResponseStatus { logRecord }
+}
+
+/// The locale has no envelope: an answer is a success.
+extension LocalizationDocument: StatusEnvelope {
+    var status: ResponseStatus { .success }
 }
 
 extension InstantMessageResponseDocument: StatusEnvelope {
