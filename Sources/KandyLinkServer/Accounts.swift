@@ -134,7 +134,9 @@ public struct Accounts: Sendable {
     /// Adds those of `usernames` that are missing, all with `password` (hashed once: a load
     /// test's thousands of users would otherwise cost a bcrypt each). Returns how many were added.
     @discardableResult
-    public func addMissing(usernames: [String], password: String) async throws -> Int {
+    public func addMissing(usernames: [String], password: String, profiles: [String: UserProfile] = [:]) async throws
+        -> Int
+    {
         if let bad = usernames.first(where: { !LinkRoute.isAcceptableUsername($0) }) {
             throw AccountError.invalidUsername(bad)
         }
@@ -152,7 +154,9 @@ public struct Accounts: Sendable {
                 group.addTask {
                     for username in stride(from: lane, to: missing.count, by: lanes).map({ missing[$0] }) {
                         try await store.addUser(
-                            UserRecord(username: username, authname: nil, passwordHash: hash, createdAt: now))
+                            UserRecord(
+                                username: username, authname: nil, passwordHash: hash, createdAt: now,
+                                profile: profiles[username] ?? UserProfile()))
                     }
                 }
             }
