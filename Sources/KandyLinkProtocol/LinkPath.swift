@@ -2,7 +2,9 @@
 ///
 /// Layout (`design.md`): `/rest/version/{v}/user/{u}/subscription[/{id}]`,
 /// `/rest/version/{v}/user/{u}/websocket/{channelId}`, and `…/user/{u}/presence`,
-/// `…/presenceWatcher`, `…/instantmessage`. The username segment is percent-encoded
+/// `…/presenceWatcher`, `…/instantmessage`, `…/callControl[/callSessions/{id}]`,
+/// `…/calldisposition`, `…/addressbook[/contacts/[{contactId}]]`, `…/directory`,
+/// `…/userProfileData`, `…/logHistory`, `…/logRecord/{id}`, and `/rest/version/{v}/localization`. The username segment is percent-encoded
 /// when built and percent-decoded when parsed; the Kandy.js client appends returned paths to its
 /// origin verbatim.
 public enum LinkPath {

@@ -30,14 +30,27 @@ final class Authenticator: Sendable {
     private let cacheKey: SymmetricKey
     private let cacheLifetime: TimeInterval
     private let cache = Mutex<[Data: CachedLogin]>([:])
+    /// Password checks under way, by credential and stored hash: a burst of logins with the same
+    /// credentials, before the first check ends, waits for that one check rather than queueing a
+    /// bcrypt each.
+    private let checks = Mutex<[Data: Task<Bool, Never>]>([:])
+    /// Checks a password against a hash; bcrypt by default, off the cooperative pool.
+    private let passwordCheck: @Sendable (String, String) async -> Bool
+    /// Told each time a login joins a check already under way (tests wait on it).
+    let joinedCheck: (@Sendable () -> Void)?
     private let accountThrottle: Mutex<LoginThrottle>
     private let addressThrottle: Mutex<LoginThrottle>
     private static let cacheCapacity = 100_000
     /// Verified against when the login is unknown, so unknown and known users take equally long.
     private static let decoyHash = Bcrypt.hash("kandy-link decoy password", cost: 10)
 
-    init(store: any PlatformStore, clock: any PlatformClock, tokens: TokenIssuer, configuration: PlatformConfiguration)
-    {
+    init(
+        store: any PlatformStore, clock: any PlatformClock, tokens: TokenIssuer, configuration: PlatformConfiguration,
+        passwordCheck: @escaping @Sendable (String, String) async -> Bool = Authenticator.bcrypt,
+        joinedCheck: (@Sendable () -> Void)? = nil
+    ) {
+        self.passwordCheck = passwordCheck
+        self.joinedCheck = joinedCheck
         self.store = store
         self.clock = clock
         self.tokens = tokens
@@ -112,8 +125,7 @@ final class Authenticator: Sendable {
         }
 
         let hash = user?.passwordHash ?? Self.decoyHash
-        // bcrypt takes tens of milliseconds: keep it off the cooperative pool.
-        let matches = (try? await NIOThreadPool.singleton.runIfActive { Bcrypt.verify(password, hash: hash) }) ?? false
+        let matches = await check(password, against: hash, key: key)
         guard let user, matches else {
             accountThrottle.withLock { $0.recordFailure(accountKey, now: now) }
             addressThrottle.withLock { $0.recordFailure(address, now: now) }
@@ -127,6 +139,30 @@ final class Authenticator: Sendable {
                 username: user.username, passwordHash: user.passwordHash, validUntil: now + cacheLifetime)
         }
         return AuthenticatedUser(username: user.username)
+    }
+
+    /// One password check per credential and hash at a time: later logins with the same header
+    /// join the check under way.
+    private func check(_ password: String, against hash: String, key: Data) async -> Bool {
+        let flight = key + Data(hash.utf8)
+        let passwordCheck = self.passwordCheck
+        let (task, joined) = checks.withLock { checks -> (Task<Bool, Never>, Bool) in
+            if let running = checks[flight] { return (running, true) }
+            let task = Task { await passwordCheck(password, hash) }
+            checks[flight] = task
+            return (task, false)
+        }
+        if joined { joinedCheck?() }
+        let matches = await task.value
+        checks.withLock { checks in
+            if checks[flight] == task { checks[flight] = nil }
+        }
+        return matches
+    }
+
+    /// bcrypt takes tens of milliseconds: it runs on NIO's thread pool, not the cooperative one.
+    static let bcrypt: @Sendable (String, String) async -> Bool = { password, hash in
+        (try? await NIOThreadPool.singleton.runIfActive { Bcrypt.verify(password, hash: hash) }) ?? false
     }
 }
 

@@ -1,5 +1,7 @@
 import Foundation
 import KandyLinkProtocol
+import HummingbirdBcrypt
+import Synchronization
 import Testing
 
 @testable import KandyLinkServer
@@ -189,5 +191,84 @@ import Testing
         for bad in ["", "kl1", "kl1.a.b", "kl1.YQ.1.", "kl2" + token.dropFirst(3), token + "x", spareBits] {
             #expect(issuer.verify(String(bad), now: now) == .invalid, "\(bad)")
         }
+    }
+}
+
+/// Logins that arrive together with the same credentials share one password check.
+@Suite(.timeLimit(.minutes(1))) struct SingleFlightLoginTests {
+    /// Holds password checks until opened.
+    final class Gate: Sendable {
+        let checks = Atomic(0)
+        let (joins, joined) = AsyncStream.makeStream(of: Void.self)
+        private let state = Mutex<(isOpen: Bool, waiting: [CheckedContinuation<Void, Never>])>((false, []))
+
+        func pass() async {
+            await withCheckedContinuation { continuation in
+                let isOpen = state.withLock { state in
+                    if !state.isOpen { state.waiting.append(continuation) }
+                    return state.isOpen
+                }
+                if isOpen { continuation.resume() }
+            }
+        }
+
+        func open() {
+            let waiting = state.withLock { state in
+                state.isOpen = true
+                defer { state.waiting = [] }
+                return state.waiting
+            }
+            for continuation in waiting { continuation.resume() }
+        }
+    }
+
+    @Test func aBurstOfLoginsRunsOnePasswordCheck() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("flight-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try SQLiteStore(path: directory.appendingPathComponent("s.sqlite").path)
+        try await store.addUser(
+            UserRecord(username: "alice", passwordHash: Bcrypt.hash("pw", cost: 4), createdAt: Date()))
+        let gate = Gate()
+        let authenticator = Authenticator(
+            store: store, clock: ManualPlatformClock(), tokens: TokenIssuer(secret: [1, 2, 3]),
+            configuration: PlatformConfiguration(),
+            passwordCheck: { password, hash in
+                gate.checks.add(1, ordering: .relaxed)
+                await gate.pass()
+                return Bcrypt.verify(password, hash: hash)
+            },
+            joinedCheck: { gate.joined.yield() })
+        let header = CredentialHeader.basic(login: "alice", password: "pw").field.value
+        let wrong = CredentialHeader.basic(login: "alice", password: "nope").field.value
+
+        let logins = 20
+        try await withThrowingTaskGroup(of: String?.self) { group in
+            for index in 0..<logins {
+                group.addTask {
+                    try? await authenticator.authenticate(authorization: header, token: nil, address: "10.0.0.\(index)")
+                        .username
+                }
+            }
+            group.addTask {
+                try? await authenticator.authenticate(authorization: wrong, token: nil, address: "10.0.1.1").username
+            }
+            // Every login but the first has joined its check before any check may end.
+            var joins = 0
+            for await _ in gate.joins {
+                joins += 1
+                if joins == logins - 1 { break }
+            }
+            gate.open()
+            var results: [String?] = []
+            for try await result in group { results.append(result) }
+            #expect(results.filter { $0 == "alice" }.count == logins)
+            #expect(results.filter { $0 == nil }.count == 1)
+        }
+        // One check for the burst, one for the wrong password.
+        #expect(gate.checks.load(ordering: .relaxed) == 2)
+        // Later logins are remembered: no check at all.
+        _ = try await authenticator.authenticate(authorization: header, token: nil, address: "10.0.0.1")
+        #expect(gate.checks.load(ordering: .relaxed) == 2)
+        await store.close()
     }
 }
