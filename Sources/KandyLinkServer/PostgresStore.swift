@@ -239,6 +239,10 @@ public final class PostgresStore: PlatformStore {
                 "CREATE INDEX call_log_started ON call_log(owner, started_at)",
             ]
         ),
+        (
+            7, "live subscriptions counted from the index",
+            ["CREATE INDEX subscription_live ON subscription(username, expires_at)"]
+        ),
     ]
 
     private static func migrate(_ client: PostgresClient, logger: Logger) async throws {
@@ -358,23 +362,34 @@ public final class PostgresStore: PlatformStore {
 
     public func insertSubscription(
         _ subscription: SubscriptionRecord, now: Date,
-        evicting evict: @Sendable ([SubscriptionRecord]) throws -> [SubscriptionRecord]
+        evicting evict: @Sendable (_ liveCount: Int) throws -> Int
     ) async throws -> [SubscriptionRecord] {
         let services = try StoredServices.encode(subscription.services)
         return try await transaction { connection in
             // Concurrent subscribes of one user, on any node, take turns here.
             try await connection.query(
                 "SELECT 1 FROM platform_user WHERE username = \(subscription.username) FOR UPDATE", logger: logger)
-            let live = try await Self.subscriptions(
-                connection.query(
-                    PostgresQuery(
-                        unsafeSQL: """
-                            SELECT \(Self.subscriptionColumns) FROM subscription
-                            WHERE username = $1 AND expires_at > $2 ORDER BY created_at, seq
-                            """,
-                        binds: try Self.binds(subscription.username, now.timeIntervalSince1970)),
-                    logger: logger))
-            let evicted = try evict(live)
+            var live = 0
+            for try await count in try await connection.query(
+                """
+                SELECT count(*) FROM subscription
+                WHERE username = \(subscription.username) AND expires_at > \(now.timeIntervalSince1970)
+                """, logger: logger
+            ).decode(Int.self) {
+                live = count
+            }
+            let excess = try evict(live)
+            let evicted =
+                excess > 0
+                ? try await Self.subscriptions(
+                    connection.query(
+                        PostgresQuery(
+                            unsafeSQL: """
+                                SELECT \(Self.subscriptionColumns) FROM subscription
+                                WHERE username = $1 AND expires_at > $2 ORDER BY created_at, seq LIMIT $3
+                                """,
+                            binds: try Self.binds(subscription.username, now.timeIntervalSince1970, excess)),
+                        logger: logger)) : []
             if !evicted.isEmpty {
                 try await connection.query(
                     "DELETE FROM subscription WHERE id = ANY(\(evicted.map(\.id)))", logger: logger)

@@ -143,6 +143,9 @@ public final class SQLiteStore: PlatformStore {
                 try Self.index(username, UserProfile(), in: db)
             }
         }
+        migrator.registerMigration("7: live subscriptions counted from the index") { db in
+            try db.execute(sql: "CREATE INDEX subscription_live ON subscription(username, expires_at)")
+        }
         return migrator
     }
 
@@ -215,11 +218,25 @@ public final class SQLiteStore: PlatformStore {
 
     public func insertSubscription(
         _ subscription: SubscriptionRecord, now: Date,
-        evicting evict: @Sendable ([SubscriptionRecord]) throws -> [SubscriptionRecord]
+        evicting evict: @Sendable (_ liveCount: Int) throws -> Int
     ) async throws -> [SubscriptionRecord] {
         try await pool.write { db in
-            let live = try Self.liveSubscriptions(of: [subscription.username], now: now, in: db)
-            let evicted = try evict(live)
+            let live =
+                try Int.fetchOne(
+                    db.cachedStatement(
+                        sql: "SELECT count(*) FROM subscription WHERE username = ? AND expires_at > ?"),
+                    arguments: [subscription.username, now.timeIntervalSince1970]) ?? 0
+            let excess = try evict(live)
+            let evicted =
+                excess > 0
+                ? try Row.fetchAll(
+                    db.cachedStatement(
+                        sql: """
+                            SELECT * FROM subscription WHERE username = ? AND expires_at > ?
+                            ORDER BY created_at, rowid LIMIT ?
+                            """),
+                    arguments: [subscription.username, now.timeIntervalSince1970, excess]
+                ).map(Self.subscription) : []
             for record in evicted {
                 try db.cachedStatement(sql: "DELETE FROM subscription WHERE id = ?").execute(arguments: [record.id])
             }

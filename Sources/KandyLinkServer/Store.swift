@@ -221,12 +221,13 @@ public protocol PlatformStore: Sendable {
     /// The usernames among `names` that belong to users.
     func existingUsers(_ names: [String]) async throws -> Set<String>
 
-    /// Inserts `subscription` after ending those of its user's live subscriptions (oldest first)
-    /// that `evict` chooses, in one transaction that concurrent subscribes of the same user (on
-    /// any node) wait for. Returns the ended ones; an error thrown by `evict` leaves all as it was.
+    /// Inserts `subscription` after ending as many of its user's live subscriptions, oldest
+    /// first, as `evict` says given how many there are, in one transaction that concurrent
+    /// subscribes of the same user (on any node) wait for. Returns the ended ones; an error thrown
+    /// by `evict` leaves all as it was. The live ones are counted, not read: a subscribe costs the
+    /// same whatever its user's session count.
     func insertSubscription(
-        _ subscription: SubscriptionRecord, now: Date,
-        evicting evict: @Sendable ([SubscriptionRecord]) throws -> [SubscriptionRecord]
+        _ subscription: SubscriptionRecord, now: Date, evicting evict: @Sendable (_ liveCount: Int) throws -> Int
     ) async throws -> [SubscriptionRecord]
     /// Gives `username`'s live subscription `id` new services and lifetime; nil if there is none.
     func refreshSubscription(id: String, of username: String, services: [String], expires: Int, now: Date)

@@ -113,15 +113,15 @@ final class Subscriptions: Sendable {
         let limit = policy.maxSessionsPerUser
         do {
             let evicted = try await store.insertSubscription(record, now: now) { live in
-                let excess = live.count + 1 - limit
-                guard excess > 0 else { return [] }
+                let excess = live + 1 - limit
+                guard excess > 0 else { return 0 }
                 guard forceLogOut else {
                     throw PlatformError(
                         .sessionLimitReached,
-                        "\(user) already holds \(live.count) session(s), the limit; subscribe with forceLogOut to end the oldest."
+                        "\(user) already holds \(live) session(s), the limit; subscribe with forceLogOut to end the oldest."
                     )
                 }
-                return Array(live.prefix(excess))
+                return excess
             }
             changed([user])
             return (record, evicted)

@@ -294,7 +294,7 @@ final class HubRig: Sendable {
                 id: "s1", username: "u", channelID: "c1", services: ["IM"], expires: 60, expiresAt: now + 60,
                 createdAt: now),
             now: now
-        ) { _ in [] }
+        ) { _ in 0 }
         let fresh = Mutex(restamps)
         hub = NotificationHub(
             store: store, policy: .init(queue: bound),

@@ -87,9 +87,9 @@ import Testing
         try await kind.seeded { store in
             let s1 = Self.subscription("s1", user: "alice", channel: "c1")
             let s2 = Self.subscription("s2", user: "alice", channel: "c2", createdAt: Self.now + 1)
-            let none = try await store.insertSubscription(s1, now: Self.now) { _ in [] }
+            let none = try await store.insertSubscription(s1, now: Self.now) { _ in 0 }
             #expect(none.isEmpty)
-            // The evict rule sees the live ones, oldest first, and what it picks ends with the insert.
+            // The evict rule sees how many live, and the oldest that many it asks for end with the insert.
             let evicted = try await store.insertSubscription(s2, now: Self.now + 1) { live in live }
             #expect(evicted == [s1])
             #expect(try await store.subscriptions(of: ["alice"], now: Self.now + 1) == [s2])
@@ -126,7 +126,7 @@ import Testing
                     Self.subscription(
                         "s\(index)", user: user, channel: "c\(index)", expiresAt: Self.now + Double(index)),
                     now: Self.now - 1
-                ) { _ in [] }
+                ) { _ in 0 }
             }
             // Several sweepers at once (nodes): each expired subscription reaches exactly one.
             let handedOut = try await withThrowingTaskGroup(of: [String].self) { group in
@@ -149,8 +149,8 @@ import Testing
                         let record = Self.subscription("s\(index)", user: "alice", channel: "c\(index)")
                         return
                             (try? await store.insertSubscription(record, now: Self.now) { live in
-                                guard live.isEmpty else { throw StoreError.userExists("alice") }
-                                return []
+                                guard live == 0 else { throw StoreError.userExists("alice") }
+                                return 0
                             }) != nil
                     }
                 }
@@ -190,7 +190,7 @@ import Testing
             try await store.setPresence(busy, for: "alice", at: Self.now)
             _ = try await store.insertSubscription(
                 Self.subscription("s1", user: "alice", channel: "c1"), now: Self.now
-            ) { _ in [] }
+            ) { _ in 0 }
             #expect(try await !store.setOfflineUnlessSubscribed("alice", at: Self.now))
             #expect(try await store.presence(of: ["alice"]) == ["alice": busy])
             _ = try await store.deleteSubscription(id: "s1", of: "alice", now: Self.now)
@@ -208,10 +208,10 @@ import Testing
         try await kind.seeded { store in
             _ = try await store.insertSubscription(
                 Self.subscription("s1", user: "alice", channel: "c1"), now: Self.now
-            ) { _ in [] }
+            ) { _ in 0 }
             _ = try await store.insertSubscription(
                 Self.subscription("s2", user: "bob", channel: "c2"), now: Self.now
-            ) { _ in [] }
+            ) { _ in 0 }
             let bound = QueueBound(count: 3, bytes: 1 << 20)
             for id in UInt64(10)...14 {
                 #expect(try await store.enqueue(channelID: "c1", eventID: id, text: "n\(id)", bound: bound))
