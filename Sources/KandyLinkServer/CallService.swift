@@ -7,7 +7,7 @@ import Synchronization
 /// SDP byte for byte; media flows between the parties, directly or through TURN.
 ///
 /// Calls are kept in the store, so any node sharing it can take any request of a call and a
-/// restart ends none. The platform's choices (§9) are in ``Policy`` and the README's call section:
+/// restart ends none. The platform's choices (§9) are in ``Policy`` and docs/protocol.md's Calls section:
 /// an unknown callee is 404, one without a `call` session 480, one in another call 486; an
 /// unanswered call ends after ``Policy/ringTimeout``; a second offer while the other side's is
 /// unanswered is 491; a party whose every `call` session of the call's time has ended leaves it.
