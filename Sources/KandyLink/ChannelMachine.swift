@@ -35,6 +35,8 @@ struct ChannelMachine: Equatable, Sendable {
         case initialOpenFailed
         /// The channel is gone and the policy gave up: `LOST_CONNECTION`.
         case lost
+        /// An input this state does not expect: nothing changes, and the session records it.
+        case fault(String)
     }
 
     let backoff: KandyConfiguration.Backoff
@@ -62,7 +64,9 @@ struct ChannelMachine: Equatable, Sendable {
 
     /// `random` in [0, 1) spreads the retry.
     mutating func connectFailed(random: Double) -> [Action] {
-        guard case .connecting(let attempt, let initial) = state else { return [] }
+        guard case .connecting(let attempt, let initial) = state else {
+            return [.fault("Unexpected failed connect in state \(state).")]
+        }
         if backoff.limit == 0 || attempt < backoff.limit {
             state = .waiting(attempt: attempt, initial: initial)
             return [.scheduleRetry(after: backoff.wait(afterAttempt: attempt, random: random))]
@@ -72,7 +76,9 @@ struct ChannelMachine: Equatable, Sendable {
     }
 
     mutating func retryDue() -> [Action] {
-        guard case .waiting(let attempt, let initial) = state else { return [] }
+        guard case .waiting(let attempt, let initial) = state else {
+            return [.fault("Unexpected retry alarm in state \(state).")]
+        }
         state = .connecting(attempt: attempt + 1, initial: initial)
         return [.connect(initial ? .firstOpen : .reconnect)]
     }

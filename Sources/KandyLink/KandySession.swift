@@ -140,6 +140,16 @@ actor KandySession {
         observers.finish()
     }
 
+    /// Inputs a machine did not expect, the latest ``keptFaults``: a race the machines absorbed,
+    /// or a fault to look into. Nothing else records them.
+    private(set) var reportedFaults: [String] = []
+    static let keptFaults = 50
+
+    private func fault(_ description: String) {
+        reportedFaults.append(description)
+        if reportedFaults.count > Self.keptFaults { reportedFaults.removeFirst() }
+    }
+
     private func checkAlive() throws(KandyError) {
         if destroyed { throw KandyError(.destroyed, "This Kandy instance was destroyed; create a new one.") }
     }
@@ -160,6 +170,8 @@ actor KandySession {
     private func perform(_ actions: [SubscriptionMachine.Action]) {
         for action in actions {
             switch action {
+            case .fault(let description):
+                fault(description)
             case .emit(let event):
                 publish()
                 observers.emit(event)
@@ -201,6 +213,8 @@ actor KandySession {
     private func perform(_ actions: [ChannelMachine.Action]) {
         for action in actions {
             switch action {
+            case .fault(let description):
+                fault(description)
             case .emitWsChange:
                 publish()
                 observers.emit(.wsChange)

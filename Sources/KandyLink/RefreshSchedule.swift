@@ -33,12 +33,15 @@ struct RefreshSchedule: Equatable, Sendable {
         return max(floor, halved)
     }
 
-    /// After a subscribe or service update: refresh at half of `expires`.
-    mutating func arm(expires: Int, now: Date, random r: Double) {
+    /// After a subscribe or service update: refresh at half of `expires`. Returns when.
+    @discardableResult
+    mutating func arm(expires: Int, now: Date, random r: Double) -> Date {
         self.expires = expires
         attempt = 1
         inFlight = false
-        dueAt = now + wait(expires: expires, attempt: 1, random: r)
+        let due = now + wait(expires: expires, attempt: 1, random: r)
+        dueAt = due
+        return due
     }
 
     /// True when a PUT should go now; it is then in flight until ``succeeded`` or ``failed``.
@@ -48,19 +51,19 @@ struct RefreshSchedule: Equatable, Sendable {
         return true
     }
 
-    /// The attempt number the PUT in flight reports, and the schedule re-armed.
-    mutating func succeeded(now: Date, random r: Double) -> Int {
+    /// The attempt number the PUT in flight reports, and when the re-armed schedule is due.
+    mutating func succeeded(now: Date, random r: Double) -> (attempt: Int, dueAt: Date) {
         let reported = attempt
-        arm(expires: expires, now: now, random: r)
-        return reported
+        return (reported, arm(expires: expires, now: now, random: r))
     }
 
-    mutating func failed(now: Date, random r: Double) -> Int {
+    mutating func failed(now: Date, random r: Double) -> (attempt: Int, dueAt: Date) {
         let reported = attempt
         attempt += 1
         inFlight = false
-        dueAt = now + wait(expires: expires, attempt: attempt, random: r)
-        return reported
+        let due = now + wait(expires: expires, attempt: attempt, random: r)
+        dueAt = due
+        return (reported, due)
     }
 
     mutating func cancel() {

@@ -46,6 +46,9 @@ struct SubscriptionMachine: Equatable, Sendable {
         case complete(KandyError?)
         /// Credentials are forgotten: `auth:change {forced, reason}`.
         case forgetCredentials(KandyEvent.Reason)
+        /// An input this state does not expect (an answer to a request not made, or made by a
+        /// state since left): nothing changes, and the session records it.
+        case fault(String)
     }
 
     private(set) var state: State = .none
@@ -135,48 +138,48 @@ struct SubscriptionMachine: Equatable, Sendable {
     // MARK: Answers from the platform and the channel
 
     mutating func subscribed(_ record: SubscriptionRecord) -> [Action] {
-        guard case .subscribing = state else { return [] }
+        guard case .subscribing = state else { return unexpected("a subscribe answer") }
         state = .opening(record)
         return [.openChannel(path: record.channelPath)]
     }
 
     mutating func subscribeFailed(_ error: KandyError) -> [Action] {
-        guard case .subscribing = state else { return [] }
+        guard case .subscribing = state else { return unexpected("a failed subscribe") }
         state = .none
         return [.emit(.subscriptionError(error)), .complete(error)]
     }
 
     mutating func channelOpened(now: Date, random: Double) -> [Action] {
-        guard case .opening(let record) = state else { return [] }
+        guard case .opening(let record) = state else { return unexpected("an opened channel") }
         state = .active(record)
-        refresh.arm(expires: record.expires, now: now, random: random)
-        return [.emit(.subscriptionChange(.init())), .armRefresh(at: refresh.dueAt!), .complete(nil)]
+        let due = refresh.arm(expires: record.expires, now: now, random: random)
+        return [.emit(.subscriptionChange(.init())), .armRefresh(at: due), .complete(nil)]
     }
 
     /// The channel of a new subscription never opened. Unlike Kandy.js, the platform's
     /// subscription is deleted rather than left to expire.
     mutating func channelFailed() -> [Action] {
-        guard case .opening(let record) = state else { return [] }
+        guard case .opening(let record) = state else { return unexpected("a failed channel open") }
         state = .none
         let error = KandyError(.connectFailure, "Could not connect to websocket. Received error on open.")
         return [.delete(url: record.url), .emit(.subscriptionError(error)), .complete(error)]
     }
 
     mutating func updated(_ record: SubscriptionRecord, now: Date, random: Double) -> [Action] {
-        guard case .updating = state else { return [] }
+        guard case .updating = state else { return unexpected("a service update answer") }
         state = .active(record)
-        refresh.arm(expires: record.expires, now: now, random: random)
-        return [.emit(.subscriptionChange(.init())), .armRefresh(at: refresh.dueAt!), .complete(nil)]
+        let due = refresh.arm(expires: record.expires, now: now, random: random)
+        return [.emit(.subscriptionChange(.init())), .armRefresh(at: due), .complete(nil)]
     }
 
     mutating func updateFailed(_ error: KandyError) -> [Action] {
-        guard case .updating(let record) = state else { return [] }
+        guard case .updating(let record) = state else { return unexpected("a failed service update") }
         state = .active(record)
         return [.emit(.subscriptionError(error)), .complete(error)]
     }
 
     mutating func deleted() -> [Action] {
-        guard case .unsubscribing = state else { return [] }
+        guard case .unsubscribing = state else { return unexpected("an unsubscribe answer") }
         state = .none
         refresh.cancel()
         return [.closeChannel, .cancelRefresh, .emit(.subscriptionChange(.init())), .complete(nil)]
@@ -184,7 +187,7 @@ struct SubscriptionMachine: Equatable, Sendable {
 
     /// A failed DELETE leaves the subscription in place, socket included.
     mutating func deleteFailed(_ error: KandyError) -> [Action] {
-        guard case .unsubscribing(let record) = state else { return [] }
+        guard case .unsubscribing(let record) = state else { return unexpected("a failed unsubscribe") }
         state = .active(record)
         return [.emit(.subscriptionError(error)), .complete(error)]
     }
@@ -200,30 +203,32 @@ struct SubscriptionMachine: Equatable, Sendable {
     /// `answer` is the platform's record; only its TURN credentials are taken (the refreshed
     /// lifetime and services are what was asked for).
     mutating func refreshSucceeded(_ answer: SubscriptionRecord?, now: Date, random: Double) -> [Action] {
-        guard refresh.inFlight, record != nil else { return [] }
+        guard refresh.inFlight, record != nil else { return unexpected("a refresh answer") }
         if let credentials = answer?.turnCredentials, case .active(var current) = state {
             current.turnCredentials = credentials
             state = .active(current)
         }
-        let attempt = refresh.succeeded(now: now, random: random)
-        return [
-            .emit(.subscriptionResub(.init(attemptNum: attempt, isFailure: false))), .armRefresh(at: refresh.dueAt!),
-        ]
+        let (attempt, due) = refresh.succeeded(now: now, random: random)
+        return [.emit(.subscriptionResub(.init(attemptNum: attempt, isFailure: false))), .armRefresh(at: due)]
     }
 
     /// A failed refresh is retried with backoff, except when the platform says the
     /// subscription no longer exists (statusCode 39, as Kandy Link 3.x platforms also answer):
     /// retrying cannot help then, so the subscription ends as with `gone`.
     mutating func refreshFailed(_ error: KandyError, now: Date, random: Double) -> [Action] {
-        guard refresh.inFlight, record != nil else { return [] }
-        let attempt = refresh.failed(now: now, random: random)
+        guard refresh.inFlight, record != nil else { return unexpected("a failed refresh") }
+        let (attempt, due) = refresh.failed(now: now, random: random)
         // An unsubscribe overtook the refresh: its answer no longer matters.
         if case .unsubscribing = state { return [] }
         let resub = Action.emit(.subscriptionResub(.init(attemptNum: attempt, isFailure: true, error: error)))
         if error.statusCode == StatusCode.subscriptionNotFound.rawValue {
             return [resub] + end(reason: .gone)
         }
-        return [resub, .armRefresh(at: refresh.dueAt!)]
+        return [resub, .armRefresh(at: due)]
+    }
+
+    private func unexpected(_ input: String) -> [Action] {
+        [.fault("Unexpected \(input) in state \(state).")]
     }
 
     // MARK: Endings not asked for

@@ -84,8 +84,9 @@ import Testing
         var machine = ChannelMachine(backoff: backoff, autoReconnect: true)
         _ = machine.open()
         _ = machine.close()
-        #expect(machine.connectFailed(random: 0) == [])
-        #expect(machine.retryDue() == [])
+        #expect(machine.connectFailed(random: 0) == [.fault("Unexpected failed connect in state closed.")])
+        #expect(machine.retryDue() == [.fault("Unexpected retry alarm in state closed.")])
+        #expect(machine.state == .closed)
         #expect(machine.peerClosed() == [])
         #expect(machine.connected() == [.disconnect])  // a socket that opened too late is closed
     }

@@ -33,7 +33,7 @@ import Testing
         }
         #expect(schedule.inFlight)
         let reported = schedule.succeeded(now: start + 31, random: 0)
-        #expect(reported == 1)
+        #expect(reported.attempt == 1 && reported.dueAt == start + 61)
         #expect(schedule.dueAt == start + 61)
         #expect(!schedule.inFlight)
     }
@@ -48,14 +48,14 @@ import Testing
             let due = schedule.check(now: now)
             let attempt = schedule.failed(now: now, random: 0)
             #expect(due)
-            #expect(attempt == reported)
+            #expect(attempt.attempt == reported && attempt.dueAt == now + wait)
             #expect(schedule.dueAt == now + wait)
             now = now + wait
         }
         let due = schedule.check(now: now)
         let attempt = schedule.succeeded(now: now, random: 0)
         #expect(due)
-        #expect(attempt == 8)
+        #expect(attempt.attempt == 8)
         #expect(schedule.dueAt == now + 1800)
     }
 

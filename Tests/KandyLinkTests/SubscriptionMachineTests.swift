@@ -185,9 +185,16 @@ import Testing
             machine.destroy() == [
                 .closeChannel, .cancelRefresh, .complete(KandyError(.destroyed, "This Kandy instance was destroyed.")),
             ])
-        #expect(machine.subscribed(record) == [])
-        #expect(machine.subscribeFailed(KandyError(.subscribeFailure, "x")) == [])
-        #expect(machine.channelOpened(now: now, random: 0) == [])
+        // Late answers change nothing, and each is a recorded fault rather than silence.
+        for late in [
+            machine.subscribed(record), machine.subscribeFailed(KandyError(.subscribeFailure, "x")),
+            machine.channelOpened(now: now, random: 0), machine.channelFailed(),
+            machine.updated(record, now: now, random: 0), machine.deleted(),
+            machine.refreshSucceeded(record, now: now, random: 0),
+        ] {
+            #expect(late.count == 1 && late.allSatisfy { if case .fault = $0 { true } else { false } }, "\(late)")
+        }
+        #expect(machine.state == .destroyed)
         #expect(
             machine.subscribe(["call"], forceLogOut: true) == [
                 .complete(KandyError(.destroyed, "This Kandy instance was destroyed."))
