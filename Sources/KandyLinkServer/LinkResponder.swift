@@ -313,7 +313,7 @@ struct LinkResponder: HTTPResponder {
     static let tokenField = HTTPField.Name(CredentialHeader.tokenHeaderName)!
 
     /// The full record, with fresh TURN credentials when the platform has a TURN secret.
-    private func document(_ record: SubscriptionRecord, request: SubscribeRequest) -> SubscribeResponseDocument {
+    private func document(_ record: StoredSubscription, request: SubscribeRequest) -> SubscribeResponseDocument {
         SubscribeResponseDocument(
             subscribeResponse: .init(
                 statusCode: StatusCode.success.rawValue,

@@ -326,7 +326,7 @@ public final class Platform: Sendable {
         guard case .channel(let user, let channelID)? = try? LinkRoute.parse(target) else {
             return .failure(PlatformError(.notFound, "Not a notification channel path."))
         }
-        let record: SubscriptionRecord?
+        let record: StoredSubscription?
         do {
             record = try await subscriptions.subscription(channelID: channelID, now: clock.now())
         } catch {

@@ -361,9 +361,9 @@ public final class PostgresStore: PlatformStore {
     private static let subscriptionColumns = "id, username, channel_id, services, expires, expires_at, created_at"
 
     public func insertSubscription(
-        _ subscription: SubscriptionRecord, now: Date,
+        _ subscription: StoredSubscription, now: Date,
         evicting evict: @Sendable (_ liveCount: Int) throws -> Int
-    ) async throws -> [SubscriptionRecord] {
+    ) async throws -> [StoredSubscription] {
         let services = try StoredServices.encode(subscription.services)
         return try await transaction { connection in
             // Concurrent subscribes of one user, on any node, take turns here.
@@ -406,7 +406,7 @@ public final class PostgresStore: PlatformStore {
     }
 
     public func refreshSubscription(id: String, of username: String, services: [String], expires: Int, now: Date)
-        async throws -> SubscriptionRecord?
+        async throws -> StoredSubscription?
     {
         try await Self.subscriptions(
             client.query(
@@ -422,7 +422,7 @@ public final class PostgresStore: PlatformStore {
         ).first
     }
 
-    public func deleteSubscription(id: String, of username: String, now: Date) async throws -> SubscriptionRecord? {
+    public func deleteSubscription(id: String, of username: String, now: Date) async throws -> StoredSubscription? {
         try await Self.subscriptions(
             client.query(
                 PostgresQuery(
@@ -435,7 +435,7 @@ public final class PostgresStore: PlatformStore {
         ).first
     }
 
-    public func deleteExpiredSubscriptions(now: Date) async throws -> [SubscriptionRecord] {
+    public func deleteExpiredSubscriptions(now: Date) async throws -> [StoredSubscription] {
         try await Self.subscriptions(
             client.query(
                 PostgresQuery(
@@ -444,7 +444,7 @@ public final class PostgresStore: PlatformStore {
                 logger: logger))
     }
 
-    public func subscription(channelID: String, now: Date) async throws -> SubscriptionRecord? {
+    public func subscription(channelID: String, now: Date) async throws -> StoredSubscription? {
         try await Self.subscriptions(
             client.query(
                 PostgresQuery(
@@ -456,7 +456,7 @@ public final class PostgresStore: PlatformStore {
         ).first
     }
 
-    public func subscriptions(of usernames: [String], now: Date) async throws -> [SubscriptionRecord] {
+    public func subscriptions(of usernames: [String], now: Date) async throws -> [StoredSubscription] {
         try await Self.subscriptions(
             client.query(
                 PostgresQuery(
@@ -906,13 +906,13 @@ public final class PostgresStore: PlatformStore {
         return found
     }
 
-    private static func subscriptions(_ rows: PostgresRowSequence) async throws -> [SubscriptionRecord] {
-        var found: [SubscriptionRecord] = []
+    private static func subscriptions(_ rows: PostgresRowSequence) async throws -> [StoredSubscription] {
+        var found: [StoredSubscription] = []
         for try await (id, username, channelID, services, expires, expiresAt, createdAt) in rows.decode(
             (String, String, String, String, Int, Double, Double).self)
         {
             found.append(
-                SubscriptionRecord(
+                StoredSubscription(
                     id: id, username: username, channelID: channelID, services: try StoredServices.decode(services),
                     expires: expires, expiresAt: Date(timeIntervalSince1970: expiresAt),
                     createdAt: Date(timeIntervalSince1970: createdAt)))

@@ -217,9 +217,9 @@ public final class SQLiteStore: PlatformStore {
     }
 
     public func insertSubscription(
-        _ subscription: SubscriptionRecord, now: Date,
+        _ subscription: StoredSubscription, now: Date,
         evicting evict: @Sendable (_ liveCount: Int) throws -> Int
-    ) async throws -> [SubscriptionRecord] {
+    ) async throws -> [StoredSubscription] {
         try await pool.write { db in
             let live =
                 try Int.fetchOne(
@@ -256,7 +256,7 @@ public final class SQLiteStore: PlatformStore {
     }
 
     public func refreshSubscription(id: String, of username: String, services: [String], expires: Int, now: Date)
-        async throws -> SubscriptionRecord?
+        async throws -> StoredSubscription?
     {
         try await pool.write { db in
             try db.cachedStatement(
@@ -275,7 +275,7 @@ public final class SQLiteStore: PlatformStore {
         }
     }
 
-    public func deleteSubscription(id: String, of username: String, now: Date) async throws -> SubscriptionRecord? {
+    public func deleteSubscription(id: String, of username: String, now: Date) async throws -> StoredSubscription? {
         try await pool.write { db in
             try Row.fetchOne(
                 db.cachedStatement(
@@ -285,7 +285,7 @@ public final class SQLiteStore: PlatformStore {
         }
     }
 
-    public func deleteExpiredSubscriptions(now: Date) async throws -> [SubscriptionRecord] {
+    public func deleteExpiredSubscriptions(now: Date) async throws -> [StoredSubscription] {
         try await pool.write { db in
             try Row.fetchAll(
                 db.cachedStatement(sql: "DELETE FROM subscription WHERE expires_at <= ? RETURNING *"),
@@ -294,7 +294,7 @@ public final class SQLiteStore: PlatformStore {
         }
     }
 
-    public func subscription(channelID: String, now: Date) async throws -> SubscriptionRecord? {
+    public func subscription(channelID: String, now: Date) async throws -> StoredSubscription? {
         try readNow { db in
             try Row.fetchOne(
                 db.cachedStatement(sql: "SELECT * FROM subscription WHERE channel_id = ? AND expires_at > ?"),
@@ -303,7 +303,7 @@ public final class SQLiteStore: PlatformStore {
         }
     }
 
-    public func subscriptions(of usernames: [String], now: Date) async throws -> [SubscriptionRecord] {
+    public func subscriptions(of usernames: [String], now: Date) async throws -> [StoredSubscription] {
         try readNow { db in try Self.liveSubscriptions(of: usernames, now: now, in: db) }
     }
 
@@ -317,7 +317,7 @@ public final class SQLiteStore: PlatformStore {
 
     /// Oldest first; subscriptions made in the same instant in the order they were made.
     private static func liveSubscriptions(of usernames: [String], now: Date, in db: Database) throws
-        -> [SubscriptionRecord]
+        -> [StoredSubscription]
     {
         let names = Array(Set(usernames))
         guard !names.isEmpty else { return [] }
@@ -334,8 +334,8 @@ public final class SQLiteStore: PlatformStore {
         ).map(Self.subscription)
     }
 
-    private static func subscription(_ row: Row) throws -> SubscriptionRecord {
-        SubscriptionRecord(
+    private static func subscription(_ row: Row) throws -> StoredSubscription {
+        StoredSubscription(
             id: row["id"], username: row["username"], channelID: row["channel_id"],
             services: try StoredServices.decode(row["services"]), expires: row["expires"],
             expiresAt: Date(timeIntervalSince1970: row["expires_at"]),

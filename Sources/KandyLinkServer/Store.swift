@@ -24,7 +24,7 @@ public struct UserRecord: Sendable, Equatable {
 }
 
 /// A subscription as stored: enough to answer PUT/DELETE and accept the channel after a restart.
-public struct SubscriptionRecord: Sendable, Equatable {
+public struct StoredSubscription: Sendable, Equatable {
     public var id: String
     public var username: String
     public var channelID: String
@@ -227,19 +227,19 @@ public protocol PlatformStore: Sendable {
     /// by `evict` leaves all as it was. The live ones are counted, not read: a subscribe costs the
     /// same whatever its user's session count.
     func insertSubscription(
-        _ subscription: SubscriptionRecord, now: Date, evicting evict: @Sendable (_ liveCount: Int) throws -> Int
-    ) async throws -> [SubscriptionRecord]
+        _ subscription: StoredSubscription, now: Date, evicting evict: @Sendable (_ liveCount: Int) throws -> Int
+    ) async throws -> [StoredSubscription]
     /// Gives `username`'s live subscription `id` new services and lifetime; nil if there is none.
     func refreshSubscription(id: String, of username: String, services: [String], expires: Int, now: Date)
-        async throws -> SubscriptionRecord?
+        async throws -> StoredSubscription?
     /// Deletes `username`'s live subscription `id` and returns it; nil if there is none.
-    func deleteSubscription(id: String, of username: String, now: Date) async throws -> SubscriptionRecord?
+    func deleteSubscription(id: String, of username: String, now: Date) async throws -> StoredSubscription?
     /// Deletes and returns the subscriptions expired by `now`; each is returned to one caller only.
-    func deleteExpiredSubscriptions(now: Date) async throws -> [SubscriptionRecord]
+    func deleteExpiredSubscriptions(now: Date) async throws -> [StoredSubscription]
     /// The live subscription whose channel this is.
-    func subscription(channelID: String, now: Date) async throws -> SubscriptionRecord?
+    func subscription(channelID: String, now: Date) async throws -> StoredSubscription?
     /// The live subscriptions of `usernames`, oldest first.
-    func subscriptions(of usernames: [String], now: Date) async throws -> [SubscriptionRecord]
+    func subscriptions(of usernames: [String], now: Date) async throws -> [StoredSubscription]
     func subscriptionCount(now: Date) async throws -> Int
 
     /// Records a user's published presence.

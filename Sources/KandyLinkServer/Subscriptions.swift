@@ -32,7 +32,7 @@ final class Subscriptions: Sendable {
     /// Users' subscriptions as last read. `generation` moves on every change, so that a read
     /// which overlapped a change does not store what it saw.
     private struct Remembered {
-        var users: [String: [SubscriptionRecord]] = [:]
+        var users: [String: [StoredSubscription]] = [:]
         var generation: UInt64 = 0
         static let capacity = 200_000
     }
@@ -55,7 +55,7 @@ final class Subscriptions: Sendable {
     func count(now: Date) async throws -> Int { try await store.subscriptionCount(now: now) }
 
     /// The live subscription whose channel this is.
-    func subscription(channelID: String, now: Date) async throws -> SubscriptionRecord? {
+    func subscription(channelID: String, now: Date) async throws -> StoredSubscription? {
         try await store.subscription(channelID: channelID, now: now)
     }
 
@@ -67,9 +67,9 @@ final class Subscriptions: Sendable {
     }
 
     /// The live subscriptions of `users`.
-    func live(of users: [String], now: Date) async throws -> [SubscriptionRecord] {
+    func live(of users: [String], now: Date) async throws -> [StoredSubscription] {
         guard remembers else { return try await store.subscriptions(of: users, now: now) }
-        var records: [SubscriptionRecord] = []
+        var records: [StoredSubscription] = []
         var unknown: [String] = []
         let generation = remembered.withLock { remembered in
             for user in users {
@@ -93,7 +93,7 @@ final class Subscriptions: Sendable {
     }
 
     /// The channels of those of `records` that were granted `service`.
-    static func channels(of records: [SubscriptionRecord], granting service: ServiceName) -> [String] {
+    static func channels(of records: [StoredSubscription], granting service: ServiceName) -> [String] {
         records.compactMap { record in
             record.services.contains(where: { ServiceName($0).denotes(service) }) ? record.channelID : nil
         }
@@ -102,11 +102,11 @@ final class Subscriptions: Sendable {
     /// Creates a subscription. At the session limit, `forceLogOut` evicts the user's oldest
     /// sessions (returned, for `gone`); without it the request is refused.
     func subscribe(user: String, services: [ServiceName], expires: Int?, forceLogOut: Bool, now: Date)
-        async throws(PlatformError) -> (created: SubscriptionRecord, evicted: [SubscriptionRecord])
+        async throws(PlatformError) -> (created: StoredSubscription, evicted: [StoredSubscription])
     {
         let granted = try Self.grant(services)
         let lifetime = policy.grant(expires)
-        let record = SubscriptionRecord(
+        let record = StoredSubscription(
             id: RandomIdentifier.make(), username: user, channelID: RandomIdentifier.make(),
             services: granted.map(\.rawValue), expires: lifetime, expiresAt: now + TimeInterval(lifetime),
             createdAt: now)
@@ -135,10 +135,10 @@ final class Subscriptions: Sendable {
 
     /// Refreshes a subscription and replaces its services (the periodic PUT sends the same ones).
     func refresh(user: String, id: String, services: [ServiceName], expires: Int?, now: Date)
-        async throws(PlatformError) -> SubscriptionRecord
+        async throws(PlatformError) -> StoredSubscription
     {
         let granted = try Self.grant(services)
-        let record: SubscriptionRecord?
+        let record: StoredSubscription?
         defer { changed([user]) }
         do {
             record = try await store.refreshSubscription(
@@ -151,8 +151,8 @@ final class Subscriptions: Sendable {
     }
 
     /// Ends a subscription at the client's request.
-    func unsubscribe(user: String, id: String, now: Date) async throws(PlatformError) -> SubscriptionRecord {
-        let record: SubscriptionRecord?
+    func unsubscribe(user: String, id: String, now: Date) async throws(PlatformError) -> StoredSubscription {
+        let record: StoredSubscription?
         defer { changed([user]) }
         do {
             record = try await store.deleteSubscription(id: id, of: user, now: now)
@@ -165,7 +165,7 @@ final class Subscriptions: Sendable {
 
     /// Removes and returns every subscription whose lifetime ran out; with several nodes, each
     /// expired subscription is returned to one of them only.
-    func expire(now: Date) async throws -> [SubscriptionRecord] {
+    func expire(now: Date) async throws -> [StoredSubscription] {
         let expired = try await store.deleteExpiredSubscriptions(now: now)
         if !expired.isEmpty { changed(expired.map(\.username)) }
         return expired

@@ -290,7 +290,7 @@ final class HubRig: Sendable {
         let now = Date()
         try await store.addUser(UserRecord(username: "u", passwordHash: "x", createdAt: now))
         _ = try await store.insertSubscription(
-            SubscriptionRecord(
+            StoredSubscription(
                 id: "s1", username: "u", channelID: "c1", services: ["IM"], expires: 60, expiresAt: now + 60,
                 createdAt: now),
             now: now

@@ -54,8 +54,8 @@ import Testing
 
     static func subscription(
         _ id: String, user: String, channel: String, expiresAt: Date = now + 60, createdAt: Date = now
-    ) -> SubscriptionRecord {
-        SubscriptionRecord(
+    ) -> StoredSubscription {
+        StoredSubscription(
             id: id, username: user, channelID: channel, services: ["call", "IM"], expires: 60, expiresAt: expiresAt,
             createdAt: createdAt)
     }

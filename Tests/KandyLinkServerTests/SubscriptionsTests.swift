@@ -39,7 +39,7 @@ import Testing
                 store: store, policy: .init(maxSessionsPerUser: 10, minExpires: 60, maxExpires: 60))
             let start = StoreContractTests.now
             var now = start
-            var created: [SubscriptionRecord] = []
+            var created: [StoredSubscription] = []
             for (number, (step, expected)) in Self.steps.enumerated() {
                 switch step {
                 case .subscribe(let services):
