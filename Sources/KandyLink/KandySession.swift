@@ -319,7 +319,7 @@ actor KandySession {
         case .reconnect:
             url += token.map { "?token=" + Self.queryEncode($0) } ?? "?"
             if let last = receivedEvents.newest(on: path) {
-                url += (url.hasSuffix("?") ? "" : "&") + "lastEventId=\(last)"
+                url += (url.hasSuffix("?") ? "" : "&") + "\(LinkPath.lastEventIDParameter)=\(last)"
             }
         }
         let websocket = self.websocket

@@ -46,6 +46,10 @@ public enum LinkPath {
     public static func logRecord(user: String, id: String) -> String { userPrefix(user) + "/logRecord/" + id }
     public static let localization = "/rest/version/\(version)/localization"
 
+    /// The channel query parameter naming the newest notification a reconnecting client has
+    /// (`…/websocket/{id}?lastEventId=N`); ours, Kandy.js sends none.
+    public static let lastEventIDParameter = "lastEventId"
+
     /// Percent-encodes a username for one path segment. `@`, `+` and the other characters that
     /// browsers leave literal stay literal.
     public static func encode(_ segment: String) -> String {

@@ -368,7 +368,7 @@ public final class Platform: Sendable {
     /// `lastEventId=N` in the channel query: the newest notification the client has (our SDK
     /// sends it on reconnect; Kandy.js does not).
     static func lastEventID(in target: String) -> UInt64? {
-        queryValue("lastEventId", in: target).flatMap { UInt64($0) }
+        queryValue(LinkPath.lastEventIDParameter, in: target).flatMap { UInt64($0) }
     }
 
     /// The percent-decoded value of `name` in the target's query.

@@ -132,7 +132,7 @@ final class LoadClient: Sendable {
     }
 
     /// The protocol keepalive (spec §4.3), sent by every idle channel every 30 s.
-    static let keepalive = #"{"message_type":"ping"}"#
+    static let keepalive = KeepaliveMessage.text
 }
 
 /// Keep-alive HTTP connections shared by many sessions, one request at a time on each; a
