@@ -240,15 +240,21 @@ struct EmbeddedPlatform: Sendable {
     let directory: URL
     let password: String
 
-    var certificatePath: String { directory.appendingPathComponent(DevelopmentCertificate.chainFileName).path }
+    /// Beside the SQLite file; in the working directory with PostgreSQL.
+    var certificatePath: String {
+        platform.configuration.dataDirectory.appendingPathComponent(DevelopmentCertificate.chainFileName).path
+    }
 
     /// `minExpires` short, so the refresh shows within seconds.
-    static func start(minExpires: Int = 2, maxQueuedNotifications: Int? = nil) async throws -> EmbeddedPlatform {
+    /// `database`: a PostgreSQL URL to use instead of a new SQLite file (its users stay).
+    static func start(minExpires: Int = 2, maxQueuedNotifications: Int? = nil, database: String? = nil) async throws
+        -> EmbeddedPlatform
+    {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
             "kandy-link-demo-\(UUID().uuidString)")
         var configuration = PlatformConfiguration()
         configuration.port = 0
-        configuration.database = directory.appendingPathComponent("demo.sqlite").path
+        configuration.database = database ?? directory.appendingPathComponent("demo.sqlite").path
         configuration.minExpires = minExpires
         if let maxQueuedNotifications {
             configuration.maxQueuedNotifications = maxQueuedNotifications
@@ -259,8 +265,10 @@ struct EmbeddedPlatform: Sendable {
         logger.logLevel = .error
         let platform = try await Platform(configuration: configuration, logger: logger)
         let password = UUID().uuidString
-        try await platform.accounts.add(username: username, password: password)
-        try await platform.accounts.add(username: peerUsername, password: password)
+        for user in [username, peerUsername] {
+            try? await platform.accounts.remove(username: user)
+            try await platform.accounts.add(username: user, password: password)
+        }
         let running = Task { try await platform.run() }
         let port = try await platform.listeningPort()
         return EmbeddedPlatform(
@@ -276,9 +284,11 @@ struct EmbeddedPlatform: Sendable {
     /// Starts a platform for `body` and stops it afterwards (its files go too), whether `body`
     /// returns or throws.
     static func with<T>(
-        minExpires: Int = 2, maxQueuedNotifications: Int? = nil, _ body: (EmbeddedPlatform) async throws -> T
+        minExpires: Int = 2, maxQueuedNotifications: Int? = nil, database: String? = nil,
+        _ body: (EmbeddedPlatform) async throws -> T
     ) async throws -> T {
-        let embedded = try await start(minExpires: minExpires, maxQueuedNotifications: maxQueuedNotifications)
+        let embedded = try await start(
+            minExpires: minExpires, maxQueuedNotifications: maxQueuedNotifications, database: database)
         return try await withCleanup {
             try await body(embedded)
         } cleanup: {

@@ -21,6 +21,7 @@ extension Bench {
         @Option(help: "Users in the small directory.") var small = 1_000
         @Option(help: "Searches per search type and directory size.") var searches = 200
         @Option(help: ArgumentHelp("Also write the result as JSON to this file.", valueName: "file")) var json: String?
+        @Option(help: "An empty PostgreSQL database (postgres://…) to use instead of SQLite.") var database: String?
 
         func validate() throws {
             guard small > 0, users > small, searches > 0 else {
@@ -46,10 +47,11 @@ extension Bench {
         }
 
         func run() async throws {
-            try await EmbeddedPlatform.with(minExpires: 60) { embedded in
+            try await EmbeddedPlatform.with(minExpires: 60, database: database) { embedded in
                 let address = try PlatformAddress("https://127.0.0.1:\(embedded.port)")
                 let configuration = address.configuration(expires: 3600, trust: [embedded.certificatePath])
-                var report = BenchReport(scenario: "directory search (SDK → platform → SQLite index)")
+                let store = database == nil ? "SQLite" : "PostgreSQL"
+                var report = BenchReport(scenario: "directory search (SDK → platform → \(store) index)")
                 var p50s: [String: [Double]] = [:]
                 var seeded = 0
                 for size in [small, users] {
