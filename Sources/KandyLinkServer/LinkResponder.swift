@@ -75,7 +75,7 @@ struct LinkResponder: HTTPResponder {
             platform.logger.error("Request failed", metadata: ["error": "\(error)"])
             response = Self.errorResponse(PlatformError(.internalError), envelope: envelope)
         }
-        response.headers[.accessControlAllowOrigin] = request.headers[.origin] ?? "*"
+        response.headers[.accessControlAllowOrigin] = CrossOrigin.allowOrigin(for: request.headers[.origin])
         response.headers[values: .vary] = ["Origin"]
         platform.metrics.countRequest(status: response.status.code)
         return response
@@ -465,4 +465,11 @@ struct LinkResponder: HTTPResponder {
                 .accessControlMaxAge: "600",
             ])
     }
+}
+
+/// The one CORS rule for every response, refusals included: the page's origin is echoed (with
+/// `Vary: Origin`), or `*` for a request without one. Credentials are headers, never cookies, so
+/// echoing grants nothing `*` would not.
+enum CrossOrigin {
+    static func allowOrigin(for requestOrigin: String?) -> String { requestOrigin ?? "*" }
 }

@@ -20,7 +20,7 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
         /// A channel socket, served by its handler; attaching it to its channel is what is left.
         case channel(attach: @Sendable () async -> Void)
         case http(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
-        case refused(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, PlatformError)
+        case refused(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, PlatformError, origin: String?)
     }
 
     struct Value: ServerChildChannelValue {
@@ -32,7 +32,7 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
     private enum Admission {
         case none
         case admitted(ChannelAdmission)
-        case refused(PlatformError)
+        case refused(PlatformError, origin: String?)
     }
 
     let responder: HTTPChannelHandler.Responder
@@ -66,7 +66,7 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
                             admission.value = .admitted(admitted)
                             return [:]
                         case .failure(let error):
-                            admission.value = .refused(error)
+                            admission.value = .refused(error, origin: head.headers.first(name: "Origin"))
                             return nil
                         }
                     }
@@ -90,7 +90,9 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
                             let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
                                 wrappingChannelSynchronously: channel,
                                 configuration: .init(isOutboundHalfClosureEnabled: true))
-                            if case .refused(let error) = admission.value { return .refused(http, error) }
+                            if case .refused(let error, let origin) = admission.value {
+                                return .refused(http, error, origin: origin)
+                            }
                             return .http(http)
                         }
                     }))
@@ -115,8 +117,8 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
             switch try await value.negotiated.get() {
             case .http(let http):
                 await handleHTTP(asyncChannel: http, logger: logger)
-            case .refused(let http, let error):
-                await Self.refuse(http, error)
+            case .refused(let http, let error, let origin):
+                await Self.refuse(http, error, origin: origin)
             case .channel(let attach):
                 await attach()
             }
@@ -128,24 +130,25 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
     }
 
     /// Answers a refused upgrade and closes the connection.
-    private static func refuse(_ http: NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, _ error: PlatformError)
-        async
-    {
-        let (head, body) = refusal(error)
+    private static func refuse(
+        _ http: NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, _ error: PlatformError, origin: String?
+    ) async {
+        let (head, body) = refusal(error, origin: origin)
         try? await http.executeThenClose { _, outbound in
             try await outbound.write(contentsOf: [.head(head), .body(body), .end(nil)])
         }
     }
 
-    /// A refusal's response, `{"statusCode":N,"reason":"…"}`, ending the connection.
-    static func refusal(_ error: PlatformError) -> (HTTPResponse, ByteBuffer) {
+    /// A refusal's response, `{"statusCode":N,"reason":"…"}`, ending the connection; `origin`
+    /// is the request's `Origin`, when it got that far.
+    static func refusal(_ error: PlatformError, origin: String?) -> (HTTPResponse, ByteBuffer) {
         let document = StatusDocument(statusCode: error.code.rawValue, reason: error.reason)
         let body = ByteBuffer(bytes: (try? WireJSON.encode(document)) ?? Data())
         let head = HTTPResponse(
             status: .init(code: error.code.httpStatus),
             headerFields: [
                 .contentType: "application/json", .contentLength: String(body.readableBytes), .connection: "close",
-                .accessControlAllowOrigin: "*",
+                .accessControlAllowOrigin: CrossOrigin.allowOrigin(for: origin), .vary: "Origin",
             ])
         return (head, body)
     }
@@ -224,6 +227,8 @@ final class RequestScreen: ChannelDuplexHandler, RemovableChannelHandler {
     private var closing = false
     /// The parse error to answer once the responses before it are written.
     private var unanswered: (any Error)?
+    /// The `Origin` of the request that `unanswered` answers, when its head was read.
+    private var unansweredOrigin: String?
     private var bodyTimedOut = false
 
     init(headTimeout: TimeAmount, bodyTimeout: TimeAmount) {
@@ -252,6 +257,7 @@ final class RequestScreen: ChannelDuplexHandler, RemovableChannelHandler {
             if let refusal = Self.refusal(of: head) {
                 // Answered in turn, then the connection ends; its body, if any, is not read.
                 unanswered = refusal
+                unansweredOrigin = head.headers.first(name: "origin")
                 if keepAlive.isEmpty { answer(refusal, context: context) }
                 return
             }
@@ -353,7 +359,8 @@ final class RequestScreen: ChannelDuplexHandler, RemovableChannelHandler {
         let (head, body) = PlatformConnection.refusal(
             error as? PlatformError
                 ?? PlatformError(
-                    .malformedRequest, "The request is not valid HTTP/1.1 (\(error)), or its head is too large."))
+                    .malformedRequest, "The request is not valid HTTP/1.1 (\(error)), or its head is too large."),
+            origin: error is PlatformError ? unansweredOrigin : nil)
         context.write(wrapOutboundOut(.head(HTTPResponseHead(head))), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         close(after: context.writeAndFlush(wrapOutboundOut(.end(nil))), context: context)

@@ -112,6 +112,8 @@ import Testing
                 #expect(reply.status == code.httpStatus, "\(target)")
                 #expect(reply.statusDocument?.statusCode == code.rawValue, "\(target): \(reply.text)")
                 #expect(reply.headers["Connection"] == ["close"])
+                // The page learns why: the same CORS rule as every other answer.
+                #expect(reply.headers["Access-Control-Allow-Origin"] == [origin], "\(target)")
             }
             // Later on a kept-alive connection, it is sent to a fresh one.
             #expect(try await test.request(.GET, "/health", client: client).status == 200)

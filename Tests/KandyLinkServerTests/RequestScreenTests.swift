@@ -64,7 +64,18 @@ import Testing
         #expect(response.hasPrefix("\(status) "), "\(name): \(response)")
         let body = try #require(response.components(separatedBy: "\r\n\r\n").last)
         #expect(try WireJSON.decode(StatusDocument.self, from: Data(body.utf8)).statusCode == code.rawValue, "\(name)")
+        #expect(response.lowercased().contains("access-control-allow-origin: *"), "\(name): \(response)")
         #expect(!rig.channel.isActive, "\(name)")
+    }
+
+    @Test func aRefusalEchoesThePagesOrigin() throws {
+        let rig = try Rig()
+        try rig.channel.writeInbound(
+            ByteBuffer(string: "CONNECT /health HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example.org\r\n\r\n"))
+        rig.loop.run()
+        let response = try #require(TestPlatform.responses(in: rig.written()).first)
+        #expect(response.hasPrefix("405 "))
+        #expect(response.lowercased().contains("access-control-allow-origin: https://app.example.org"), "\(response)")
     }
 
     @Test(arguments: heads)
