@@ -102,3 +102,52 @@ public struct StatusDocument: Codable, Sendable, Equatable {
         self.reason = reason
     }
 }
+
+/// The error document of an endpoint with an envelope of its own,
+/// `{"<envelope>":{"statusCode":N,"reason":"…"}}`: Kandy.js reads a failed request's code from
+/// the envelope of the path it sent to.
+public struct EnvelopedStatus: Encodable, Sendable, Equatable {
+    public enum Envelope: String, Sendable, CaseIterable {
+        case subscribeResponse, presenceResponse, presenceWatcherResponse, imResponse, callControlResponse
+        case addressBookResponse, directory, userProfileData, logHistory, logRecord
+
+        /// The envelope of a Link path's resource segment (``LinkRoute/resource(of:)``); nil for
+        /// paths that answer a bare ``StatusDocument``.
+        public init?(resource: Substring?) {
+            switch resource {
+            case "subscription": self = .subscribeResponse
+            case "presence": self = .presenceResponse
+            case "presenceWatcher": self = .presenceWatcherResponse
+            case "instantmessage": self = .imResponse
+            // Kandy.js reads a failed call request's code from callControlResponse, whichever path.
+            case "callControl", "calldisposition": self = .callControlResponse
+            case "addressbook": self = .addressBookResponse
+            case "directory": self = .directory
+            case "userProfileData": self = .userProfileData
+            case "logHistory": self = .logHistory
+            case "logRecord": self = .logRecord
+            default: return nil
+            }
+        }
+    }
+
+    public var envelope: Envelope
+    public var status: ResponseStatus
+
+    public init(_ envelope: Envelope, _ status: ResponseStatus) {
+        self.envelope = envelope
+        self.status = status
+    }
+
+    private struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: Key.self)
+        try container.encode(status, forKey: Key(stringValue: envelope.rawValue))
+    }
+}

@@ -26,44 +26,11 @@ struct LinkResponder: HTTPResponder {
 
     let platform: Platform
 
-    /// Which error document a path answers with: subscription endpoints use their own envelope,
-    /// which the Kandy.js client reads `statusCode` from.
-    private enum Envelope {
-        case subscribeResponse
-        case presenceResponse
-        case presenceWatcherResponse
-        case imResponse
-        case callControlResponse
-        case addressBookResponse
-        case directory
-        case userProfileData
-        case logHistory
-        case logRecord
-        case status
-
-        init(path: String) {
-            switch LinkRoute.resource(of: path) {
-            case "subscription": self = .subscribeResponse
-            case "presence": self = .presenceResponse
-            case "presenceWatcher": self = .presenceWatcherResponse
-            case "instantmessage": self = .imResponse
-            // Kandy.js reads a failed call request's code from callControlResponse, whichever path.
-            case "callControl", "calldisposition": self = .callControlResponse
-            case "addressbook": self = .addressBookResponse
-            case "directory": self = .directory
-            case "userProfileData": self = .userProfileData
-            case "logHistory": self = .logHistory
-            case "logRecord": self = .logRecord
-            default: self = .status
-            }
-        }
-    }
-
     func respond(to request: Request, context: Context) async throws -> Response {
         let target = request.head.path ?? "/"
         let path =
             target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
-        let envelope = Envelope(path: path)
+        let envelope = EnvelopedStatus.Envelope(resource: LinkRoute.resource(of: path))
         var response: Response
         do {
             response = try await route(request, path: path, context: context)
@@ -393,57 +360,17 @@ struct LinkResponder: HTTPResponder {
             body: .init(byteBuffer: ByteBuffer(data: try WireJSON.encode(value))))
     }
 
-    private static func errorResponse(_ error: PlatformError, envelope: Envelope) -> Response {
+    /// The error in the envelope of the path's endpoint, or as a bare status document.
+    private static func errorResponse(_ error: PlatformError, envelope: EnvelopedStatus.Envelope?) -> Response {
         let status = HTTPResponse.Status(code: error.httpStatus)
-        let responseStatus = ResponseStatus(statusCode: error.code.rawValue, reason: error.reason)
         var response: Response
         do {
-            switch envelope {
-            case .subscribeResponse:
+            if let envelope {
                 response = try json(
-                    SubscribeResponseDocument(
-                        subscribeResponse: .init(statusCode: error.code.rawValue, reason: error.reason)),
+                    EnvelopedStatus(envelope, ResponseStatus(statusCode: error.statusCode, reason: error.reason)),
                     status: status)
-            case .presenceResponse:
-                response = try json(PresenceResponseDocument(presenceResponse: responseStatus), status: status)
-            case .presenceWatcherResponse:
-                response = try json(
-                    PresenceWatcherResponseDocument(presenceWatcherResponse: responseStatus), status: status)
-            case .imResponse:
-                response = try json(
-                    InstantMessageResponseDocument(
-                        imResponse: .init(statusCode: error.code.rawValue, reason: error.reason)),
-                    status: status)
-            case .callControlResponse:
-                response = try json(
-                    CallControlResponseDocument(
-                        callControlResponse: .init(statusCode: error.statusCode, reason: error.reason)),
-                    status: status)
-            case .addressBookResponse:
-                response = try json(
-                    AddressBookResponseDocument(
-                        addressBookResponse: .init(statusCode: error.statusCode, reason: error.reason)),
-                    status: status)
-            case .directory:
-                response = try json(
-                    DirectoryResponseDocument(directory: .init(statusCode: error.statusCode, reason: error.reason)),
-                    status: status)
-            case .userProfileData:
-                response = try json(
-                    UserProfileDataDocument(
-                        userProfileData: .init(statusCode: error.statusCode, reason: error.reason)),
-                    status: status)
-            case .logHistory:
-                response = try json(
-                    LogHistoryDocument(logHistory: .init(statusCode: error.statusCode, reason: error.reason)),
-                    status: status)
-            case .logRecord:
-                response = try json(
-                    LogRecordDocument(logRecord: .init(statusCode: error.statusCode, reason: error.reason)),
-                    status: status)
-            case .status:
-                response = try json(
-                    StatusDocument(statusCode: error.code.rawValue, reason: error.reason), status: status)
+            } else {
+                response = try json(StatusDocument(statusCode: error.statusCode, reason: error.reason), status: status)
             }
         } catch {
             response = Response(status: status)

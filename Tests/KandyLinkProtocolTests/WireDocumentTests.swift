@@ -87,6 +87,46 @@ import Testing
                 == Self.canonical(Data(#"{"statusCode":40,"reason":"No such resource."}"#.utf8)))
     }
 
+    /// Every endpoint's error, written once for all envelopes, reads back as that endpoint's own
+    /// document, where Kandy.js looks for the code.
+    @Test func envelopedErrorsReadAsEachEndpointsDocument() throws {
+        let status = ResponseStatus(statusCode: 47, reason: "No such contact.")
+        func written(_ envelope: EnvelopedStatus.Envelope) throws -> Data {
+            try WireJSON.encode(EnvelopedStatus(envelope, status))
+        }
+        #expect(
+            try Self.canonical(written(.logRecord))
+                == Self.canonical(Data(#"{"logRecord":{"statusCode":47,"reason":"No such contact."}}"#.utf8)))
+        #expect(
+            try WireJSON.decode(SubscribeResponseDocument.self, from: written(.subscribeResponse)).subscribeResponse
+                .statusCode == 47)
+        #expect(
+            try WireJSON.decode(PresenceResponseDocument.self, from: written(.presenceResponse)).presenceResponse
+                == status)
+        #expect(
+            try WireJSON.decode(PresenceWatcherResponseDocument.self, from: written(.presenceWatcherResponse))
+                .presenceWatcherResponse == status)
+        #expect(
+            try WireJSON.decode(InstantMessageResponseDocument.self, from: written(.imResponse)).imResponse.reason
+                == status.reason)
+        #expect(
+            try WireJSON.decode(CallControlResponseDocument.self, from: written(.callControlResponse))
+                .callControlResponse.statusCode == 47)
+        #expect(
+            try WireJSON.decode(AddressBookResponseDocument.self, from: written(.addressBookResponse))
+                .addressBookResponse == AddressBookResponse(statusCode: 47, reason: status.reason))
+        #expect(
+            try WireJSON.decode(DirectoryResponseDocument.self, from: written(.directory)).directory
+                == DirectoryResponse(statusCode: 47, reason: status.reason))
+        #expect(
+            try WireJSON.decode(UserProfileDataDocument.self, from: written(.userProfileData)).userProfileData
+                == UserProfileData(statusCode: 47, reason: status.reason))
+        #expect(
+            try WireJSON.decode(LogHistoryDocument.self, from: written(.logHistory)).logHistory
+                == LogHistory(statusCode: 47, reason: status.reason))
+        #expect(try WireJSON.decode(LogRecordDocument.self, from: written(.logRecord)).logRecord == status)
+    }
+
     /// Spec §4.5 and §4.6.
     @Test func goneNotificationEnvelope() throws {
         let gone = NotificationDocument(notificationMessage: .gone(eventId: "17"))
