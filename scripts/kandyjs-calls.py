@@ -6,10 +6,8 @@ usage: kandyjs-calls.py KANDY_JS PORT [--bob-port PORT] [--turn URI] [--relay] [
        kandyjs-calls.py KANDY_JS PORT --swift KANDY_LINK   (alice's page and the Swift SDK's `kandy-link`
                                                              as bob: the page calls it, then it calls the page)
 """
-import argparse, http.server, json, socketserver, subprocess, threading, time
-from selenium import webdriver
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
+import argparse, json, subprocess, time
+from kandyjs_harness import browser, serve_page
 
 PAGE = r"""<!doctype html><html><head><meta charset="utf-8">
 <script>
@@ -71,38 +69,6 @@ window.inbound = async () => {
 </script></body></html>"""
 
 
-def serve_page(kandy_js):
-    body = PAGE.encode()
-    script = open(kandy_js, 'rb').read()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            data, kind = (script, 'application/javascript') if self.path.startswith('/kandy.js') else (body, 'text/html')
-            self.send_response(200)
-            self.send_header('Content-Type', kind)
-            self.send_header('Content-Length', str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args):
-            pass
-
-    server = socketserver.ThreadingTCPServer(('127.0.0.1', 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server.server_address[1]
-
-
-def browser():
-    options = Options()
-    for flag in ['--headless=new', '--no-sandbox', '--ignore-certificate-errors', '--use-fake-device-for-media-stream',
-                 '--use-fake-ui-for-media-stream', '--autoplay-policy=no-user-gesture-required',
-                 '--disable-dev-shm-usage']:
-        options.add_argument(flag)
-    options.binary_location = '/usr/bin/chromium'
-    options.set_capability('goog:loggingPrefs', {'browser': 'ALL'})
-    return webdriver.Chrome(options=options, service=Service('/usr/bin/chromedriver'))
-
-
 class Page:
     def __init__(self, name, url):
         self.name = name
@@ -162,7 +128,7 @@ def main():
     parser.add_argument('--restart', help='a shell command that restarts the platform mid-call')
     parser.add_argument('--swift', help="the kandy-link binary: bob is the Swift SDK's `answer` and `call`")
     args = parser.parse_args()
-    page_port = serve_page(args.kandy_js)
+    page_port = serve_page(args.kandy_js, PAGE)
 
     def url(user, port):
         query = f'port={port}&user={user}&password={args.password}'

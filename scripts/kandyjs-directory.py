@@ -11,10 +11,8 @@ usage: kandyjs-directory.py KANDY_JS PORT [--second-port PORT] [--password PW]
   --second-port: bob's page, and a second alice page that lists the contact added through PORT,
                  use this node (two nodes sharing one PostgreSQL database).
 """
-import argparse, http.server, json, socketserver, threading, time
-from selenium import webdriver
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
+import argparse, json, time
+from kandyjs_harness import browser, serve_page
 
 PAGE = r"""<!doctype html><html><head><meta charset="utf-8"><script src="/kandy.js"></script></head><body>
 <div id="remote-container"></div><div id="local-container"></div>
@@ -37,36 +35,10 @@ kandy.services.subscribe(['call', 'Presence', 'IM'], { forceLogOut: q.get('force
 </script></body></html>"""
 
 
-def serve_page(kandy_js):
-    body, script = PAGE.encode(), open(kandy_js, 'rb').read()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            data, kind = (script, 'application/javascript') if self.path.startswith('/kandy.js') else (body, 'text/html')
-            self.send_response(200)
-            self.send_header('Content-Type', kind)
-            self.send_header('Content-Length', str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args):
-            pass
-
-    server = socketserver.ThreadingTCPServer(('127.0.0.1', 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server.server_address[1]
-
-
 class Page:
     def __init__(self, name, url):
-        options = Options()
-        for flag in ['--headless=new', '--no-sandbox', '--ignore-certificate-errors', '--disable-dev-shm-usage',
-                     '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream']:
-            options.add_argument(flag)
-        options.binary_location = '/usr/bin/chromium'
-        options.set_capability('goog:loggingPrefs', {'browser': 'ALL'})
         self.name = name
-        self.driver = webdriver.Chrome(options=options, service=Service('/usr/bin/chromedriver'))
+        self.driver = browser()
         self.driver.get(url)
 
     def js(self, script, *args):
@@ -107,7 +79,7 @@ def main():
     parser.add_argument('--second-port', type=int)
     parser.add_argument('--password', default='secret')
     args = parser.parse_args()
-    origin = f'http://127.0.0.1:{serve_page(args.kandy_js)}/'
+    origin = f'http://127.0.0.1:{serve_page(args.kandy_js, PAGE)}/'
     second = args.second_port or args.port
 
     def url(user, port, force=True):

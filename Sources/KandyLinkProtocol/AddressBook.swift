@@ -81,14 +81,27 @@ public struct Contact: Codable, Sendable, Equatable, Hashable {
         }
     }
 
-    /// The text fields, by wire name, for checks that treat them alike.
+    /// The text fields, by wire name, for what treats them alike.
+    public static let textKeyPaths: [(name: String, keyPath: WritableKeyPath<Contact, String?> & Sendable)] = [
+        ("primaryContact", \.primaryContact), ("firstName", \.firstName), ("lastName", \.lastName),
+        ("photoUrl", \.photoUrl), ("emailAddress", \.emailAddress), ("homePhone", \.homePhone),
+        ("workPhone", \.workPhone), ("mobilePhone", \.mobilePhone), ("conferenceURL", \.conferenceURL),
+        ("fax", \.fax), ("pager", \.pager), ("groupList", \.groupList),
+    ]
+
+    /// The text fields' values, by wire name.
     public var textFields: [(name: String, value: String?)] {
-        [
-            ("primaryContact", primaryContact), ("firstName", firstName), ("lastName", lastName),
-            ("photoUrl", photoUrl), ("emailAddress", emailAddress), ("homePhone", homePhone),
-            ("workPhone", workPhone), ("mobilePhone", mobilePhone), ("conferenceURL", conferenceURL), ("fax", fax),
-            ("pager", pager), ("groupList", groupList),
-        ]
+        Self.textKeyPaths.map { ($0.name, self[keyPath: $0.keyPath]) }
+    }
+
+    /// `self` with empty text fields absent (Kandy.js drops them before sending; other clients
+    /// may not).
+    public var withoutEmptyFields: Contact {
+        var contact = self
+        for (_, keyPath) in Self.textKeyPaths where contact[keyPath: keyPath]?.isEmpty == true {
+            contact[keyPath: keyPath] = nil
+        }
+        return contact
     }
 
     /// Longest contact id and longest field accepted, in UTF-8 bytes.

@@ -26,12 +26,16 @@ public struct UserProfile: Codable, Sendable, Equatable, Hashable {
         self.homePhone = homePhone
     }
 
-    /// The fields, by wire name, for checks that treat them alike.
+    /// Every field, by wire name, for what treats them alike.
+    public static let fieldKeyPaths: [(name: String, keyPath: WritableKeyPath<UserProfile, String?> & Sendable)] = [
+        ("firstName", \.firstName), ("lastName", \.lastName), ("emailAddress", \.emailAddress),
+        ("photoURL", \.photoURL),
+        ("workPhone", \.workPhone), ("mobilePhone", \.mobilePhone), ("homePhone", \.homePhone),
+    ]
+
+    /// The fields' values, by wire name.
     public var fields: [(name: String, value: String?)] {
-        [
-            ("firstName", firstName), ("lastName", lastName), ("emailAddress", emailAddress), ("photoURL", photoURL),
-            ("workPhone", workPhone), ("mobilePhone", mobilePhone), ("homePhone", homePhone),
-        ]
+        Self.fieldKeyPaths.map { ($0.name, self[keyPath: $0.keyPath]) }
     }
 
     public var phones: [String] { [workPhone, mobilePhone, homePhone].compactMap { $0 } }
@@ -44,16 +48,15 @@ public struct UserProfile: Codable, Sendable, Equatable, Hashable {
 
     /// `self` with the fields `change` sets replaced; an empty string clears a field.
     public func updated(with change: UserProfile) -> UserProfile {
-        func pick(_ new: String?, _ old: String?) -> String? {
-            guard let new else { return old }
-            return new.isEmpty ? nil : new
+        var updated = self
+        for (_, keyPath) in Self.fieldKeyPaths {
+            if let new = change[keyPath: keyPath] { updated[keyPath: keyPath] = new.isEmpty ? nil : new }
         }
-        return UserProfile(
-            firstName: pick(change.firstName, firstName), lastName: pick(change.lastName, lastName),
-            emailAddress: pick(change.emailAddress, emailAddress), photoURL: pick(change.photoURL, photoURL),
-            workPhone: pick(change.workPhone, workPhone), mobilePhone: pick(change.mobilePhone, mobilePhone),
-            homePhone: pick(change.homePhone, homePhone))
+        return updated
     }
+
+    /// `self` with empty fields absent: an empty field and no field are the same.
+    public var withoutEmptyFields: UserProfile { UserProfile().updated(with: self) }
 
     /// Longest field accepted, in UTF-8 bytes.
     public static let maxFieldBytes = 256

@@ -55,22 +55,20 @@ public struct Accounts: Sendable {
         try await store.addUser(
             UserRecord(
                 username: username, authname: authname, passwordHash: hash, createdAt: clock.now(),
-                profile: profile.updated(with: UserProfile())))
+                profile: profile.withoutEmptyFields))
     }
 
     /// Changes the profile fields `change` sets; an empty string clears one. Returns the result.
     @discardableResult
     public func updateProfile(username: String, with change: UserProfile) async throws -> UserProfile {
         try Self.check(change)
-        guard let user = try await store.user(login: username), user.username == username else {
-            throw AccountError.unknownUser(username)
-        }
-        let profile = user.profile.updated(with: change)
+        let profile = try await profile(of: username).updated(with: change)
         guard try await store.setProfile(profile, for: username) else { throw AccountError.unknownUser(username) }
         return profile
     }
 
     public func profile(of username: String) async throws -> UserProfile {
+        // A login may be an authname too: only the username itself names this user.
         guard let user = try await store.user(login: username), user.username == username else {
             throw AccountError.unknownUser(username)
         }
@@ -97,23 +95,12 @@ public struct Accounts: Sendable {
         let existing = try await store.existingUsers(users.map(\.username))
         let fresh = users.filter { !existing.contains($0.username) }
         let now = clock.now()
-        let store = self.store
-        let cost = passwordCost
-        let lanes = max(1, min(System.coreCount, fresh.count))
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for lane in 0..<lanes {
-                group.addTask {
-                    for user in stride(from: lane, to: fresh.count, by: lanes).map({ fresh[$0] }) {
-                        let password = user.password
-                        let hash = try await NIOThreadPool.singleton.runIfActive { Bcrypt.hash(password, cost: cost) }
-                        try await store.addUser(
-                            UserRecord(
-                                username: user.username, passwordHash: hash, createdAt: now,
-                                profile: user.profile.updated(with: UserProfile())))
-                    }
-                }
-            }
-            try await group.waitForAll()
+        // One bcrypt per user: as many at once as there are cores.
+        try await Self.forEach(fresh, lanes: System.coreCount) { [self] user in
+            try await store.addUser(
+                UserRecord(
+                    username: user.username, passwordHash: try await hash(user.password), createdAt: now,
+                    profile: user.profile.withoutEmptyFields))
         }
         return (fresh.map(\.username), users.map(\.username).filter(existing.contains))
     }
@@ -141,26 +128,17 @@ public struct Accounts: Sendable {
             throw AccountError.invalidUsername(bad)
         }
         guard !password.isEmpty else { throw AccountError.emptyPassword }
-        let existing = Set(try await store.users().map(\.username))
+        let existing = try await store.existingUsers(usernames)
         let missing = usernames.filter { !existing.contains($0) }
         guard !missing.isEmpty else { return 0 }
         let hash = try await hash(password)
         let now = clock.now()
-        let store = self.store
         // A few at once: each is a transaction, and a server database commits them together.
-        let lanes = min(16, missing.count)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for lane in 0..<lanes {
-                group.addTask {
-                    for username in stride(from: lane, to: missing.count, by: lanes).map({ missing[$0] }) {
-                        try await store.addUser(
-                            UserRecord(
-                                username: username, authname: nil, passwordHash: hash, createdAt: now,
-                                profile: profiles[username] ?? UserProfile()))
-                    }
-                }
-            }
-            try await group.waitForAll()
+        try await Self.forEach(missing, lanes: 16) { [store] username in
+            try await store.addUser(
+                UserRecord(
+                    username: username, passwordHash: hash, createdAt: now,
+                    profile: profiles[username]?.withoutEmptyFields ?? UserProfile()))
         }
         return missing.count
     }
@@ -194,6 +172,21 @@ public struct Accounts: Sendable {
         return try usernames.map { username in
             guard existing.contains(username) else { throw AccountError.unknownUser(username) }
             return tokens.issue(for: username, expiresAt: expiresAt)
+        }
+    }
+
+    /// Runs `body` for every item, on `lanes` tasks at once, each taking every `lanes`th item.
+    private static func forEach<Item: Sendable>(
+        _ items: [Item], lanes: Int, _ body: @escaping @Sendable (Item) async throws -> Void
+    ) async throws {
+        let lanes = max(1, min(lanes, items.count))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for lane in 0..<lanes {
+                group.addTask {
+                    for index in stride(from: lane, to: items.count, by: lanes) { try await body(items[index]) }
+                }
+            }
+            try await group.waitForAll()
         }
     }
 

@@ -63,7 +63,7 @@ final class AddressBookService: Sendable {
 
     /// The one entry of an add or update, checked: an update's entry names the contact of its path.
     static func entry(of request: AddressBookRequest, path id: String?) throws(PlatformError) -> Contact {
-        guard request.addressBookEntries.count == 1, var contact = request.addressBookEntries.first else {
+        guard request.addressBookEntries.count == 1, let contact = request.addressBookEntries.first else {
             throw PlatformError(.invalidField, "addressBookRequest.addressBookEntries holds exactly one contact.")
         }
         guard Contact.isAcceptableID(contact.contactId) else {
@@ -81,23 +81,10 @@ final class AddressBookService: Sendable {
                 throw PlatformError(.invalidField, "\(name) is at most \(Contact.maxFieldBytes) bytes.")
             }
         }
-        // Empty fields are no fields: Kandy.js drops them, other clients may not.
-        contact = Contact(
-            contactId: contact.contactId, primaryContact: contact.primaryContact.nonEmpty,
-            firstName: contact.firstName.nonEmpty, lastName: contact.lastName.nonEmpty,
-            photoUrl: contact.photoUrl.nonEmpty, emailAddress: contact.emailAddress.nonEmpty,
-            homePhone: contact.homePhone.nonEmpty, workPhone: contact.workPhone.nonEmpty,
-            mobilePhone: contact.mobilePhone.nonEmpty, conferenceURL: contact.conferenceURL.nonEmpty,
-            fax: contact.fax.nonEmpty, pager: contact.pager.nonEmpty, groupList: contact.groupList.nonEmpty,
-            friendStatus: contact.friendStatus)
-        return contact
+        return contact.withoutEmptyFields
     }
 
     private static func noContact(_ id: String) -> PlatformError {
         PlatformError(.contactNotFound, "The address book has no contact \(id).")
     }
-}
-
-extension Optional<String> {
-    fileprivate var nonEmpty: String? { self?.isEmpty == false ? self : nil }
 }

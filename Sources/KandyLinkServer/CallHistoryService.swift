@@ -68,11 +68,12 @@ final class CallHistoryService: Sendable {
 
     /// `GET …/logHistory?startIndex=&count=`: Kandy.js sends both (its defaults 0 and 50).
     func logs(of owner: String, query items: [String: String]) async throws(PlatformError) -> [CallLog] {
-        let startIndex = try Self.number(items["startIndex"], default: 0, in: 0...1_000_000)
-        let count = try Self.number(items["count"], default: 50, in: 0...CallHistoryStatusCode.maxCount)
-        guard count > 0 else { return [] }
+        guard let page = items.page(defaultCount: 50, counts: 0...CallHistoryStatusCode.maxCount) else {
+            throw PlatformError(history: .invalidRequest)
+        }
+        guard page.count > 0 else { return [] }
         return try await storing("The call history could not be read.", logger: logger) {
-            try await store.callLogs(of: owner, startIndex: startIndex, count: count)
+            try await store.callLogs(of: owner, startIndex: page.startIndex, count: page.count)
         }
     }
 
@@ -87,13 +88,5 @@ final class CallHistoryService: Sendable {
         try await storing("The call history could not be cleared.", logger: logger) {
             try await store.clearCallLogs(of: owner)
         }
-    }
-
-    private static func number(_ text: String?, default value: Int, in range: ClosedRange<Int>)
-        throws(PlatformError) -> Int
-    {
-        guard let text else { return value }
-        guard let number = Int(text), range.contains(number) else { throw PlatformError(history: .invalidRequest) }
-        return number
     }
 }

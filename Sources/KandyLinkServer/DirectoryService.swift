@@ -53,20 +53,13 @@ final class DirectoryService: Sendable {
         if type == .phoneNumber, !criteria.isEmpty, DirectoryTerms.digits(criteria).isEmpty {
             throw PlatformError(.invalidField, "A phone number search needs digits in criteria.")
         }
-        let startIndex = try Self.number(items["startIndex"], name: "startIndex", default: 0, in: 0...1_000_000)
-        let count = try Self.number(
-            items["count"], name: "count", default: DirectoryQuery.defaultCount, in: 1...DirectoryQuery.maxCount)
-        return DirectoryQuery(criteria: criteria, type: type, startIndex: startIndex, count: count)
-    }
-
-    private static func number(_ text: String?, name: String, default value: Int, in range: ClosedRange<Int>)
-        throws(PlatformError) -> Int
-    {
-        guard let text else { return value }
-        guard let number = Int(text), range.contains(number) else {
+        guard let page = items.page(defaultCount: DirectoryQuery.defaultCount, counts: 1...DirectoryQuery.maxCount)
+        else {
             throw PlatformError(
-                .invalidField, "\(name) must be a whole number from \(range.lowerBound) to \(range.upperBound).")
+                .invalidField,
+                "startIndex must be a whole number from 0 to \([String: String].maxStartIndex), count from 1 to \(DirectoryQuery.maxCount)."
+            )
         }
-        return number
+        return DirectoryQuery(criteria: criteria, type: type, startIndex: page.startIndex, count: page.count)
     }
 }

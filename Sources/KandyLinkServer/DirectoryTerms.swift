@@ -6,9 +6,6 @@ import KandyLinkProtocol
 /// that index, so it costs the same with 100 users or 100 000. Both stores compare terms byte
 /// by byte (SQLite's BINARY, PostgreSQL's "C" collation), which is what makes the range a prefix.
 enum DirectoryTerms {
-    /// A term's kind: the search type it answers (``DirectorySearchType``'s raw values).
-    typealias Kind = Int
-
     /// Case and accents folded, whitespace collapsed: "  Zoë  ÅBERG" → "zoe aberg", "Ørsted" →
     /// "orsted".
     static func fold(_ text: String) -> String {
@@ -40,50 +37,46 @@ enum DirectoryTerms {
     /// "6135550100", "5550100", "0100"; so the number is found without its country code or by
     /// its last group.
     static func phoneTerms(_ text: String) -> [String] {
-        var terms: [String] = []
-        var groupStarts = true
-        for (index, scalar) in text.unicodeScalars.enumerated() {
+        var digits: [Character] = []
+        var groupStarts: [Int] = []
+        var inGroup = false
+        for scalar in text.unicodeScalars {
             let isDigit = ("0"..."9").contains(scalar)
-            if isDigit && groupStarts {
-                let rest = digits(String(String.UnicodeScalarView(text.unicodeScalars.dropFirst(index))))
-                if rest.count >= 2 { terms.append(rest) }
-            }
-            groupStarts = !isDigit
+            if isDigit && !inGroup { groupStarts.append(digits.count) }
+            if isDigit { digits.append(Character(scalar)) }
+            inGroup = isDigit
         }
-        return terms
+        return groupStarts.map { String(digits[$0...]) }.filter { $0.count >= 2 }
     }
 
-    /// The terms a user is found by.
-    static func terms(username: String, profile: UserProfile) -> [(kind: Kind, term: String)] {
-        var terms: [(Kind, String)] = [(DirectorySearchType.userName.rawValue, fold(username))]
-        if let first = profile.firstName.map(fold), !first.isEmpty {
-            terms.append((DirectorySearchType.firstName.rawValue, first))
-        }
+    /// One row of the index: a user is found by `text` in searches of `kind`.
+    struct Term: Hashable {
+        var kind: DirectorySearchType
+        var text: String
+    }
+
+    /// The terms a user is found by, each once.
+    static func terms(username: String, profile: UserProfile) -> [Term] {
+        var terms = [Term(kind: .userName, text: fold(username))]
+        if let first = profile.firstName.map(fold), !first.isEmpty { terms.append(Term(kind: .firstName, text: first)) }
         if let last = profile.lastName.map(fold), !last.isEmpty {
-            terms.append((DirectorySearchType.lastName.rawValue, last))
-            terms.append((DirectorySearchType.name.rawValue, last))
+            terms += [Term(kind: .lastName, text: last), Term(kind: .name, text: last)]
         }
-        if let full = profile.fullName.map(fold) {
-            terms.append((DirectorySearchType.name.rawValue, full))
-        }
-        for phone in Set(profile.phones.flatMap(phoneTerms)) {
-            terms.append((DirectorySearchType.phoneNumber.rawValue, phone))
-        }
-        // One row per (kind, term): a user whose first and last names fold alike has one.
-        var seen = Set<String>()
-        return terms.filter { seen.insert("\($0.0) \($0.1)").inserted }
+        if let full = profile.fullName.map(fold) { terms.append(Term(kind: .name, text: full)) }
+        terms += profile.phones.flatMap(phoneTerms).map { Term(kind: .phoneNumber, text: $0) }
+        // One row per term: a user whose first and last names fold alike, or whose phones share a
+        // last group, has one.
+        var seen = Set<Term>()
+        return terms.filter { seen.insert($0).inserted }
     }
 
     /// The index range a query covers: the kinds searched and `low ≤ term < high`. Nil when the
     /// query lists everyone (no criteria).
-    static func range(of query: DirectoryQuery) -> (kinds: [Kind], low: String, high: String)? {
+    static func range(of query: DirectoryQuery) -> (kinds: [DirectorySearchType], low: String, high: String)? {
         let low = query.type == .phoneNumber ? digits(query.criteria) : fold(query.criteria)
         guard !low.isEmpty else { return nil }
         // Without a type, names and usernames: first names are prefixes of full names.
-        let kinds =
-            query.type.map { [$0.rawValue] } ?? [
-                DirectorySearchType.name.rawValue, DirectorySearchType.userName.rawValue,
-            ]
+        let kinds = query.type.map { [$0] } ?? [.name, .userName]
         return (kinds, low, low + "\u{10FFFF}")
     }
 }

@@ -190,9 +190,7 @@ struct LinkResponder: HTTPResponder {
             try await platform.callHistory.remove(id, of: user)
             return try Self.json(LogRecordDocument(logRecord: .success), status: .ok)
         case (.localization, .get):
-            _ = try await platform.authenticator.authenticate(
-                authorization: request.headers[.authorization], token: request.headers[Self.tokenField],
-                address: context.remoteAddress)
+            _ = try await authenticate(request, context: context)
             return try Self.json(LocalizationDocument(acceptLanguage: Self.localization), status: .ok)
         case (.subscriptions, _), (.presence, _), (.presenceWatcher, _), (.instantMessage, _), (.callControl, _),
             (.callDisposition, _), (.contacts, _):
@@ -267,12 +265,16 @@ struct LinkResponder: HTTPResponder {
         return items
     }
 
-    private func authorize(_ request: Request, user: String, context: Context) async throws {
-        let authenticated = try await platform.authenticator.authenticate(
-            authorization: request.headers[.authorization],
-            token: request.headers[Self.tokenField],
+    /// Who sent the request.
+    private func authenticate(_ request: Request, context: Context) async throws -> AuthenticatedUser {
+        try await platform.authenticator.authenticate(
+            authorization: request.headers[.authorization], token: request.headers[Self.tokenField],
             address: context.remoteAddress)
-        guard authenticated.username == user else {
+    }
+
+    /// The request is from the user in its path.
+    private func authorize(_ request: Request, user: String, context: Context) async throws {
+        guard try await authenticate(request, context: context).username == user else {
             throw PlatformError(.forbiddenUser, "The credentials are for another user than the one in the path.")
         }
     }
@@ -399,4 +401,23 @@ struct LinkResponder: HTTPResponder {
 /// echoing grants nothing `*` would not.
 enum CrossOrigin {
     static func allowOrigin(for requestOrigin: String?) -> String { requestOrigin ?? "*" }
+}
+
+/// A query string's parameters, as ``LinkResponder`` hands them to the services.
+extension [String: String] {
+    /// Where a page of results starts at the latest.
+    static let maxStartIndex = 1_000_000
+
+    /// The page asked for by `startIndex` (default 0) and `count` (default `defaultCount`); nil
+    /// when either is not a whole number in its range.
+    func page(defaultCount: Int, counts: ClosedRange<Int>) -> (startIndex: Int, count: Int)? {
+        func number(_ name: String, _ value: Int, in range: ClosedRange<Int>) -> Int? {
+            guard let text = self[name] else { return value }
+            return Int(text).flatMap { range.contains($0) ? $0 : nil }
+        }
+        guard let startIndex = number("startIndex", 0, in: 0...Self.maxStartIndex),
+            let count = number("count", defaultCount, in: counts)
+        else { return nil }
+        return (startIndex, count)
+    }
 }

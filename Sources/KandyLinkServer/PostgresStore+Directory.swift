@@ -30,7 +30,7 @@ extension PostgresStore {
         try await connection.query(
             """
             INSERT INTO user_search (kind, term, username)
-            SELECT kind, term, \(username) FROM unnest(\(terms.map { Int16($0.kind) }), \(terms.map(\.term))) AS t(kind, term)
+            SELECT kind, term, \(username) FROM unnest(\(terms.map { Int16($0.kind.rawValue) }), \(terms.map(\.text))) AS t(kind, term)
             """, logger: logger)
     }
 
@@ -43,7 +43,7 @@ extension PostgresStore {
                 """
                 SELECT found.username, platform_user.profile FROM (
                     SELECT DISTINCT username FROM user_search
-                    WHERE kind = ANY(\(range.kinds.map(Int16.init))) AND term >= \(range.low) AND term < \(range.high)
+                    WHERE kind = ANY(\(range.kinds.map { Int16($0.rawValue) })) AND term >= \(range.low) AND term < \(range.high)
                     ORDER BY username LIMIT \(limit) OFFSET \(query.startIndex)
                 ) AS found JOIN platform_user ON platform_user.username = found.username
                 ORDER BY found.username

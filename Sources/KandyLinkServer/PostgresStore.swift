@@ -113,8 +113,26 @@ public final class PostgresStore: PlatformStore {
     // MARK: Schema
 
     /// Each step runs once, in order, in its own transaction; nodes starting together take turns.
-    static let migrations: [(version: Int, name: String, sql: [String])] = [
-        (
+    /// A step of the schema: its statements, then `then` (work SQL cannot do) in the same transaction.
+    struct Migration: Sendable {
+        var version: Int
+        var name: String
+        var sql: [String]
+        var then: (@Sendable (PostgresConnection, Logger) async throws -> Void)?
+
+        init(
+            _ version: Int, _ name: String, _ sql: [String],
+            then: (@Sendable (PostgresConnection, Logger) async throws -> Void)? = nil
+        ) {
+            self.version = version
+            self.name = name
+            self.sql = sql
+            self.then = then
+        }
+    }
+
+    static let migrations: [Migration] = [
+        Migration(
             1, "users, subscriptions, secrets",
             [
                 """
@@ -143,7 +161,7 @@ public final class PostgresStore: PlatformStore {
                 "CREATE SEQUENCE event_id",
             ]
         ),
-        (
+        Migration(
             2, "presence and watch lists",
             [
                 """
@@ -165,7 +183,7 @@ public final class PostgresStore: PlatformStore {
                 "CREATE INDEX presence_watch_presentity ON presence_watch(presentity, watcher)",
             ]
         ),
-        (
+        Migration(
             3, "notification queues",
             [
                 """
@@ -187,8 +205,8 @@ public final class PostgresStore: PlatformStore {
                 """,
             ]
         ),
-        (4, "subscriptions by expiry", ["CREATE INDEX subscription_expires_at ON subscription(expires_at)"]),
-        (
+        Migration(4, "subscriptions by expiry", ["CREATE INDEX subscription_expires_at ON subscription(expires_at)"]),
+        Migration(
             5, "calls",
             [
                 """
@@ -205,7 +223,7 @@ public final class PostgresStore: PlatformStore {
                 "CREATE INDEX call_rings_until ON call(rings_until) WHERE rings_until IS NOT NULL",
             ]
         ),
-        (
+        Migration(
             6, "profiles, directory, address books, call history",
             [
                 "ALTER TABLE platform_user ADD COLUMN profile TEXT",
@@ -237,9 +255,19 @@ public final class PostgresStore: PlatformStore {
                 )
                 """,
                 "CREATE INDEX call_log_started ON call_log(owner, started_at)",
-            ]
+            ],
+            then: { connection, logger in
+                // Users from before profiles are found by their username.
+                var usernames: [String] = []
+                for try await name in try await connection.query("SELECT username FROM platform_user", logger: logger)
+                    .decode(String.self)
+                {
+                    usernames.append(name)
+                }
+                for username in usernames { try await index(username, UserProfile(), on: connection, logger: logger) }
+            }
         ),
-        (
+        Migration(
             7, "live subscriptions counted from the index",
             ["CREATE INDEX subscription_live ON subscription(username, expires_at)"]
         ),
@@ -264,18 +292,7 @@ public final class PostgresStore: PlatformStore {
                 for statement in migration.sql {
                     try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
                 }
-                if migration.version == 6 {
-                    // Users from before profiles are found by their username.
-                    var usernames: [String] = []
-                    for try await name in try await connection.query(
-                        "SELECT username FROM platform_user", logger: logger
-                    ).decode(String.self) {
-                        usernames.append(name)
-                    }
-                    for username in usernames {
-                        try await Self.index(username, UserProfile(), on: connection, logger: logger)
-                    }
-                }
+                try await migration.then?(connection, logger)
                 try await connection.query(
                     """
                     INSERT INTO schema_migration (version, name, applied_at)

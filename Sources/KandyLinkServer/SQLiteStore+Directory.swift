@@ -22,8 +22,8 @@ extension SQLiteStore {
     static func index(_ username: String, _ profile: UserProfile, in db: Database) throws {
         try db.cachedStatement(sql: "DELETE FROM user_search WHERE username = ?").execute(arguments: [username])
         let insert = try db.cachedStatement(sql: "INSERT INTO user_search (kind, term, username) VALUES (?, ?, ?)")
-        for (kind, term) in DirectoryTerms.terms(username: username, profile: profile) {
-            try insert.execute(arguments: [kind, term, username])
+        for term in DirectoryTerms.terms(username: username, profile: profile) {
+            try insert.execute(arguments: [term.kind.rawValue, term.text, username])
         }
     }
 
@@ -34,7 +34,7 @@ extension SQLiteStore {
             let rows: [Row]
             if let range = DirectoryTerms.range(of: query) {
                 let kinds = range.kinds.map { _ in "?" }.joined(separator: ", ")
-                var arguments = StatementArguments(range.kinds)
+                var arguments = StatementArguments(range.kinds.map(\.rawValue))
                 arguments += [range.low, range.high, limit, query.startIndex]
                 rows = try Row.fetchAll(
                     db.cachedStatement(

@@ -266,7 +266,8 @@ struct EmbeddedPlatform: Sendable {
         let platform = try await Platform(configuration: configuration, logger: logger)
         let password = UUID().uuidString
         for user in [username, peerUsername] {
-            try? await platform.accounts.remove(username: user)
+            // A given database may hold them from an earlier run; a new file holds nobody.
+            if database != nil { try? await platform.accounts.remove(username: user) }
             try await platform.accounts.add(username: user, password: password)
         }
         let running = Task { try await platform.run() }
