@@ -157,6 +157,8 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
         switch event {
         case is ChannelShouldQuiesceEvent:
             close(context: context, code: .goingAway, reason: "Platform shutting down")
+        case is FrameDeadline.Expired:
+            close(context: context, code: .policyViolation, reason: "A frame was begun and not finished in time")
         case ChannelEvent.inputClosed:
             // The client ended its side (the server allows half-closure): it will send nothing
             // more, keepalives included, so the socket is over.

@@ -392,6 +392,10 @@ public final class Platform: Sendable {
         let socket = NotificationHub.Socket(
             channelID: admission.channelID, connection: ChannelSocketHandler.connection(to: connection),
             now: clock.now(), peer: connection.remoteAddress?.description ?? "unknown")
+        let decoder = try connection.pipeline.syncOperations.context(
+            handlerType: ByteToMessageHandler<WebSocketFrameDecoder>.self)
+        try connection.pipeline.syncOperations.addHandler(
+            FrameDeadline(timeout: .init(configuration.frameTimeout)), position: .before(decoder.handler))
         try connection.pipeline.syncOperations.addHandler(
             ChannelSocketHandler(
                 closeTimeout: .seconds(5), logger: logger, heard: { socket.touch(clock.now()) },

@@ -38,6 +38,8 @@ public struct PlatformConfiguration: Sendable {
     /// How long a request body may take from its first bytes to its end.
     public var bodyTimeout: Duration = .seconds(30)
     public var maxFrameBytes: Int = 4 * 1024
+    /// How long a channel socket's frame may take from its first bytes to its end.
+    public var frameTimeout: Duration = .seconds(30)
     /// Bound of the queue each subscription keeps while its socket is down; beyond it the oldest
     /// notifications are dropped and the client is told how many.
     public var maxQueuedNotifications: Int = 10_000

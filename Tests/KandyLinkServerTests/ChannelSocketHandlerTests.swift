@@ -222,3 +222,100 @@ extension ChannelSocketHandlerTests.Written: Sendable {}
         #expect(verdict?.0 == expected, "\(name): \(String(describing: verdict))")
     }
 }
+
+/// Where a byte stream stands between WebSocket frames, and the deadline a begun frame gets.
+@Suite struct FrameDeadlineTests {
+    /// A masked client frame's bytes: header, extended length, key, payload.
+    static func frame(payload: Int, opcode: UInt8 = 0x1) -> [UInt8] {
+        var bytes: [UInt8] = [0x80 | opcode]
+        switch payload {
+        case ..<126: bytes.append(0x80 | UInt8(payload))
+        case ..<65536: bytes += [0x80 | 126, UInt8(payload >> 8), UInt8(payload & 0xFF)]
+        default: bytes += [0x80 | 127] + (0..<8).reversed().map { UInt8((payload >> ($0 * 8)) & 0xFF) }
+        }
+        return bytes + [1, 2, 3, 4] + [UInt8](repeating: 0x61 ^ 1, count: payload)
+    }
+
+    static let boundaries: [(name: String, chunks: [[UInt8]], completed: Int, inside: Bool)] = [
+        ("nothing yet", [], 0, false),
+        ("a whole empty frame", [frame(payload: 0)], 1, false),
+        ("a whole short frame", [frame(payload: 5)], 1, false),
+        ("a first header byte", [[0x81]], 0, true),
+        ("a header without its key", [Array(frame(payload: 5).prefix(4))], 0, true),
+        ("a frame but its last byte", [Array(frame(payload: 5).dropLast())], 0, true),
+        ("a frame byte by byte", frame(payload: 3).map { [$0] }, 1, false),
+        ("two frames in one read", [frame(payload: 2) + frame(payload: 0)], 2, false),
+        ("a frame and the start of the next", [frame(payload: 2) + [0x81, 0x85]], 1, true),
+        ("a 16-bit length", [frame(payload: 300)], 1, false),
+        (
+            "a 64-bit length, split in its length",
+            [Array(frame(payload: 70_000).prefix(6)), Array(frame(payload: 70_000).dropFirst(6))], 1, false
+        ),
+        ("a 64-bit length, payload short by one", [Array(frame(payload: 70_000).dropLast())], 0, true),
+    ]
+
+    @Test(arguments: boundaries.indices) func boundary(row: Int) {
+        let (name, chunks, completed, inside) = Self.boundaries[row]
+        var boundary = FrameBoundary()
+        let total = chunks.reduce(0) { $0 + boundary.consume(ByteBuffer(bytes: $1).readableBytesView) }
+        #expect(total == completed, "\(name)")
+        #expect(boundary.isInsideFrame == inside, "\(name)")
+    }
+
+    enum Step: Sendable {
+        case bytes([UInt8])
+        case advance(seconds: Int64)
+    }
+
+    static let deadlines: [(name: String, steps: [Step], closed: Bool)] = [
+        ("a begun frame has 30 s", [.bytes([0x81, 0x85]), .advance(seconds: 29)], false),
+        ("and is failed after them", [.bytes([0x81, 0x85]), .advance(seconds: 30)], true),
+        (
+            "bytes that do not finish it do not extend it",
+            [.bytes([0x81]), .advance(seconds: 20), .bytes([0x85]), .advance(seconds: 10)], true
+        ),
+        (
+            "a finished frame stops the clock",
+            [
+                .bytes([0x81]), .advance(seconds: 20), .bytes(Array(frame(payload: 5).dropFirst())),
+                .advance(seconds: 60),
+            ], false
+        ),
+        (
+            "the next frame gets its own 30 s",
+            [
+                .bytes([0x81]), .advance(seconds: 20), .bytes(Array(frame(payload: 5).dropFirst()) + [0x81]),
+                .advance(seconds: 29),
+            ], false
+        ),
+        (
+            "silence between frames is the sweeper's, not this", [.bytes(frame(payload: 5)), .advance(seconds: 120)],
+            false
+        ),
+    ]
+
+    @Test(arguments: deadlines.indices) func deadline(row: Int) throws {
+        let (name, steps, closed) = Self.deadlines[row]
+        let loop = EmbeddedEventLoop()
+        let channel = EmbeddedChannel(loop: loop)
+        try channel.pipeline.syncOperations.addHandlers([
+            FrameDeadline(timeout: .seconds(30)), ByteToMessageHandler(WebSocketFrameDecoder()),
+            ChannelSocketHandler(closeTimeout: .seconds(5), logger: .init(label: "test"), heard: {}, ended: {}),
+        ])
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        for step in steps {
+            switch step {
+            case .bytes(let bytes): try channel.writeInbound(ByteBuffer(bytes: bytes))
+            case .advance(let seconds): loop.advanceTime(by: .seconds(seconds))
+            }
+        }
+        var codes: [UInt16] = []
+        while var frame = try channel.readOutbound(as: WebSocketFrame.self) {
+            if frame.opcode == .connectionClose, let code = frame.data.readInteger(as: UInt16.self) {
+                codes.append(code)
+            }
+        }
+        #expect(codes == (closed ? [1008] : []), "\(name)")
+        _ = try? channel.finish()
+    }
+}
