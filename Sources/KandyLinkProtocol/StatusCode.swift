@@ -85,7 +85,7 @@ public enum StatusCode: Int, Sendable, CaseIterable, Codable {
         case .contactExists: "The address book has a contact with that id already."
         case .addressBookFull: "The address book holds as many contacts as the platform keeps."
         case .internalError: "The platform failed to handle the request."
-        case .unavailable: "The platform is shutting down or overloaded."
+        case .unavailable: "The platform is shutting down, overloaded or cannot reach its database."
         }
     }
 }

@@ -91,7 +91,13 @@ final class Authenticator: Sendable {
         case .expired: throw PlatformError(.tokenExpired, "The token has expired; ask for a new one.")
         case .invalid: throw PlatformError(.invalidCredentials, "The token is not valid.")
         }
-        guard (try? await store.user(login: username))??.username == username else {
+        let user: UserRecord?
+        do {
+            user = try await store.user(login: username)
+        } catch {
+            throw PlatformError.store("The user could not be looked up.", error)
+        }
+        guard user?.username == username else {
             throw PlatformError(.invalidCredentials, "The token's user no longer exists.")
         }
         return AuthenticatedUser(username: username)
@@ -105,7 +111,7 @@ final class Authenticator: Sendable {
         do {
             user = try await store.user(login: login)
         } catch {
-            throw PlatformError(.internalError, "The user store is unavailable.")
+            throw PlatformError.store("The user could not be looked up.", error)
         }
         let key = Data(HMAC<SHA256>.authenticationCode(for: Data(header.utf8), using: cacheKey))
         if let user, let cached = cache.withLock({ $0[key] }), cached.validUntil > now,

@@ -110,7 +110,7 @@ final class CallService: Sendable {
         } catch {
             _ = try? await store.deleteCall(id: call.id)
             logger.error("The call could not be offered", metadata: ["error": "\(error)"])
-            throw PlatformError(.internalError, "The call could not be offered to \(callee).")
+            throw PlatformError.store("The call could not be offered to \(callee).", error)
         }
         metrics.callsStarted.increment()
         logger.info("Call started", metadata: ["call": .string(call.id), "caller": .string(caller)])

@@ -38,6 +38,9 @@ struct LinkResponder: HTTPResponder {
             response = Self.errorResponse(error, envelope: envelope)
             // Rather than read, to discard it, whatever the client still sends.
             if error.endsConnection { response.headers[.connection] = "close" }
+        } catch  where isDatabaseUnavailability(error) {
+            platform.logger.warning("Request failed: the database is unavailable", metadata: ["error": "\(error)"])
+            response = Self.errorResponse(Self.databaseUnavailable, envelope: envelope)
         } catch {
             platform.logger.error("Request failed", metadata: ["error": "\(error)"])
             response = Self.errorResponse(PlatformError(.internalError), envelope: envelope)
@@ -48,11 +51,17 @@ struct LinkResponder: HTTPResponder {
         return response
     }
 
+    static let databaseUnavailable = PlatformError(
+        .unavailable, "The platform cannot reach its database; try again shortly.")
+
     private func route(_ request: Request, path: String, context: Context) async throws -> Response {
         if request.method == .options {
             guard path.hasPrefix("/rest/") else { throw PlatformError(.notFound, "No such resource: \(path)") }
             return Self.preflight(request)
         }
+        // While the database is known to be away, answering at once beats queueing for it (a load
+        // balancer's health check sees it too).
+        guard platform.store.isReachable else { throw Self.databaseUnavailable }
         switch path {
         case "/metrics":
             guard request.method == .get else { throw Self.methodNotAllowed(request, allowed: "GET") }

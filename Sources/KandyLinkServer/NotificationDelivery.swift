@@ -85,8 +85,10 @@ func storing<T>(_ failure: String, logger: Logger, _ work: () async throws -> T)
     } catch let error as PlatformError {
         throw error
     } catch {
-        logger.error("\(failure)", metadata: ["error": "\(error)"])
-        throw PlatformError(.internalError, failure)
+        let refusal = PlatformError.store(failure, error)
+        logger.log(
+            level: refusal.code == .unavailable ? .warning : .error, "\(failure)", metadata: ["error": "\(error)"])
+        throw refusal
     }
 }
 

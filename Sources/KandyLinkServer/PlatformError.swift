@@ -34,6 +34,15 @@ public struct PlatformError: Error, Equatable, Sendable {
         self.history = history
     }
 
+    /// A store operation that failed with `error`: 503 while the database cannot serve (the
+    /// client may try again), else the platform's fault, reported without detail.
+    static func store(_ failure: String, _ error: any Error) -> PlatformError {
+        if let refusal = error as? PlatformError { return refusal }
+        return isDatabaseUnavailability(error)
+            ? PlatformError(.unavailable, "\(failure) The platform cannot reach its database; try again shortly.")
+            : PlatformError(.internalError, failure)
+    }
+
     /// The `statusCode` the client reads.
     public var statusCode: Int { call?.rawValue ?? history?.rawValue ?? code.rawValue }
     public var httpStatus: Int { call?.httpStatus ?? history?.httpStatus ?? code.httpStatus }

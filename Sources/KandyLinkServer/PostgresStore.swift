@@ -4,6 +4,7 @@ import Logging
 import NIOSSL
 import PostgresNIO
 import Synchronization
+import _ConnectionPoolModule
 
 /// The store several nodes share: one PostgreSQL database, schema in versioned migrations, and
 /// LISTEN/NOTIFY to tell the other nodes about channels whose socket they may hold.
@@ -13,6 +14,26 @@ import Synchronization
 /// subscription's row, and `DELETE … RETURNING` hands each expired subscription to one node.
 public final class PostgresStore: PlatformStore {
     public var isShared: Bool { true }
+    /// Known from the node's LISTEN connection, which is always held: it fails as soon as the
+    /// database goes away and listens again as soon as it is back.
+    public var isReachable: Bool { reachable.load(ordering: .relaxed) }
+    private let reachable = Atomic(true)
+
+    static func isUnavailability(_ error: any Error) -> Bool {
+        if error is ConnectionPoolError { return true }
+        guard let error = error as? PSQLError else { return false }
+        switch error.code {
+        case .connectionError, .serverClosedConnection, .clientClosedConnection, .poolClosed, .uncleanShutdown:
+            return true
+        case .server:
+            // Class 08: connection exceptions; 53: out of resources (disk full, memory,
+            // connections); 57P0x: shutting down, crashed, starting up.
+            let state = error.serverInfo?[.sqlState] ?? ""
+            return state.hasPrefix("08") || state.hasPrefix("53") || state.hasPrefix("57P0")
+        default:
+            return false
+        }
+    }
 
     let client: PostgresClient
     private let running: Task<Void, Never>
@@ -822,6 +843,7 @@ public final class PostgresStore: PlatformStore {
             do {
                 try await client.withConnection { connection in
                     try await connection.listen(on: Self.signalChannel) { notifications in
+                        reachable.store(true, ordering: .relaxed)
                         // Listening again after a failure: what was signalled meanwhile is lost.
                         if !first { broadcast(.resume) }
                         first = false
@@ -833,6 +855,7 @@ public final class PostgresStore: PlatformStore {
                 }
             } catch {
                 if Task.isCancelled { return }
+                reachable.store(false, ordering: .relaxed)
                 logger.warning(
                     "Listening for other nodes failed; retrying", metadata: ["error": "\(String(reflecting: error))"])
                 try? await Task.sleep(for: .seconds(1))

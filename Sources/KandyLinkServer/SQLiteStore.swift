@@ -150,6 +150,14 @@ public final class SQLiteStore: PlatformStore {
     }
 
     public var isShared: Bool { false }
+    /// A file on this node is always there; a full disk shows up as an error of a write.
+    public var isReachable: Bool { true }
+
+    static func isUnavailability(_ error: any Error) -> Bool {
+        guard let error = error as? DatabaseError else { return false }
+        return [.SQLITE_FULL, .SQLITE_IOERR, .SQLITE_BUSY, .SQLITE_LOCKED, .SQLITE_READONLY, .SQLITE_CANTOPEN]
+            .contains(error.resultCode)
+    }
 
     /// A read on the caller's thread (see above), without a transaction around it: each read is
     /// one statement, or statements whose answers need not be of one instant.

@@ -206,10 +206,19 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
 ///
 /// Each call is one transaction. What must hold across nodes (the session limit, who ends an
 /// expired subscription) is decided inside the store's transaction, not in a node's memory.
+/// Whether `error`, thrown by either store, means the database cannot serve now (connection lost,
+/// disk full, shutting down): answered 503, where a fault in what was asked is a 500.
+func isDatabaseUnavailability(_ error: any Error) -> Bool {
+    SQLiteStore.isUnavailability(error) || PostgresStore.isUnavailability(error)
+}
+
 public protocol PlatformStore: Sendable {
     /// Whether other nodes may use this store at the same time: event ids are then drawn one by
     /// one (so they follow time across nodes) and ``signal(_:)`` reaches them.
     var isShared: Bool { get }
+    /// Whether the database can be reached now, as far as the store knows without asking it: while
+    /// not, requests are answered 503 at once rather than queued for a connection.
+    var isReachable: Bool { get }
 
     func addUser(_ user: UserRecord) async throws
     /// The user whose username, or else authname, is `login`.

@@ -129,7 +129,7 @@ final class Subscriptions: Sendable {
             throw error
         } catch {
             changed([user])  // whether it was stored is unknown
-            throw PlatformError(.internalError, "The subscription could not be stored.")
+            throw PlatformError.store("The subscription could not be stored.", error)
         }
     }
 
@@ -144,7 +144,7 @@ final class Subscriptions: Sendable {
             record = try await store.refreshSubscription(
                 id: id, of: user, services: granted.map(\.rawValue), expires: policy.grant(expires), now: now)
         } catch {
-            throw PlatformError(.internalError, "The subscription could not be stored.")
+            throw PlatformError.store("The subscription could not be stored.", error)
         }
         guard let record else { throw Self.notFound(id, user) }
         return record
@@ -157,7 +157,7 @@ final class Subscriptions: Sendable {
         do {
             record = try await store.deleteSubscription(id: id, of: user, now: now)
         } catch {
-            throw PlatformError(.internalError, "The subscription could not be removed.")
+            throw PlatformError.store("The subscription could not be removed.", error)
         }
         guard let record else { throw Self.notFound(id, user) }
         return record

@@ -1,6 +1,7 @@
 import Foundation
 import KandyLinkProtocol
 import KandyLinkTesting
+import NIOCore
 import NIOHTTP1
 import Testing
 
@@ -327,11 +328,13 @@ extension TestPlatform {
         return reply
     }
 
-    func sendMessage(_ text: String, from sender: String, to recipient: String) async throws -> Reply {
+    func sendMessage(_ text: String, from sender: String, to recipient: String, timeout: TimeAmount = .seconds(30))
+        async throws -> Reply
+    {
         let body = try WireJSON.encode(InstantMessageRequestDocument(imRequest: .init(toUrl: recipient, message: text)))
         return try await request(
             .POST, LinkPath.instantMessage(user: sender), body: String(decoding: body, as: UTF8.self),
-            credential: .basic(login: sender, password: Self.password))
+            credential: .basic(login: sender, password: Self.password), timeout: timeout)
     }
 }
 

@@ -117,7 +117,7 @@ final class TestPlatform: Sendable {
     func request(
         _ method: HTTPMethod, _ path: String, body: String? = nil,
         credential: CredentialHeader? = .basic(login: alice, password: password),
-        headers extra: [(String, String)] = [], client: HTTPClient? = nil
+        headers extra: [(String, String)] = [], client: HTTPClient? = nil, timeout: TimeAmount = .seconds(30)
     ) async throws -> Reply {
         var request = HTTPClientRequest(url: base + path)
         request.method = method
@@ -127,7 +127,7 @@ final class TestPlatform: Sendable {
         if let credential { request.headers.add(name: credential.field.name, value: credential.field.value) }
         for (name, value) in extra { request.headers.add(name: name, value: value) }
         if let body { request.body = .bytes(ByteBuffer(string: body)) }
-        let response = try await (client ?? http).execute(request, timeout: .seconds(30))
+        let response = try await (client ?? http).execute(request, timeout: timeout)
         let bytes = try await response.body.collect(upTo: 1 << 20)
         return Reply(status: Int(response.status.code), headers: response.headers, body: Data(buffer: bytes))
     }

@@ -54,6 +54,26 @@ public struct TestDatabase: Sendable {
         }
     }
 
+    /// Takes the database away as a stopped server would: its connections are ended (SQLSTATE
+    /// 57P01, as at a server shutdown) and new ones refused until ``resume()``. Other tests'
+    /// databases on the same server are left alone.
+    public func suspend() async throws {
+        let name = name
+        try await Self.administer(server) { client in
+            try await client.query(PostgresQuery(unsafeSQL: "ALTER DATABASE \(name) ALLOW_CONNECTIONS false"))
+            try await client.query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = \(name)")
+        }
+    }
+
+    /// Accepts connections to the database again.
+    public func resume() async throws {
+        let name = name
+        try await Self.administer(server) { client in
+            try await client.query(PostgresQuery(unsafeSQL: "ALTER DATABASE \(name) ALLOW_CONNECTIONS true"))
+        }
+    }
+
     private static func administer(_ server: URLComponents, _ body: (PostgresClient) async throws -> Void)
         async throws
     {

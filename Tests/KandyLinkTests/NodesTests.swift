@@ -94,6 +94,37 @@ struct NodesTests {
             await balancer.close()
         }
     }
+
+    @Test func aNodeKilledUnderLoadLosesNothingItAcknowledged() async throws {
+        try await Cluster.with { cluster in
+            let balancer = try await TCPRelay(backends: [cluster.a.port, cluster.b.port])
+            let carol = try await cluster.session(PlatformFixture.alice, on: balancer.port)
+            let bob = try await cluster.session(PlatformFixture.bob, on: cluster.b.port)
+            let count = 300
+            let incoming: @Sendable (KandyEvent) -> Bool = {
+                if case .messagesChange(let message) = $0 { message.direction == .incoming } else { false }
+            }
+            let all = carol.recorder.collect(count, where: incoming)
+            let aThird = carol.recorder.collect(count / 3, where: incoming)
+            // bob sends without pause; node A, which holds carol's socket, dies a third of the way in.
+            let sending = Task {
+                for number in 0..<count {
+                    try await bob.kandy.messages.send(to: PlatformFixture.alice, text: "\(number)")
+                }
+            }
+            _ = await aThird.value()
+            await cluster.a.kill()
+            try await sending.value
+            let texts = await all.value().compactMap { event -> String? in
+                if case .messagesChange(let message) = event { message.text } else { nil }
+            }
+            // Every send bob was told succeeded reaches carol once, in order, through node B.
+            #expect(texts == (0..<count).map { "\($0)" })
+            await carol.kandy.destroy()
+            await bob.kandy.destroy()
+            await balancer.close()
+        }
+    }
 }
 
 /// Two nodes on a database of their own, alice and bob as users, one certificate for both (as
