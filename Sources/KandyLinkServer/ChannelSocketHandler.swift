@@ -72,13 +72,18 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         heard()
+        // Once both close frames are out (or the connection failed), what else comes is not read.
+        switch state {
+        case .ending, .closed: return
+        case .open, .closing: break
+        }
         // RFC 6455 §5.1: a server closes the connection on an unmasked frame.
         guard frame.maskKey != nil else {
-            close(context: context, code: .protocolError, reason: "Frames from a client must be masked")
+            fail(context: context, code: .protocolError, reason: "Frames from a client must be masked")
             return
         }
         if let (code, reason) = rules.check(frame) {
-            fail(context: context, code: code, reason: reason, answering: frame.opcode == .connectionClose)
+            fail(context: context, code: code, reason: reason)
             return
         }
         switch frame.opcode {
@@ -91,7 +96,7 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
         case .connectionClose:
             receivedClose(context: context, frame: frame)
         default:
-            close(context: context, code: .protocolError, reason: "Unknown opcode")
+            fail(context: context, code: .protocolError, reason: "Unknown opcode")
         }
     }
 
@@ -110,10 +115,10 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
         }
     }
 
-    /// Fails the connection for a frame that breaks RFC 6455: a close frame with `code`, then, if
-    /// the client has sent its close already (the bad frame was one), the end of the connection.
-    private func fail(context: ChannelHandlerContext, code: WebSocketErrorCode, reason: String, answering: Bool) {
-        guard answering else { return close(context: context, code: code, reason: reason) }
+    /// Fails the connection (RFC 6455 §7.1.7) for a frame that breaks the protocol: a close frame
+    /// with `code`, then the end of our side at once. Nothing more the client sends is read, so
+    /// waiting for its close frame would only keep a misbehaving client connected.
+    private func fail(context: ChannelHandlerContext, code: WebSocketErrorCode, reason: String) {
         switch state {
         case .open:
             let frame = Self.closeFrame(code: code, reason: reason, allocator: context.channel.allocator)
@@ -158,7 +163,7 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
         case is ChannelShouldQuiesceEvent:
             close(context: context, code: .goingAway, reason: "Platform shutting down")
         case is FrameDeadline.Expired:
-            close(context: context, code: .policyViolation, reason: "A frame was begun and not finished in time")
+            fail(context: context, code: .policyViolation, reason: "A frame was begun and not finished in time")
         case ChannelEvent.inputClosed:
             // The client ended its side (the server allows half-closure): it will send nothing
             // more, keepalives included, so the socket is over.

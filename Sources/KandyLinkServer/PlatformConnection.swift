@@ -230,6 +230,8 @@ final class RequestScreen: ChannelDuplexHandler, RemovableChannelHandler {
     /// The `Origin` of the request that `unanswered` answers, when its head was read.
     private var unansweredOrigin: String?
     private var bodyTimedOut = false
+    /// A response to no request is being dropped.
+    private var discarding = false
 
     init(headTimeout: TimeAmount, bodyTimeout: TimeAmount) {
         self.headTimeout = headTimeout
@@ -303,7 +305,17 @@ final class RequestScreen: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        switch unwrapOutboundIn(data) {
+        let part = unwrapOutboundIn(data)
+        if case .head = part, keepAlive.isEmpty { discarding = true }
+        guard !discarding else {
+            // A response to no request: Hummingbird's bare 400 for a parse error met while it
+            // read, to discard it, the body of a request already answered (cut short, broken).
+            // There is nothing left to answer; the connection ends.
+            promise?.succeed()
+            if case .end = part { context.close(promise: nil) }
+            return
+        }
+        switch part {
         case .head(let head):
             if head.headers[canonicalForm: "connection"].contains(where: { $0.lowercased() == "close" }) {
                 closing = true
@@ -361,9 +373,19 @@ final class RequestScreen: ChannelDuplexHandler, RemovableChannelHandler {
                 ?? PlatformError(
                     .malformedRequest, "The request is not valid HTTP/1.1 (\(error)), or its head is too large."),
             origin: error is PlatformError ? unansweredOrigin : nil)
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(head))), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-        close(after: context.writeAndFlush(wrapOutboundOut(.end(nil))), context: context)
+        // Written as bytes past NIO's response encoder, which would drop the JSON body of any
+        // answer to a CONNECT (it knows the request's method, not that this answer refuses it).
+        guard let encoder = try? context.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self) else {
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(head))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+            return close(after: context.writeAndFlush(wrapOutboundOut(.end(nil))), context: context)
+        }
+        var bytes = context.channel.allocator.buffer(capacity: 256 + body.readableBytes)
+        bytes.writeString("HTTP/1.1 \(head.status.code) \(head.status.reasonPhrase)\r\n")
+        for field in head.headerFields { bytes.writeString("\(field.name): \(field.value)\r\n") }
+        bytes.writeString("\r\n")
+        bytes.writeImmutableBuffer(body)
+        close(after: encoder.writeAndFlush(NIOAny(bytes)), context: context)
     }
 
     /// Closes the connection once the response's end is written.

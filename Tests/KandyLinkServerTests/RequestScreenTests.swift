@@ -258,8 +258,9 @@ import Testing
 
         init() throws {
             channel = EmbeddedChannel(loop: loop)
-            try channel.pipeline.syncOperations.addHandler(HTTPResponseEncoder())
-            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(HTTPRequestDecoder()))
+            // As the platform's pipeline pairs them: the encoder knows each request's method.
+            try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+                withPipeliningAssistance: false, withErrorHandling: false)
             try channel.pipeline.syncOperations.addHandler(
                 RequestScreen(headTimeout: .seconds(30), bodyTimeout: .seconds(30)))
             try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()

@@ -28,7 +28,10 @@ final class TestPlatform: Sendable {
     var platform: Platform { fixture.platform }
     var port: Int { fixture.port }
     var clock: ManualPlatformClock { fixture.clock }
-    var base: String { "https://127.0.0.1:\(port)" }
+    var base: String {
+        let scheme = platform.configuration.transportSecurity == .plaintext ? "http" : "https"
+        return "\(scheme)://127.0.0.1:\(port)"
+    }
     var databasePath: String { fixture.databasePath }
 
     /// Runs `body` against a fresh platform, and stops it afterwards whatever happens.
@@ -50,7 +53,9 @@ final class TestPlatform: Sendable {
     private init(fixture: PlatformFixture) throws {
         self.fixture = fixture
         var tls = TLSConfiguration.makeClientConfiguration()
-        tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(fixture.certificatePath))
+        if FileManager.default.fileExists(atPath: fixture.certificatePath) {  // none for a plaintext platform
+            tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(fixture.certificatePath))
+        }
         self.tls = tls
         var httpConfiguration = HTTPClient.Configuration(tlsConfiguration: tls)
         httpConfiguration.httpVersion = .http1Only
