@@ -13,7 +13,7 @@ struct Bench: AsyncParsableCommand {
         discussion: "Build with -c release for numbers worth comparing: swift run -c release kandy-link bench connect",
         subcommands: [
             Channels.self, Churn.self, Fanout.self, Connect.self, InstantMessages.self, CatchUp.self,
-            DirectorySearch.self,
+            DirectorySearch.self, Stalled.self,
             ChannelsWorker.self,
         ])
 

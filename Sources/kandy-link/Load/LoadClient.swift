@@ -255,6 +255,8 @@ final class Gathered<Element: Sendable>: Sendable {
 final class Counter: Sendable {
     private let value = Atomic(0)
 
-    func increment() { value.add(1, ordering: .relaxed) }
+    /// Adds one; returns the count it makes.
+    @discardableResult
+    func increment() -> Int { value.add(1, ordering: .relaxed).newValue }
     var count: Int { value.load(ordering: .relaxed) }
 }
