@@ -56,4 +56,21 @@ import Testing
         #expect((report.value("sessions completed") ?? 0) > 0)
         #expect(report.value("errors") == 0)
     }
+
+    @Test func churnWithMessagesStopsAfterItsSessions() async throws {
+        let report = try await Self.bench([
+            "churn", "--workers", "4", "--duration", "60", "--sessions", "20", "--messages", "2",
+        ])
+        #expect(report.value("sessions completed") == 20)
+        #expect(report.value("errors") == 0)
+        #expect(report.value("nodes RSS after") != nil)
+    }
+
+    @Test func stalledConsumersAreClosedByTheNode() async throws {
+        // 16 MB to each: more than the node's backlog bound and the kernel's buffers together.
+        let report = try await Self.bench(["stalled", "--consumers", "2", "--messages", "2000", "--size", "8000"])
+        #expect(report.value("send errors") == 0)
+        #expect(report.value("channels the node closed") == 2)
+        #expect((report.value("RSS per stalled consumer") ?? 0) > 0)
+    }
 }

@@ -69,9 +69,11 @@ extension Bench {
                                         to: LinkPath.instantMessage(user: user.name), as: user, over: http!)
                                 }
                                 var received = 0
-                                for await _ in arrivals {
-                                    received += 1
-                                    if received == messages { break }
+                                if messages > 0 {
+                                    for await _ in arrivals {
+                                        received += 1
+                                        if received == messages { break }
+                                    }
                                 }
                                 guard received == messages else {
                                     throw WireConnection.Failure.malformed(
