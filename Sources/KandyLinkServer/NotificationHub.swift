@@ -98,6 +98,10 @@ final class NotificationHub: Sendable {
             var socket: Socket?
             var window: [Written] = []
             var windowBytes = 0
+            /// Notifications pushed out of the window before the client was heard from long enough
+            /// after them to have had them: how many, the newest's eventId, and when it was written.
+            /// A reconnect that may lack them is told how many with a `missed` marker.
+            var forgotten: (count: Int, eventID: UInt64, at: Int64)?
             /// The highest eventId written or queued here: what follows must be higher.
             var lastEventID: UInt64 = 0
             /// The subscription ended: a socket attaching late is closed at once.
@@ -228,6 +232,12 @@ final class NotificationHub: Sendable {
             let outcome = channel.state.withLock { state -> (replaced: Socket?, attached: Bool) in
                 guard !state.ended else { return (nil, false) }
                 var replay = state.window.filter { lastEventID == nil || $0.eventID > lastEventID! }
+                if let forgotten = state.forgotten, lastEventID.map({ $0 < forgotten.eventID }) ?? true,
+                    let text = Self.missedText(eventID: forgotten.eventID, count: forgotten.count)
+                {
+                    replay.append(Written(eventID: forgotten.eventID, text: text, at: nowMs))
+                }
+                state.forgotten = nil
                 for entry in stored where lastEventID.map({ entry.eventID > $0 }) ?? true {
                     guard let text = entry.text ?? Self.missedText(entry) else { continue }
                     replay.append(Written(eventID: entry.eventID, text: text, at: nowMs))
@@ -385,15 +395,19 @@ final class NotificationHub: Sendable {
             drop += 1
         }
         if drop > 0 {
+            let newest = state.window[drop - 1]
+            state.forgotten = ((state.forgotten?.count ?? 0) + drop, newest.eventID, newest.at)
             state.window.removeFirst(drop)
             state.windowBytes = bytes
         }
     }
 
     private static func missedText(_ marker: QueuedNotification) -> String? {
-        let document = NotificationDocument(
-            notificationMessage: .missed(eventId: String(marker.eventID), count: marker.missed))
-        return try? WireJSON.text(document)
+        missedText(eventID: marker.eventID, count: marker.missed)
+    }
+
+    private static func missedText(eventID: UInt64, count: Int) -> String? {
+        try? WireJSON.text(NotificationDocument(notificationMessage: .missed(eventId: String(eventID), count: count)))
     }
 
     // MARK: Closing
@@ -446,6 +460,7 @@ final class NotificationHub: Sendable {
             defer {
                 state.socket = nil
                 state.window = []
+                state.forgotten = nil
                 state.windowBytes = 0
             }
             return state.socket
@@ -480,6 +495,7 @@ final class NotificationHub: Sendable {
                     state.socket = nil
                     return (socket, true)
                 }
+                if let forgotten = state.forgotten, forgotten.at < lastSeen - marginMs { state.forgotten = nil }
                 if let first = state.window.first, first.at < lastSeen - marginMs {
                     let keep = state.window.firstIndex { $0.at >= lastSeen - marginMs } ?? state.window.count
                     state.windowBytes -= state.window[..<keep].reduce(0) { $0 + $1.text.utf8.count }

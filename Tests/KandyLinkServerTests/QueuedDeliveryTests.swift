@@ -61,6 +61,47 @@ import Testing
         }
     }
 
+    /// What was written to a socket that then proved dead, beyond the 100 the window keeps, is
+    /// not replayed: a reconnect that may lack it is told how many with a `missed` marker.
+    @Test func writtenButForgottenBeforeAReconnectIsAMissedNotification() async throws {
+        try await TestPlatform.with { test in
+            let (path, first) = try await test.openBobsChannel()
+            try await test.sendNumbered(0..<150)
+            let written = try await first.notifications(150)
+
+            // A reconnect that says nothing of what it has (Kandy.js's): told of the 50 first.
+            let again = try await test.openChannel(path, query: "?")
+            let replayed = try await again.notifications(101)
+            #expect(replayed.first?.eventType == .missedNotifications)
+            #expect(replayed.first?.missedNotificationsParams?.count == 50)
+            #expect(replayed.first?.eventId == written[49].eventId)
+            #expect(replayed.dropFirst().map { $0.imnotificationParams?.msgText } == (50..<150).map { "\($0)" })
+
+            // One that had them all: nothing missed, nothing replayed but what follows.
+            try await test.sendNumbered(150..<260)
+            let had = try await again.notifications(110)
+            let third = try await test.openChannel(path, query: "?lastEventId=\(had[20].eventId)")
+            try await test.sendNumbered(260..<261)
+            let after = try await third.notifications(90)
+            #expect(after.map { $0.imnotificationParams?.msgText } == (171..<261).map { "\($0)" })
+
+            // Heard from long enough after them, the client had them: no marker any more.
+            try await test.sendNumbered(261..<400)
+            _ = try await third.notifications(139)
+            test.clock.advance(by: 31)
+            third.send(#"{"type":"keepalive"}"#)
+            let now = test.clock.now().milliseconds
+            _ = await eventually { test.platform.hub.lastSeen(channelID: test.channelID(path)) == now }
+            await test.platform.sweep()
+            let fourth = try await test.openChannel(path, query: "?")
+            try await test.sendNumbered(400..<401)
+            let last = try await fourth.nextNotification()
+            #expect(last.eventType != .missedNotifications)
+            #expect(last.imnotificationParams?.msgText == "400")
+            fourth.close()
+        }
+    }
+
     @Test func aReconnectWithLastEventIdGetsOnlyWhatFollows() async throws {
         try await TestPlatform.with { test in
             let (path, first) = try await test.openBobsChannel()
