@@ -141,16 +141,17 @@ public final class Platform: Sendable {
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             onServerRunning: { [self] channel in self.serverIsRunning(port: channel.localAddress?.port ?? 0) },
             logger: logger)
-        let group = ServiceGroup(
-            configuration: .init(
-                services: [
-                    .init(service: app),
-                    .init(service: Sweeper(platform: self)),
-                    .init(service: SignalListener(platform: self)),
-                ],
-                gracefulShutdownSignals: gracefulShutdownSignals,
-                cancellationSignals: [],
-                logger: logger))
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: [
+                .init(service: app),
+                .init(service: Sweeper(platform: self)),
+                .init(service: SignalListener(platform: self)),
+            ],
+            gracefulShutdownSignals: gracefulShutdownSignals,
+            cancellationSignals: [],
+            logger: logger)
+        groupConfiguration.maximumGracefulShutdownDuration = configuration.shutdownGrace
+        let group = ServiceGroup(configuration: groupConfiguration)
         try lifecycle.withLock { state in
             if state.stopped { throw CancellationError() }
             state.group = group

@@ -31,6 +31,9 @@ public struct PlatformConfiguration: Sendable {
     public var keepaliveAllowance: TimeInterval = 100
     /// After a DELETE the client closes its socket itself; the platform closes it after this.
     public var unsubscribeCloseDelay: TimeInterval = 1
+    /// How long a graceful shutdown waits for requests under way (one may be waiting on a
+    /// database that does not answer) before it cancels them: a node told to stop always stops.
+    public var shutdownGrace: Duration = .seconds(10)
     /// How often expiry and idle sockets are checked. nil: only when ``Platform/sweep()`` is called.
     public var sweepInterval: Duration? = .seconds(1)
 

@@ -64,6 +64,12 @@ struct Serve: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
+            "Seconds a shutdown (SIGTERM, SIGINT) waits for requests under way before it cancels them (0–300).",
+            valueName: "seconds"))
+    var shutdownGrace: Int = env("SHUTDOWN_GRACE").flatMap(Int.init) ?? Int(defaults.shutdownGrace.components.seconds)
+
+    @Option(
+        help: ArgumentHelp(
             "Secret shared with the TURN servers (coturn static-auth-secret); subscriptions then carry TURN credentials.",
             valueName: "secret"))
     var turnSecret: String?
@@ -106,6 +112,7 @@ struct Serve: AsyncParsableCommand {
         guard (4096...1 << 20).contains(maxSDPBytes) else {
             throw ValidationError("--max-sdp-bytes must be 4096–1048576.")
         }
+        guard (0...300).contains(shutdownGrace) else { throw ValidationError("--shutdown-grace must be 0–300.") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("Unknown --log-level \(logLevel).") }
         if turnSecret != nil && turnSecretFile != nil {
             throw ValidationError("Give the TURN secret once: --turn-secret or --turn-secret-file.")
@@ -145,6 +152,7 @@ struct Serve: AsyncParsableCommand {
         configuration.maxQueuedBytes = queueMaxBytes
         configuration.callRingTimeout = TimeInterval(callRingTimeout)
         configuration.maxSDPBytes = maxSDPBytes
+        configuration.shutdownGrace = .seconds(shutdownGrace)
         configuration.allowedOrigins = allowedOrigin.isEmpty ? nil : Set(allowedOrigin)
         if let tlsCert, let tlsKey {
             configuration.transportSecurity = .certificate(chainPath: tlsCert, keyPath: tlsKey)

@@ -51,6 +51,8 @@ import Testing
         #expect(calls.callRingTimeout == 30 && calls.maxSDPBytes == 8192)
         #expect(throws: (any Error).self) { try Serve.parse(["--dev-tls", "--call-ring-timeout", "5"]) }
         #expect(throws: (any Error).self) { try Serve.parse(["--dev-tls", "--max-sdp-bytes", "100"]) }
+        #expect(try Serve.parse(["--dev-tls", "--shutdown-grace", "3"]).shutdownGrace == 3)
+        #expect(throws: (any Error).self) { try Serve.parse(["--dev-tls", "--shutdown-grace", "-1"]) }
         let serve = try Serve.parse([
             "--dev-tls", "--port", "0", "--max-sessions-per-user", "3", "--database", "x.sqlite",
         ])
