@@ -20,22 +20,34 @@ public final class PostgresStore: PlatformStore {
     private let reachable = Atomic(true)
 
     static func isUnavailability(_ error: any Error) -> Bool {
-        if error is ConnectionPoolError { return true }
+        if error is ConnectionPoolError || error is OperationTimedOut { return true }
+        if let error = error as? PostgresTransactionError {
+            return [error.beginError, error.closureError, error.commitError].contains {
+                $0.map(isUnavailability) ?? false
+            }
+        }
         guard let error = error as? PSQLError else { return false }
         switch error.code {
         case .connectionError, .serverClosedConnection, .clientClosedConnection, .poolClosed, .uncleanShutdown:
             return true
         case .server:
             // Class 08: connection exceptions; 53: out of resources (disk full, memory,
-            // connections); 57P0x: shutting down, crashed, starting up.
+            // connections); 57P0x: shutting down, crashed, starting up; 55P03: a lock not granted
+            // within lock_timeout; 57014: a statement cancelled.
             let state = error.serverInfo?[.sqlState] ?? ""
-            return state.hasPrefix("08") || state.hasPrefix("53") || state.hasPrefix("57P0")
+            return state.hasPrefix("08") || state.hasPrefix("53") || state.hasPrefix("57P0") || state == "55P03"
+                || state == "57014"
         default:
             return false
         }
     }
 
     let client: PostgresClient
+    /// LISTEN holds its connection for as long as the store is open, so it has one of its own
+    /// rather than one of the pool's: a pool that has just found its server again must not give
+    /// its first connection away for good while requests wait for one.
+    private let listenerConfiguration: PostgresConnection.Configuration
+    let deadline: OperationDeadline
     private let running: Task<Void, Never>
     let logger: Logger
     /// Tags this node's NOTIFY payloads, so it does not act on its own signals.
@@ -56,8 +68,15 @@ public final class PostgresStore: PlatformStore {
 
     /// Connects to `url` (`postgres://user:password@host:port/database`, `?sslmode=require` for
     /// TLS) and migrates the schema. `listen: false` for tools that only read and write.
-    public init(url: String, listen: Bool = true, logger: Logger) async throws {
-        let configuration = try Self.configuration(url)
+    /// `operationTimeout`: how long a request waits for any one operation (see
+    /// ``OperationDeadline``); longer than the 5 s lock timeout, so a lock says so itself.
+    public init(url: String, listen: Bool = true, operationTimeout: Duration = .seconds(15), logger: Logger)
+        async throws
+    {
+        self.deadline = OperationDeadline(limit: .nanoseconds(Int64(operationTimeout / .nanoseconds(1))))
+        let address = try Address(url)
+        let configuration = address.poolConfiguration
+        self.listenerConfiguration = try address.connectionConfiguration()
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.client = client
         self.logger = logger
@@ -94,34 +113,66 @@ public final class PostgresStore: PlatformStore {
     }
 
     static func configuration(_ url: String) throws -> PostgresClient.Configuration {
-        guard let components = URLComponents(string: url), isURL(url), let host = components.host,
-            let user = components.user
-        else {
-            throw StoreError.cannotOpen(
-                path: redacted(url), reason: "Expected postgres://user:password@host:port/database.")
+        try Address(url).poolConfiguration
+    }
+
+    /// What a `postgres://` URL names: the server, the credentials and how to reach it.
+    struct Address {
+        var host: String
+        var port: Int
+        var username: String
+        var password: String?
+        var database: String?
+        var requiresTLS: Bool
+        var poolSize: Int
+        static let lockTimeout = "5s"
+
+        init(_ url: String) throws {
+            guard let components = URLComponents(string: url), isURL(url), let host = components.host,
+                let user = components.user
+            else {
+                throw StoreError.cannotOpen(
+                    path: redacted(url), reason: "Expected postgres://user:password@host:port/database.")
+            }
+            let database = String(components.path.drop { $0 == "/" })
+            switch components.queryItems?.first(where: { $0.name == "sslmode" })?.value ?? "disable" {
+            case "disable": requiresTLS = false
+            case "require", "verify-full": requiresTLS = true
+            default:
+                throw StoreError.cannotOpen(path: redacted(url), reason: "sslmode must be disable or require.")
+            }
+            // Nodes share the server's max_connections (100 by default): with many nodes each takes
+            // fewer, set as pgx and pgbouncer users spell it.
+            let poolSize = components.queryItems?.first { $0.name == "pool_max_conns" }?.value
+            guard let maximum = poolSize.map({ Int($0) }) ?? 16, (1...1000).contains(maximum) else {
+                throw StoreError.cannotOpen(path: redacted(url), reason: "pool_max_conns must be 1–1000.")
+            }
+            self.host = host
+            self.port = components.port ?? 5432
+            self.username = user.removingPercentEncoding ?? user
+            self.password = components.password.map { $0.removingPercentEncoding ?? $0 }
+            self.database = database.isEmpty ? nil : database
+            self.poolSize = maximum
         }
-        let database = String(components.path.drop { $0 == "/" })
-        let sslMode = components.queryItems?.first { $0.name == "sslmode" }?.value ?? "disable"
-        let tls: PostgresClient.Configuration.TLS
-        switch sslMode {
-        case "disable": tls = .disable
-        case "require", "verify-full": tls = .require(.makeClientConfiguration())
-        default:
-            throw StoreError.cannotOpen(path: redacted(url), reason: "sslmode must be disable or require.")
+
+        var poolConfiguration: PostgresClient.Configuration {
+            var configuration = PostgresClient.Configuration(
+                host: host, port: port, username: username, password: password, database: database,
+                tls: requiresTLS ? .require(.makeClientConfiguration()) : .disable)
+            configuration.options.minimumConnections = 1
+            configuration.options.maximumConnections = poolSize
+            // A row another session keeps locked (a stuck node, an operator's open transaction)
+            // fails the statement after this, answered 503, rather than holding the request, its
+            // channel's turn and the node's shutdown for as long as that session lasts.
+            configuration.options.additionalStartupParameters = [("lock_timeout", Self.lockTimeout)]
+            return configuration
         }
-        var configuration = PostgresClient.Configuration(
-            host: host, port: components.port ?? 5432, username: user.removingPercentEncoding ?? user,
-            password: components.password.map { $0.removingPercentEncoding ?? $0 },
-            database: database.isEmpty ? nil : database, tls: tls)
-        // Nodes share the server's max_connections (100 by default): with many nodes each takes
-        // fewer, set as pgx and pgbouncer users spell it.
-        let poolSize = components.queryItems?.first { $0.name == "pool_max_conns" }?.value
-        guard let maximum = poolSize.map({ Int($0) }) ?? 16, (1...1000).contains(maximum) else {
-            throw StoreError.cannotOpen(path: redacted(url), reason: "pool_max_conns must be 1–1000.")
+
+        func connectionConfiguration() throws -> PostgresConnection.Configuration {
+            PostgresConnection.Configuration(
+                host: host, port: port, username: username, password: password, database: database,
+                tls: requiresTLS ? .require(try NIOSSLContext(configuration: .makeClientConfiguration())) : .disable)
         }
-        configuration.options.minimumConnections = 1
-        configuration.options.maximumConnections = maximum
-        return configuration
     }
 
     /// The URL without its password, for messages.
@@ -330,68 +381,80 @@ public final class PostgresStore: PlatformStore {
     // MARK: Users
 
     public func addUser(_ user: UserRecord) async throws {
-        let profile = try StoredJSON.encode(user.profile)
-        try await transaction { connection in
-            if try await Self.anyRow(
-                connection.query("SELECT 1 FROM platform_user WHERE username = \(user.username)", logger: logger))
-            {
-                throw StoreError.userExists(user.username)
+        try await deadline.run { [self] in
+            let profile = try StoredJSON.encode(user.profile)
+            try await transaction { connection in
+                if try await Self.anyRow(
+                    connection.query("SELECT 1 FROM platform_user WHERE username = \(user.username)", logger: logger))
+                {
+                    throw StoreError.userExists(user.username)
+                }
+                if let authname = user.authname,
+                    try await Self.anyRow(
+                        connection.query(
+                            "SELECT 1 FROM platform_user WHERE authname = \(authname) OR username = \(authname)",
+                            logger: logger))
+                {
+                    throw StoreError.authnameTaken(authname)
+                }
+                try await connection.query(
+                    """
+                    INSERT INTO platform_user (username, authname, password_hash, created_at, profile)
+                    VALUES (\(user.username), \(user.authname), \(user.passwordHash), \(user.createdAt.timeIntervalSince1970),
+                        \(profile))
+                    """, logger: logger)
+                try await Self.index(user.username, user.profile, on: connection, logger: logger)
             }
-            if let authname = user.authname,
-                try await Self.anyRow(
-                    connection.query(
-                        "SELECT 1 FROM platform_user WHERE authname = \(authname) OR username = \(authname)",
-                        logger: logger))
-            {
-                throw StoreError.authnameTaken(authname)
-            }
-            try await connection.query(
-                """
-                INSERT INTO platform_user (username, authname, password_hash, created_at, profile)
-                VALUES (\(user.username), \(user.authname), \(user.passwordHash), \(user.createdAt.timeIntervalSince1970),
-                    \(profile))
-                """, logger: logger)
-            try await Self.index(user.username, user.profile, on: connection, logger: logger)
         }
     }
 
     public func user(login: String) async throws -> UserRecord? {
-        let rows = try await client.query(
-            """
-            SELECT username, authname, password_hash, created_at, profile FROM platform_user
-            WHERE username = \(login) OR authname = \(login)
-            ORDER BY (username = \(login)) DESC LIMIT 1
-            """, logger: logger)
-        return try await Self.users(rows).first
+        try await deadline.run { [self] in
+            let rows = try await client.query(
+                """
+                SELECT username, authname, password_hash, created_at, profile FROM platform_user
+                WHERE username = \(login) OR authname = \(login)
+                ORDER BY (username = \(login)) DESC LIMIT 1
+                """, logger: logger)
+            return try await Self.users(rows).first
+        }
     }
 
     public func users() async throws -> [UserRecord] {
-        let rows = try await client.query(
-            "SELECT username, authname, password_hash, created_at, profile FROM platform_user ORDER BY username",
-            logger: logger)
-        return try await Self.users(rows)
+        try await deadline.run { [self] in
+            let rows = try await client.query(
+                "SELECT username, authname, password_hash, created_at, profile FROM platform_user ORDER BY username",
+                logger: logger)
+            return try await Self.users(rows)
+        }
     }
 
     public func removeUser(_ username: String) async throws -> Bool {
-        try await Self.anyRow(
-            client.query("DELETE FROM platform_user WHERE username = \(username) RETURNING 1", logger: logger))
+        try await deadline.run { [self] in
+            try await Self.anyRow(
+                client.query("DELETE FROM platform_user WHERE username = \(username) RETURNING 1", logger: logger))
+        }
     }
 
     public func setPasswordHash(_ hash: String, for username: String) async throws -> Bool {
-        try await Self.anyRow(
-            client.query(
-                "UPDATE platform_user SET password_hash = \(hash) WHERE username = \(username) RETURNING 1",
-                logger: logger))
+        try await deadline.run { [self] in
+            try await Self.anyRow(
+                client.query(
+                    "UPDATE platform_user SET password_hash = \(hash) WHERE username = \(username) RETURNING 1",
+                    logger: logger))
+        }
     }
 
     public func existingUsers(_ names: [String]) async throws -> Set<String> {
-        var found = Set<String>()
-        for try await name in try await client.query(
-            "SELECT username FROM platform_user WHERE username = ANY(\(Array(Set(names))))", logger: logger
-        ).decode(String.self) {
-            found.insert(name)
+        try await deadline.run { [self] in
+            var found = Set<String>()
+            for try await name in try await client.query(
+                "SELECT username FROM platform_user WHERE username = ANY(\(Array(Set(names))))", logger: logger
+            ).decode(String.self) {
+                found.insert(name)
+            }
+            return found
         }
-        return found
     }
 
     // MARK: Subscriptions
@@ -400,311 +463,346 @@ public final class PostgresStore: PlatformStore {
 
     public func insertSubscription(
         _ subscription: StoredSubscription, now: Date,
-        evicting evict: @Sendable (_ liveCount: Int) throws -> Int
+        evicting evict: @escaping @Sendable (_ liveCount: Int) throws -> Int
     ) async throws -> [StoredSubscription] {
-        let services = try StoredServices.encode(subscription.services)
-        return try await transaction { connection in
-            // Concurrent subscribes of one user, on any node, take turns here.
-            try await connection.query(
-                "SELECT 1 FROM platform_user WHERE username = \(subscription.username) FOR UPDATE", logger: logger)
-            var live = 0
-            for try await count in try await connection.query(
-                """
-                SELECT count(*) FROM subscription
-                WHERE username = \(subscription.username) AND expires_at > \(now.timeIntervalSince1970)
-                """, logger: logger
-            ).decode(Int.self) {
-                live = count
-            }
-            let excess = try evict(live)
-            let evicted =
-                excess > 0
-                ? try await Self.subscriptions(
-                    connection.query(
-                        PostgresQuery(
-                            unsafeSQL: """
-                                SELECT \(Self.subscriptionColumns) FROM subscription
-                                WHERE username = $1 AND expires_at > $2 ORDER BY created_at, seq LIMIT $3
-                                """,
-                            binds: try Self.binds(subscription.username, now.timeIntervalSince1970, excess)),
-                        logger: logger)) : []
-            if !evicted.isEmpty {
+        try await deadline.run { [self] in
+            let services = try StoredServices.encode(subscription.services)
+            return try await transaction { connection in
+                // Concurrent subscribes of one user, on any node, take turns here.
                 try await connection.query(
-                    "DELETE FROM subscription WHERE id = ANY(\(evicted.map(\.id)))", logger: logger)
+                    "SELECT 1 FROM platform_user WHERE username = \(subscription.username) FOR UPDATE", logger: logger)
+                var live = 0
+                for try await count in try await connection.query(
+                    """
+                    SELECT count(*) FROM subscription
+                    WHERE username = \(subscription.username) AND expires_at > \(now.timeIntervalSince1970)
+                    """, logger: logger
+                ).decode(Int.self) {
+                    live = count
+                }
+                let excess = try evict(live)
+                let evicted =
+                    excess > 0
+                    ? try await Self.subscriptions(
+                        connection.query(
+                            PostgresQuery(
+                                unsafeSQL: """
+                                    SELECT \(Self.subscriptionColumns) FROM subscription
+                                    WHERE username = $1 AND expires_at > $2 ORDER BY created_at, seq LIMIT $3
+                                    """,
+                                binds: try Self.binds(subscription.username, now.timeIntervalSince1970, excess)),
+                            logger: logger)) : []
+                if !evicted.isEmpty {
+                    try await connection.query(
+                        "DELETE FROM subscription WHERE id = ANY(\(evicted.map(\.id)))", logger: logger)
+                }
+                try await connection.query(
+                    """
+                    INSERT INTO subscription (id, username, channel_id, services, expires, expires_at, created_at)
+                    VALUES (\(subscription.id), \(subscription.username), \(subscription.channelID), \(services),
+                            \(subscription.expires), \(subscription.expiresAt.timeIntervalSince1970),
+                            \(subscription.createdAt.timeIntervalSince1970))
+                    """, logger: logger)
+                return evicted
             }
-            try await connection.query(
-                """
-                INSERT INTO subscription (id, username, channel_id, services, expires, expires_at, created_at)
-                VALUES (\(subscription.id), \(subscription.username), \(subscription.channelID), \(services),
-                        \(subscription.expires), \(subscription.expiresAt.timeIntervalSince1970),
-                        \(subscription.createdAt.timeIntervalSince1970))
-                """, logger: logger)
-            return evicted
         }
     }
 
     public func refreshSubscription(id: String, of username: String, services: [String], expires: Int, now: Date)
         async throws -> StoredSubscription?
     {
-        try await Self.subscriptions(
-            client.query(
-                PostgresQuery(
-                    unsafeSQL: """
-                        UPDATE subscription SET services = $1, expires = $2, expires_at = $3
-                        WHERE id = $4 AND username = $5 AND expires_at > $6 RETURNING \(Self.subscriptionColumns)
-                        """,
-                    binds: try Self.binds(
-                        try StoredServices.encode(services), expires,
-                        (now + TimeInterval(expires)).timeIntervalSince1970, id, username, now.timeIntervalSince1970)),
-                logger: logger)
-        ).first
+        try await deadline.run { [self] in
+            try await Self.subscriptions(
+                client.query(
+                    PostgresQuery(
+                        unsafeSQL: """
+                            UPDATE subscription SET services = $1, expires = $2, expires_at = $3
+                            WHERE id = $4 AND username = $5 AND expires_at > $6 RETURNING \(Self.subscriptionColumns)
+                            """,
+                        binds: try Self.binds(
+                            try StoredServices.encode(services), expires,
+                            (now + TimeInterval(expires)).timeIntervalSince1970, id, username, now.timeIntervalSince1970
+                        )),
+                    logger: logger)
+            ).first
+        }
     }
 
     public func deleteSubscription(id: String, of username: String, now: Date) async throws -> StoredSubscription? {
-        try await Self.subscriptions(
-            client.query(
-                PostgresQuery(
-                    unsafeSQL: """
-                        DELETE FROM subscription WHERE id = $1 AND username = $2 AND expires_at > $3
-                        RETURNING \(Self.subscriptionColumns)
-                        """,
-                    binds: try Self.binds(id, username, now.timeIntervalSince1970)),
-                logger: logger)
-        ).first
+        try await deadline.run { [self] in
+            try await Self.subscriptions(
+                client.query(
+                    PostgresQuery(
+                        unsafeSQL: """
+                            DELETE FROM subscription WHERE id = $1 AND username = $2 AND expires_at > $3
+                            RETURNING \(Self.subscriptionColumns)
+                            """,
+                        binds: try Self.binds(id, username, now.timeIntervalSince1970)),
+                    logger: logger)
+            ).first
+        }
     }
 
     public func deleteExpiredSubscriptions(now: Date) async throws -> [StoredSubscription] {
-        try await Self.subscriptions(
-            client.query(
-                PostgresQuery(
-                    unsafeSQL: "DELETE FROM subscription WHERE expires_at <= $1 RETURNING \(Self.subscriptionColumns)",
-                    binds: try Self.binds(now.timeIntervalSince1970)),
-                logger: logger))
+        try await deadline.run { [self] in
+            try await Self.subscriptions(
+                client.query(
+                    PostgresQuery(
+                        unsafeSQL:
+                            "DELETE FROM subscription WHERE expires_at <= $1 RETURNING \(Self.subscriptionColumns)",
+                        binds: try Self.binds(now.timeIntervalSince1970)),
+                    logger: logger))
+        }
     }
 
     public func subscription(channelID: String, now: Date) async throws -> StoredSubscription? {
-        try await Self.subscriptions(
-            client.query(
-                PostgresQuery(
-                    unsafeSQL: """
-                        SELECT \(Self.subscriptionColumns) FROM subscription WHERE channel_id = $1 AND expires_at > $2
-                        """,
-                    binds: try Self.binds(channelID, now.timeIntervalSince1970)),
-                logger: logger)
-        ).first
+        try await deadline.run { [self] in
+            try await Self.subscriptions(
+                client.query(
+                    PostgresQuery(
+                        unsafeSQL: """
+                            SELECT \(Self.subscriptionColumns) FROM subscription WHERE channel_id = $1 AND expires_at > $2
+                            """,
+                        binds: try Self.binds(channelID, now.timeIntervalSince1970)),
+                    logger: logger)
+            ).first
+        }
     }
 
     public func subscriptions(of usernames: [String], now: Date) async throws -> [StoredSubscription] {
-        try await Self.subscriptions(
-            client.query(
-                PostgresQuery(
-                    unsafeSQL: """
-                        SELECT \(Self.subscriptionColumns) FROM subscription
-                        WHERE username = ANY($1) AND expires_at > $2 ORDER BY created_at, seq
-                        """,
-                    binds: try Self.binds(usernames, now.timeIntervalSince1970)),
-                logger: logger))
+        try await deadline.run { [self] in
+            try await Self.subscriptions(
+                client.query(
+                    PostgresQuery(
+                        unsafeSQL: """
+                            SELECT \(Self.subscriptionColumns) FROM subscription
+                            WHERE username = ANY($1) AND expires_at > $2 ORDER BY created_at, seq
+                            """,
+                        binds: try Self.binds(usernames, now.timeIntervalSince1970)),
+                    logger: logger))
+        }
     }
 
     public func subscriptionCount(now: Date) async throws -> Int {
-        var count = 0
-        for try await value in try await client.query(
-            "SELECT count(*)::INTEGER FROM subscription WHERE expires_at > \(now.timeIntervalSince1970)",
-            logger: logger
-        ).decode(Int.self) {
-            count = value
+        try await deadline.run { [self] in
+            var count = 0
+            for try await value in try await client.query(
+                "SELECT count(*)::INTEGER FROM subscription WHERE expires_at > \(now.timeIntervalSince1970)",
+                logger: logger
+            ).decode(Int.self) {
+                count = value
+            }
+            return count
         }
-        return count
     }
 
     // MARK: Presence
 
     public func setPresence(_ state: PresenceState, for username: String, at time: Date) async throws {
-        try await client.query(
-            """
-            INSERT INTO presence (username, status, activity, note, updated_at)
-            VALUES (\(username), \(state.status.rawValue), \(state.activity.rawValue), \(state.note),
-                    \(time.timeIntervalSince1970))
-            ON CONFLICT (username) DO UPDATE SET
-                status = excluded.status, activity = excluded.activity, note = excluded.note,
-                updated_at = excluded.updated_at
-            """, logger: logger)
+        try await deadline.run { [self] in
+            try await client.query(
+                """
+                INSERT INTO presence (username, status, activity, note, updated_at)
+                VALUES (\(username), \(state.status.rawValue), \(state.activity.rawValue), \(state.note),
+                        \(time.timeIntervalSince1970))
+                ON CONFLICT (username) DO UPDATE SET
+                    status = excluded.status, activity = excluded.activity, note = excluded.note,
+                    updated_at = excluded.updated_at
+                """, logger: logger)
+        }
     }
 
     public func setOfflineUnlessSubscribed(_ username: String, at time: Date) async throws -> Bool {
-        let offline = PresenceState.offline
-        return try await Self.anyRow(
-            client.query(
-                """
-                UPDATE presence SET status = \(offline.status.rawValue), activity = \(offline.activity.rawValue),
-                    note = NULL, updated_at = \(time.timeIntervalSince1970)
-                WHERE username = \(username)
-                AND NOT (status = \(offline.status.rawValue) AND activity = \(offline.activity.rawValue) AND note IS NULL)
-                AND NOT EXISTS (
-                    SELECT 1 FROM subscription WHERE username = \(username) AND expires_at > \(time.timeIntervalSince1970))
-                RETURNING 1
-                """, logger: logger))
+        try await deadline.run { [self] in
+            let offline = PresenceState.offline
+            return try await Self.anyRow(
+                client.query(
+                    """
+                    UPDATE presence SET status = \(offline.status.rawValue), activity = \(offline.activity.rawValue),
+                        note = NULL, updated_at = \(time.timeIntervalSince1970)
+                    WHERE username = \(username)
+                    AND NOT (status = \(offline.status.rawValue) AND activity = \(offline.activity.rawValue) AND note IS NULL)
+                    AND NOT EXISTS (
+                        SELECT 1 FROM subscription WHERE username = \(username) AND expires_at > \(time.timeIntervalSince1970))
+                    RETURNING 1
+                    """, logger: logger))
+        }
     }
 
     public func presence(of usernames: [String]) async throws -> [String: PresenceState] {
-        var found: [String: PresenceState] = [:]
-        for try await (name, status, activity, note) in try await client.query(
-            "SELECT username, status, activity, note FROM presence WHERE username = ANY(\(Array(Set(usernames))))",
-            logger: logger
-        ).decode((String, String, String, String?).self) {
-            found[name] = PresenceState(
-                status: PresenceStatus(rawValue: status), activity: PresenceActivity(rawValue: activity), note: note)
+        try await deadline.run { [self] in
+            var found: [String: PresenceState] = [:]
+            for try await (name, status, activity, note) in try await client.query(
+                "SELECT username, status, activity, note FROM presence WHERE username = ANY(\(Array(Set(usernames))))",
+                logger: logger
+            ).decode((String, String, String, String?).self) {
+                found[name] = PresenceState(
+                    status: PresenceStatus(rawValue: status), activity: PresenceActivity(rawValue: activity), note: note
+                )
+            }
+            return found
         }
-        return found
     }
 
     public func watch(_ presentities: [String], by watcher: String, limit: Int) async throws -> Bool {
-        do {
-            try await transaction { connection in
-                try await connection.query(
-                    """
-                    INSERT INTO presence_watch (watcher, presentity)
-                    SELECT \(watcher), unnest(\(presentities)::TEXT[]) ON CONFLICT DO NOTHING
-                    """, logger: logger)
-                var count = 0
-                for try await value in try await connection.query(
-                    "SELECT count(*)::INTEGER FROM presence_watch WHERE watcher = \(watcher)", logger: logger
-                ).decode(Int.self) {
-                    count = value
+        try await deadline.run { [self] in
+            do {
+                try await transaction { connection in
+                    try await connection.query(
+                        """
+                        INSERT INTO presence_watch (watcher, presentity)
+                        SELECT \(watcher), unnest(\(presentities)::TEXT[]) ON CONFLICT DO NOTHING
+                        """, logger: logger)
+                    var count = 0
+                    for try await value in try await connection.query(
+                        "SELECT count(*)::INTEGER FROM presence_watch WHERE watcher = \(watcher)", logger: logger
+                    ).decode(Int.self) {
+                        count = value
+                    }
+                    // Thrown out of the transaction: it rolls back and the list stays as it was.
+                    if count > limit { throw WatchLimitExceeded() }
                 }
-                // Thrown out of the transaction: it rolls back and the list stays as it was.
-                if count > limit { throw WatchLimitExceeded() }
+                return true
+            } catch is WatchLimitExceeded {
+                return false
             }
-            return true
-        } catch is WatchLimitExceeded {
-            return false
         }
     }
 
     private struct WatchLimitExceeded: Error {}
 
     public func unwatch(_ presentities: [String], by watcher: String) async throws {
-        try await client.query(
-            "DELETE FROM presence_watch WHERE watcher = \(watcher) AND presentity = ANY(\(presentities))",
-            logger: logger)
+        try await deadline.run { [self] in
+            try await client.query(
+                "DELETE FROM presence_watch WHERE watcher = \(watcher) AND presentity = ANY(\(presentities))",
+                logger: logger)
+        }
     }
 
     public func watchers(of presentity: String) async throws -> [String] {
-        var found: [String] = []
-        for try await name in try await client.query(
-            "SELECT watcher FROM presence_watch WHERE presentity = \(presentity) ORDER BY watcher", logger: logger
-        ).decode(String.self) {
-            found.append(name)
+        try await deadline.run { [self] in
+            var found: [String] = []
+            for try await name in try await client.query(
+                "SELECT watcher FROM presence_watch WHERE presentity = \(presentity) ORDER BY watcher", logger: logger
+            ).decode(String.self) {
+                found.append(name)
+            }
+            return found
         }
-        return found
     }
 
     // MARK: Queues
 
     public func enqueue(channelID: String, eventID: UInt64, text: String, bound: QueueBound) async throws -> Bool {
-        try await transaction { connection in
-            // Enqueues and dequeues of one channel, on any node, take turns on its subscription row.
-            guard
-                try await Self.anyRow(
-                    connection.query(
-                        "SELECT 1 FROM subscription WHERE channel_id = \(channelID) FOR UPDATE", logger: logger))
-            else { return false }
-            let size = text.utf8.count
-            try await connection.query(
-                """
-                INSERT INTO queued_notification (channel_id, event_id, body, bytes)
-                VALUES (\(channelID), \(Int64(eventID)), \(text), \(size))
-                """, logger: logger)
-            var count = 1
-            var bytes = size
-            for try await (queuedCount, queuedBytes) in try await connection.query(
-                "SELECT count, bytes FROM notification_queue WHERE channel_id = \(channelID)", logger: logger
-            ).decode((Int, Int).self) {
-                count += queuedCount
-                bytes += queuedBytes
-            }
-            var dropped = 0
-            var newestDropped: Int64 = 0
-            while count > bound.count || bytes > bound.bytes {
-                var oldest: (Int64, Int)?
-                for try await row in try await connection.query(
+        try await deadline.run { [self] in
+            try await transaction { connection in
+                // Enqueues and dequeues of one channel, on any node, take turns on its subscription row.
+                guard
+                    try await Self.anyRow(
+                        connection.query(
+                            "SELECT 1 FROM subscription WHERE channel_id = \(channelID) FOR UPDATE", logger: logger))
+                else { return false }
+                let size = text.utf8.count
+                try await connection.query(
                     """
-                    DELETE FROM queued_notification WHERE channel_id = \(channelID) AND event_id = (
-                        SELECT min(event_id) FROM queued_notification
-                        WHERE channel_id = \(channelID) AND body IS NOT NULL)
-                    RETURNING event_id, bytes
-                    """, logger: logger
-                ).decode((Int64, Int).self) {
-                    oldest = row
+                    INSERT INTO queued_notification (channel_id, event_id, body, bytes)
+                    VALUES (\(channelID), \(Int64(eventID)), \(text), \(size))
+                    """, logger: logger)
+                var count = 1
+                var bytes = size
+                for try await (queuedCount, queuedBytes) in try await connection.query(
+                    "SELECT count, bytes FROM notification_queue WHERE channel_id = \(channelID)", logger: logger
+                ).decode((Int, Int).self) {
+                    count += queuedCount
+                    bytes += queuedBytes
                 }
-                guard let (eventID, size) = oldest else { break }
-                newestDropped = eventID
-                count -= 1
-                bytes -= size
-                dropped += 1
-            }
-            if dropped > 0 {
-                // One marker stands for every dropped notification, with the newest dropped id,
-                // so it sorts before the notifications that were kept.
-                var missed = dropped
-                for try await earlier in try await connection.query(
-                    "DELETE FROM queued_notification WHERE channel_id = \(channelID) AND body IS NULL RETURNING missed",
-                    logger: logger
-                ).decode(Int.self) {
-                    missed += earlier
+                var dropped = 0
+                var newestDropped: Int64 = 0
+                while count > bound.count || bytes > bound.bytes {
+                    var oldest: (Int64, Int)?
+                    for try await row in try await connection.query(
+                        """
+                        DELETE FROM queued_notification WHERE channel_id = \(channelID) AND event_id = (
+                            SELECT min(event_id) FROM queued_notification
+                            WHERE channel_id = \(channelID) AND body IS NOT NULL)
+                        RETURNING event_id, bytes
+                        """, logger: logger
+                    ).decode((Int64, Int).self) {
+                        oldest = row
+                    }
+                    guard let (eventID, size) = oldest else { break }
+                    newestDropped = eventID
+                    count -= 1
+                    bytes -= size
+                    dropped += 1
+                }
+                if dropped > 0 {
+                    // One marker stands for every dropped notification, with the newest dropped id,
+                    // so it sorts before the notifications that were kept.
+                    var missed = dropped
+                    for try await earlier in try await connection.query(
+                        "DELETE FROM queued_notification WHERE channel_id = \(channelID) AND body IS NULL RETURNING missed",
+                        logger: logger
+                    ).decode(Int.self) {
+                        missed += earlier
+                    }
+                    try await connection.query(
+                        """
+                        INSERT INTO queued_notification (channel_id, event_id, body, bytes, missed)
+                        VALUES (\(channelID), \(newestDropped), NULL, 0, \(missed))
+                        """, logger: logger)
                 }
                 try await connection.query(
                     """
-                    INSERT INTO queued_notification (channel_id, event_id, body, bytes, missed)
-                    VALUES (\(channelID), \(newestDropped), NULL, 0, \(missed))
+                    INSERT INTO notification_queue (channel_id, count, bytes) VALUES (\(channelID), \(count), \(bytes))
+                    ON CONFLICT (channel_id) DO UPDATE SET count = excluded.count, bytes = excluded.bytes
                     """, logger: logger)
+                return true
             }
-            try await connection.query(
-                """
-                INSERT INTO notification_queue (channel_id, count, bytes) VALUES (\(channelID), \(count), \(bytes))
-                ON CONFLICT (channel_id) DO UPDATE SET count = excluded.count, bytes = excluded.bytes
-                """, logger: logger)
-            return true
         }
     }
 
     public func queued(channelID: String) async throws -> [QueuedNotification] {
-        var found: [QueuedNotification] = []
-        for try await (eventID, body, missed) in try await client.query(
-            """
-            SELECT event_id, body, missed FROM queued_notification WHERE channel_id = \(channelID) ORDER BY event_id
-            """, logger: logger
-        ).decode((Int64, String?, Int).self) {
-            found.append(QueuedNotification(eventID: UInt64(eventID), text: body, missed: missed))
+        try await deadline.run { [self] in
+            var found: [QueuedNotification] = []
+            for try await (eventID, body, missed) in try await client.query(
+                """
+                SELECT event_id, body, missed FROM queued_notification WHERE channel_id = \(channelID) ORDER BY event_id
+                """, logger: logger
+            ).decode((Int64, String?, Int).self) {
+                found.append(QueuedNotification(eventID: UInt64(eventID), text: body, missed: missed))
+            }
+            return found
         }
-        return found
     }
 
     public func dequeue(channelID: String, through eventID: UInt64) async throws {
-        try await transaction { connection in
-            try await connection.query(
-                "SELECT 1 FROM subscription WHERE channel_id = \(channelID) FOR UPDATE", logger: logger)
-            try await connection.query(
-                "DELETE FROM queued_notification WHERE channel_id = \(channelID) AND event_id <= \(Int64(eventID))",
-                logger: logger)
-            var left: (count: Int, bytes: Int) = (0, 0)
-            for try await row in try await connection.query(
-                """
-                SELECT count(*)::INTEGER, coalesce(sum(bytes), 0)::INTEGER FROM queued_notification
-                WHERE channel_id = \(channelID) AND body IS NOT NULL
-                """, logger: logger
-            ).decode((Int, Int).self) {
-                left = row
-            }
-            if left.count == 0 {
+        try await deadline.run { [self] in
+            try await transaction { connection in
                 try await connection.query(
-                    "DELETE FROM notification_queue WHERE channel_id = \(channelID)", logger: logger)
-            } else {
+                    "SELECT 1 FROM subscription WHERE channel_id = \(channelID) FOR UPDATE", logger: logger)
                 try await connection.query(
+                    "DELETE FROM queued_notification WHERE channel_id = \(channelID) AND event_id <= \(Int64(eventID))",
+                    logger: logger)
+                var left: (count: Int, bytes: Int) = (0, 0)
+                for try await row in try await connection.query(
                     """
-                    UPDATE notification_queue SET count = \(left.count), bytes = \(left.bytes)
-                    WHERE channel_id = \(channelID)
-                    """, logger: logger)
+                    SELECT count(*)::INTEGER, coalesce(sum(bytes), 0)::INTEGER FROM queued_notification
+                    WHERE channel_id = \(channelID) AND body IS NOT NULL
+                    """, logger: logger
+                ).decode((Int, Int).self) {
+                    left = row
+                }
+                if left.count == 0 {
+                    try await connection.query(
+                        "DELETE FROM notification_queue WHERE channel_id = \(channelID)", logger: logger)
+                } else {
+                    try await connection.query(
+                        """
+                        UPDATE notification_queue SET count = \(left.count), bytes = \(left.bytes)
+                        WHERE channel_id = \(channelID)
+                        """, logger: logger)
+                }
             }
         }
     }
@@ -714,113 +812,134 @@ public final class PostgresStore: PlatformStore {
     // MARK: Calls
 
     public func insertCall(_ call: CallRecord) async throws -> Bool {
-        let record = try StoredCall.encode(call)
-        return try await transaction { connection in
-            // Calls to or from these users, on any node, take turns here (in one order: no deadlock).
-            try await connection.query(
-                """
-                SELECT 1 FROM platform_user WHERE username = ANY(\([call.caller, call.callee]))
-                ORDER BY username FOR UPDATE
-                """, logger: logger)
-            if try await Self.anyRow(
-                connection.query(
-                    "SELECT 1 FROM call WHERE caller = \(call.callee) OR callee = \(call.callee) LIMIT 1",
-                    logger: logger))
-            {
-                return false
+        try await deadline.run { [self] in
+            let record = try StoredCall.encode(call)
+            return try await transaction { connection in
+                // Calls to or from these users, on any node, take turns here (in one order: no deadlock).
+                try await connection.query(
+                    """
+                    SELECT 1 FROM platform_user WHERE username = ANY(\([call.caller, call.callee]))
+                    ORDER BY username FOR UPDATE
+                    """, logger: logger)
+                if try await Self.anyRow(
+                    connection.query(
+                        "SELECT 1 FROM call WHERE caller = \(call.callee) OR callee = \(call.callee) LIMIT 1",
+                        logger: logger))
+                {
+                    return false
+                }
+                try await connection.query(
+                    """
+                    INSERT INTO call (id, caller, callee, rings_until, record)
+                    VALUES (\(call.id), \(call.caller), \(call.callee), \(call.ringsUntil?.timeIntervalSince1970), \(record))
+                    """, logger: logger)
+                return true
             }
-            try await connection.query(
-                """
-                INSERT INTO call (id, caller, callee, rings_until, record)
-                VALUES (\(call.id), \(call.caller), \(call.callee), \(call.ringsUntil?.timeIntervalSince1970), \(record))
-                """, logger: logger)
-            return true
         }
     }
 
     public func call(id: String) async throws -> CallRecord? {
-        try await Self.calls(client.query("SELECT record FROM call WHERE id = \(id)", logger: logger)).first
+        try await deadline.run { [self] in
+            try await Self.calls(client.query("SELECT record FROM call WHERE id = \(id)", logger: logger)).first
+        }
     }
 
-    public func updateCall(id: String, _ change: @Sendable (inout CallRecord) throws -> Void) async throws
+    public func updateCall(id: String, _ change: @escaping @Sendable (inout CallRecord) throws -> Void) async throws
         -> CallRecord?
     {
-        try await transaction { connection in
-            guard
-                var call = try await Self.calls(
-                    connection.query("SELECT record FROM call WHERE id = \(id) FOR UPDATE", logger: logger)
-                ).first
-            else { return nil }
-            try change(&call)
-            let record = try StoredCall.encode(call)
-            try await connection.query(
-                """
-                UPDATE call SET rings_until = \(call.ringsUntil?.timeIntervalSince1970), record = \(record)
-                WHERE id = \(id)
-                """, logger: logger)
-            return call
+        try await deadline.run { [self] in
+            try await transaction { connection in
+                guard
+                    var call = try await Self.calls(
+                        connection.query("SELECT record FROM call WHERE id = \(id) FOR UPDATE", logger: logger)
+                    ).first
+                else { return nil }
+                try change(&call)
+                let record = try StoredCall.encode(call)
+                try await connection.query(
+                    """
+                    UPDATE call SET rings_until = \(call.ringsUntil?.timeIntervalSince1970), record = \(record)
+                    WHERE id = \(id)
+                    """, logger: logger)
+                return call
+            }
         }
     }
 
     public func deleteCall(id: String) async throws -> CallRecord? {
-        try await Self.calls(client.query("DELETE FROM call WHERE id = \(id) RETURNING record", logger: logger))
-            .first
+        try await deadline.run { [self] in
+            try await Self.calls(client.query("DELETE FROM call WHERE id = \(id) RETURNING record", logger: logger))
+                .first
+        }
     }
 
     public func deleteUnansweredCalls(now: Date) async throws -> [CallRecord] {
-        try await Self.calls(
-            client.query(
-                "DELETE FROM call WHERE rings_until <= \(now.timeIntervalSince1970) RETURNING record", logger: logger))
+        try await deadline.run { [self] in
+            try await Self.calls(
+                client.query(
+                    "DELETE FROM call WHERE rings_until <= \(now.timeIntervalSince1970) RETURNING record",
+                    logger: logger))
+        }
     }
 
     public func calls(of username: String) async throws -> [CallRecord] {
-        try await Self.calls(
-            client.query(
-                "SELECT record FROM call WHERE caller = \(username) OR callee = \(username)", logger: logger))
+        try await deadline.run { [self] in
+            try await Self.calls(
+                client.query(
+                    "SELECT record FROM call WHERE caller = \(username) OR callee = \(username)", logger: logger))
+        }
     }
 
     public func callCount() async throws -> Int {
-        var count = 0
-        for try await value in try await client.query("SELECT count(*)::INTEGER FROM call", logger: logger)
-            .decode(Int.self)
-        {
-            count = value
+        try await deadline.run { [self] in
+            var count = 0
+            for try await value in try await client.query("SELECT count(*)::INTEGER FROM call", logger: logger)
+                .decode(Int.self)
+            {
+                count = value
+            }
+            return count
         }
-        return count
     }
 
-    public func secret(_ name: String, make: @Sendable () -> [UInt8]) async throws -> [UInt8] {
-        let candidate = Data(make())
-        // The first node to insert wins; everyone reads the winner's.
-        try await client.query(
-            "INSERT INTO secret (name, value) VALUES (\(name), \(candidate)) ON CONFLICT (name) DO NOTHING",
-            logger: logger)
-        for try await value in try await client.query(
-            "SELECT value FROM secret WHERE name = \(name)", logger: logger
-        ).decode(Data.self) {
-            return Array(value)
+    public func secret(_ name: String, make: @escaping @Sendable () -> [UInt8]) async throws -> [UInt8] {
+        try await deadline.run { [self] in
+            let candidate = Data(make())
+            // The first node to insert wins; everyone reads the winner's.
+            try await client.query(
+                "INSERT INTO secret (name, value) VALUES (\(name), \(candidate)) ON CONFLICT (name) DO NOTHING",
+                logger: logger)
+            for try await value in try await client.query(
+                "SELECT value FROM secret WHERE name = \(name)", logger: logger
+            ).decode(Data.self) {
+                return Array(value)
+            }
+            throw StoreError.unexpected("The secret \(name) vanished after being written.")
         }
-        throw StoreError.unexpected("The secret \(name) vanished after being written.")
     }
 
     public func reserveEventIDs(_ count: UInt64) async throws -> UInt64 {
-        // A sequence cannot step by a varying amount; the lock makes nextval + setval one step.
-        let rows = try await client.query(
-            """
-            WITH turn AS (SELECT pg_advisory_xact_lock(\(Self.eventIDLock)))
-            SELECT setval('event_id', nextval('event_id') + \(Int64(count)) - 1) FROM turn
-            """, logger: logger)
-        for try await last in rows.decode(Int64.self) {
-            return UInt64(last) - count + 1
+        try await deadline.run { [self] in
+            // A sequence cannot step by a varying amount; the lock makes nextval + setval one step.
+            let rows = try await client.query(
+                """
+                WITH turn AS (SELECT pg_advisory_xact_lock(\(Self.eventIDLock)))
+                SELECT setval('event_id', nextval('event_id') + \(Int64(count)) - 1) FROM turn
+                """, logger: logger)
+            for try await last in rows.decode(Int64.self) {
+                return UInt64(last) - count + 1
+            }
+            throw StoreError.unexpected("The event id sequence returned nothing.")
         }
-        throw StoreError.unexpected("The event id sequence returned nothing.")
     }
 
     // MARK: Signals
 
     public func signal(_ signal: NodeSignal) async throws {
-        for payload in Self.payloads(signal, from: node) {
-            try await client.query("SELECT pg_notify(\(Self.signalChannel), \(payload))", logger: logger)
+        try await deadline.run { [self] in
+            for payload in Self.payloads(signal, from: node) {
+                try await client.query("SELECT pg_notify(\(Self.signalChannel), \(payload))", logger: logger)
+            }
         }
     }
 
@@ -841,7 +960,9 @@ public final class PostgresStore: PlatformStore {
         var first = true
         while !Task.isCancelled {
             do {
-                try await client.withConnection { connection in
+                let connection = try await PostgresConnection.connect(
+                    configuration: listenerConfiguration, id: 0, logger: logger)
+                try await withCleanup {
                     try await connection.listen(on: Self.signalChannel) { notifications in
                         reachable.store(true, ordering: .relaxed)
                         // Listening again after a failure: what was signalled meanwhile is lost.
@@ -852,6 +973,8 @@ public final class PostgresStore: PlatformStore {
                             broadcast(signal)
                         }
                     }
+                } cleanup: {
+                    try? await connection.close()
                 }
             } catch {
                 if Task.isCancelled { return }
@@ -907,11 +1030,34 @@ public final class PostgresStore: PlatformStore {
     // MARK: Pieces
 
     /// Runs `body` in a transaction; an error `body` throws comes out as itself (after rollback).
+    /// A connection the server ended is not rolled back (the server did): a ROLLBACK sent on it
+    /// would wait for an answer that never comes, holding whatever the caller holds.
     func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
-        do {
-            return try await client.withTransaction(logger: logger) { connection in try await body(connection) }
-        } catch let error as PostgresTransactionError {
-            throw error.closureError ?? error
+        try await client.withConnection { connection in
+            try await connection.query("BEGIN", logger: logger)
+            let value: T
+            do {
+                value = try await body(connection)
+            } catch {
+                if !connection.isClosed, !Self.endsConnection(error) {
+                    try await connection.query("ROLLBACK", logger: logger)
+                }
+                throw error
+            }
+            try await connection.query("COMMIT", logger: logger)
+            return value
+        }
+    }
+
+    /// Whether the connection that met `error` is gone: lost, or ended by the server (a FATAL
+    /// error, class 57P0 when it shuts down or an administrator ends the session).
+    static func endsConnection(_ error: any Error) -> Bool {
+        guard let error = error as? PSQLError else { return false }
+        switch error.code {
+        case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown: return true
+        case .server:
+            return error.serverInfo?[.severity] == "FATAL" || error.serverInfo?[.sqlState]?.hasPrefix("57P0") == true
+        default: return false
         }
     }
 

@@ -226,7 +226,7 @@ public final class SQLiteStore: PlatformStore {
 
     public func insertSubscription(
         _ subscription: StoredSubscription, now: Date,
-        evicting evict: @Sendable (_ liveCount: Int) throws -> Int
+        evicting evict: @escaping @Sendable (_ liveCount: Int) throws -> Int
     ) async throws -> [StoredSubscription] {
         try await pool.write { db in
             let live =
@@ -584,7 +584,7 @@ public final class SQLiteStore: PlatformStore {
         }
     }
 
-    public func updateCall(id: String, _ change: @Sendable (inout CallRecord) throws -> Void) async throws
+    public func updateCall(id: String, _ change: @escaping @Sendable (inout CallRecord) throws -> Void) async throws
         -> CallRecord?
     {
         try await pool.write { db in
@@ -630,7 +630,7 @@ public final class SQLiteStore: PlatformStore {
         try readNow { db in try Int.fetchOne(db.cachedStatement(sql: "SELECT count(*) FROM call")) ?? 0 }
     }
 
-    public func secret(_ name: String, make: @Sendable () -> [UInt8]) async throws -> [UInt8] {
+    public func secret(_ name: String, make: @escaping @Sendable () -> [UInt8]) async throws -> [UInt8] {
         try await pool.write { db in
             if let existing = try Data.fetchOne(
                 db.cachedStatement(sql: "SELECT value FROM secret WHERE name = ?"), arguments: [name])

@@ -236,7 +236,8 @@ public protocol PlatformStore: Sendable {
     /// by `evict` leaves all as it was. The live ones are counted, not read: a subscribe costs the
     /// same whatever its user's session count.
     func insertSubscription(
-        _ subscription: StoredSubscription, now: Date, evicting evict: @Sendable (_ liveCount: Int) throws -> Int
+        _ subscription: StoredSubscription, now: Date,
+        evicting evict: @escaping @Sendable (_ liveCount: Int) throws -> Int
     ) async throws -> [StoredSubscription]
     /// Gives `username`'s live subscription `id` new services and lifetime; nil if there is none.
     func refreshSubscription(id: String, of username: String, services: [String], expires: Int, now: Date)
@@ -279,7 +280,8 @@ public protocol PlatformStore: Sendable {
     func call(id: String) async throws -> CallRecord?
     /// Changes a call in one transaction; an error thrown by `change` leaves it as it was. Nil
     /// when there is no such call.
-    func updateCall(id: String, _ change: @Sendable (inout CallRecord) throws -> Void) async throws -> CallRecord?
+    func updateCall(id: String, _ change: @escaping @Sendable (inout CallRecord) throws -> Void) async throws
+        -> CallRecord?
     /// Deletes a call and returns it; each call is returned to one caller only.
     func deleteCall(id: String) async throws -> CallRecord?
     /// Deletes and returns the unanswered calls that rang until `now` or before.
@@ -310,7 +312,7 @@ public protocol PlatformStore: Sendable {
     func clearCallLogs(of owner: String) async throws
 
     /// A named secret, created with `make` on first use and kept from then on.
-    func secret(_ name: String, make: @Sendable () -> [UInt8]) async throws -> [UInt8]
+    func secret(_ name: String, make: @escaping @Sendable () -> [UInt8]) async throws -> [UInt8]
     /// Reserves `count` event ids and returns the first; ids never repeat across restarts or nodes.
     func reserveEventIDs(_ count: UInt64) async throws -> UInt64
 

@@ -10,7 +10,7 @@ import Testing
 /// What an operator's database does to a node under load: PostgreSQL going away and coming back,
 /// SQLite's disk filling up. Requests are answered 503 meanwhile, sockets stay, and nothing a
 /// sender was told is sent goes missing.
-@Suite(.timeLimit(.minutes(3))) struct DatabaseFaultTests {
+@Suite(.timeLimit(.minutes(4))) struct DatabaseFaultTests {
     /// One sender's messages, each with what the platform answered.
     struct Outcome: Sendable {
         var number: Int
@@ -45,6 +45,8 @@ import Testing
                         number += 1
                     }
                 }
+                // Ended on every path: left running after a failure, it would spin on a stopped node.
+                defer { load.cancel() }
                 var seen: [Outcome] = []
                 var iterator = outcomes.makeAsyncIterator()
                 func next() async throws -> Outcome {
@@ -101,6 +103,49 @@ import Testing
             }
         } cleanup: {
             try? await database.resume()
+            await database.drop()
+        }
+    }
+
+    /// A node told to stop while a request waits on its database (a row another program keeps
+    /// locked) still stops: the node's lock_timeout ends the wait with a 503 rather than leaving
+    /// the request, bob's channel and the shutdown waiting for as long as that program likes.
+    @Test(.enabled(if: TestDatabase.isAvailable))
+    func aNodeStopsWhileARequestWaitsOnItsDatabase() async throws {
+        let database = try await TestDatabase.create()
+        try await withCleanup {
+            try await TestPlatform.with(configure: {
+                $0.database = database.url
+                $0.shutdownGrace = .milliseconds(200)
+            }) { test in
+                let (bobPath, bobFirst) = try await test.openBobsChannel()
+                try await test.dropSocket(bobFirst, path: bobPath)
+                // Queueing for bob takes his subscription's row, which this transaction holds.
+                let hold = try await database.hold("SELECT 1 FROM subscription FOR UPDATE")
+                let refused = try await test.sendMessage("refused", from: TestPlatform.alice, to: TestPlatform.bob)
+                #expect(refused.status == 503 && refused.text.contains("\"statusCode\":51"), "\(refused.text)")
+
+                let stuck = Task { try await test.sendMessage("held", from: TestPlatform.alice, to: TestPlatform.bob) }
+                try await database.waitForLockWaiter()
+
+                // Raced against a limit far beyond any wait the node has: a node that never stops
+                // fails the test rather than hanging the run.
+                let (outcomes, report) = AsyncStream.makeStream(of: Bool.self)
+                _ = Task { report.yield((try? await test.stopPlatform()) != nil) }
+                let limit = Task {
+                    try await Task.sleep(for: .seconds(30))
+                    report.yield(false)
+                }
+                var first = outcomes.makeAsyncIterator()
+                let stopped = await first.next() ?? false
+                limit.cancel()
+                #expect(stopped, "the node was still waiting for the request 30 s later")
+                // Refused or cut off, not answered as sent.
+                let answer = try? await stuck.value
+                #expect(answer?.status != 200)
+                try await hold.release()
+            }
+        } cleanup: {
             await database.drop()
         }
     }

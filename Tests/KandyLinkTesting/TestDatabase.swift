@@ -74,6 +74,67 @@ public struct TestDatabase: Sendable {
         }
     }
 
+    /// A transaction left open on the database, holding the locks its statement took, until
+    /// ``release()``.
+    public final class Hold: Sendable {
+        private let done: AsyncStream<Void>.Continuation
+        private let task: Task<Void, any Error>
+
+        init(done: AsyncStream<Void>.Continuation, task: Task<Void, any Error>) {
+            self.done = done
+            self.task = task
+        }
+
+        /// Rolls the transaction back.
+        public func release() async throws {
+            done.finish()
+            try await task.value
+        }
+    }
+
+    /// Runs `statement` in a transaction that stays open, as a long transaction of another
+    /// program would, and returns once its locks are held.
+    public func hold(_ statement: String) async throws -> Hold {
+        var database = server
+        database.path = "/" + name
+        let (held, heldSignal) = AsyncStream.makeStream(of: Void.self)
+        let (done, doneSignal) = AsyncStream.makeStream(of: Void.self)
+        let task = Task { [database] in
+            defer { heldSignal.finish() }
+            try await Self.administer(database) { client in
+                try await client.withConnection { connection in
+                    let logger = Logger(label: "test-database")
+                    try await connection.query("BEGIN", logger: logger)
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                    heldSignal.yield()
+                    for await _ in done {}
+                    try await connection.query("ROLLBACK", logger: logger)
+                }
+            }
+        }
+        var iterator = held.makeAsyncIterator()
+        guard await iterator.next() != nil else {
+            try await task.value
+            throw Unavailable()
+        }
+        return Hold(done: doneSignal, task: task)
+    }
+
+    /// Returns once some session of this database waits for a lock.
+    public func waitForLockWaiter() async throws {
+        let name = name
+        var waiting = false
+        while !waiting {
+            try await Self.administer(server) { client in
+                let rows = try await client.query(
+                    """
+                    SELECT count(*) FROM pg_stat_activity WHERE datname = \(name) AND wait_event_type = 'Lock'
+                    """)
+                for try await count in rows.decode(Int.self) { waiting = count > 0 }
+            }
+        }
+    }
+
     private static func administer(_ server: URLComponents, _ body: (PostgresClient) async throws -> Void)
         async throws
     {
