@@ -166,6 +166,8 @@ final class NotificationHub: Sendable {
     private let logger: Logger
     private let channels = Mutex<[String: Channel]>([:])
     private let openSockets = Atomic(0)
+    /// Told whenever a socket attaches, is closed or is heard from.
+    let changes = StateChanges()
 
     init(store: any PlatformStore, policy: Policy = Policy(), restamp: @escaping Restamp, logger: Logger) {
         self.store = store
@@ -176,6 +178,16 @@ final class NotificationHub: Sendable {
 
     /// Open sockets.
     var count: Int { openSockets.load(ordering: .relaxed) }
+
+    private func socketOpened() {
+        openSockets.add(1, ordering: .relaxed)
+        changes.signal()
+    }
+
+    private func socketClosed() {
+        openSockets.subtract(1, ordering: .relaxed)
+        changes.signal()
+    }
 
     func hasSocket(_ channelID: String) -> Bool {
         existing(channelID)?.state.withLock { $0.socket != nil } ?? false
@@ -264,8 +276,9 @@ final class NotificationHub: Sendable {
                         "channel": .string(channelID), "previous": .string(replaced.peer), "new": .string(socket.peer),
                     ])
                 replaced.close(.policyViolation, "Replaced by a newer connection to this channel")
+                changes.signal()
             } else {
-                openSockets.add(1, ordering: .relaxed)
+                socketOpened()
             }
             if let newest = stored.last?.eventID {
                 do {
@@ -287,7 +300,7 @@ final class NotificationHub: Sendable {
             state.socket = nil
             return (true, state.ended)
         }
-        if detached { openSockets.subtract(1, ordering: .relaxed) }
+        if detached { socketClosed() }
         if ended { forget(channel) }
     }
 
@@ -373,7 +386,7 @@ final class NotificationHub: Sendable {
     private func write(_ entry: Written, to socket: Socket, in state: inout Channel.State) -> Bool {
         guard socket.send(entry.text) else {
             state.socket = nil
-            openSockets.subtract(1, ordering: .relaxed)
+            socketClosed()
             socket.close(.policyViolation, "The client does not read its notifications")
             logger.notice("Channel socket closed: backlog full", metadata: ["channel": .string(socket.channelID)])
             return false
@@ -426,7 +439,7 @@ final class NotificationHub: Sendable {
             }
         }
         guard let socket else { return }
-        openSockets.subtract(1, ordering: .relaxed)
+        socketClosed()
         if let text { socket.send(text) }
         socket.close(code, reason)
     }
@@ -467,7 +480,7 @@ final class NotificationHub: Sendable {
         }
         forgetIfIdle(channel)
         guard let socket else { return }
-        openSockets.subtract(1, ordering: .relaxed)
+        socketClosed()
         socket.close(.policyViolation, "Replaced by a newer connection to this channel")
     }
 
@@ -504,7 +517,7 @@ final class NotificationHub: Sendable {
                 return nil
             }
             guard let (socket, idle) = due else { continue }
-            openSockets.subtract(1, ordering: .relaxed)
+            socketClosed()
             closed += 1
             if idle {
                 socket.close(.goingAway, "No keepalive received")
@@ -525,7 +538,7 @@ final class NotificationHub: Sendable {
                 return state.socket
             }
             guard let socket else { continue }
-            openSockets.subtract(1, ordering: .relaxed)
+            socketClosed()
             socket.close(.goingAway, reason)
         }
     }

@@ -228,6 +228,18 @@ public final class Platform: Sendable {
     /// Open channel sockets.
     public var openChannelCount: Int { hub.count }
 
+    /// Returns true once `condition` holds, looked at again whenever a channel socket attaches,
+    /// is closed or is heard from; false if it still does not at the end of `limit`.
+    public func waitUntil(within limit: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
+        let deadline = NIODeadline.now() + .nanoseconds(Int64(limit / .nanoseconds(1)))
+        while true {
+            let seen = hub.changes.generation
+            if condition() { return true }
+            guard NIODeadline.now() < deadline, !Task.isCancelled else { return false }
+            await hub.changes.wait(after: seen, until: deadline)
+        }
+    }
+
     // MARK: Housekeeping
 
     /// Ends subscriptions that were not refreshed in time (`gone`, then close) and closes sockets
@@ -399,7 +411,11 @@ public final class Platform: Sendable {
             FrameDeadline(timeout: .init(configuration.frameTimeout)), position: .before(decoder.handler))
         try connection.pipeline.syncOperations.addHandler(
             ChannelSocketHandler(
-                closeTimeout: .seconds(5), logger: logger, heard: { socket.touch(clock.now()) },
+                closeTimeout: .seconds(5), logger: logger,
+                heard: {
+                    socket.touch(clock.now())
+                    hub.changes.signal()
+                },
                 ended: { hub.detach(socket) }))
         return { [self] in
             await hub.attach(socket, lastEventID: admission.lastEventID, now: clock.now())

@@ -229,7 +229,7 @@ import Testing
             test.clock.advance(by: 60)
             let sent = test.clock.now().milliseconds
             channel.send(KeepaliveMessage.text)
-            let heard = await eventually { test.platform.hub.lastSeen(channelID: channelID) == sent }
+            let heard = await test.platform.waitUntil { test.platform.hub.lastSeen(channelID: channelID) == sent }
             #expect(heard)
             test.clock.advance(by: 60)  // past the allowance since opening, not since the keepalive
             await test.platform.sweep()
@@ -330,7 +330,7 @@ extension TestPlatform {
             guard let answer = try await received.next(), String(buffer: answer).hasPrefix("HTTP/1.1 101") else {
                 throw TestFailure("the upgrade was refused")
             }
-            _ = await eventually { platform.openChannelCount == 1 }
+            _ = await platform.waitUntil { platform.openChannelCount == 1 }
             try await body()
         }
     }

@@ -91,7 +91,7 @@ import Testing
             test.clock.advance(by: 31)
             third.send(#"{"type":"keepalive"}"#)
             let now = test.clock.now().milliseconds
-            _ = await eventually { test.platform.hub.lastSeen(channelID: test.channelID(path)) == now }
+            _ = await test.platform.waitUntil { test.platform.hub.lastSeen(channelID: test.channelID(path)) == now }
             await test.platform.sweep()
             let fourth = try await test.openChannel(path, query: "?")
             try await test.sendNumbered(400..<401)
@@ -145,7 +145,7 @@ extension TestPlatform {
         channel.close()
         _ = try await channel.drain()
         let id = channelID(path)
-        guard await eventually({ !platform.hub.hasSocket(id) }) else { throw TestFailure("the socket stayed") }
+        guard await platform.waitUntil({ !platform.hub.hasSocket(id) }) else { throw TestFailure("the socket stayed") }
     }
 
     /// alice sends bob messages whose texts are the numbers, one after the other.

@@ -175,7 +175,7 @@ final class TestPlatform: Sendable {
         let channel = try await TestChannel.open(
             url: "wss://127.0.0.1:\(port)\(path)\(query)", tls: tls, origin: origin)
         let channelID = String(path.split(separator: "/").last ?? "")
-        _ = await eventually { platform.hub.hasSocket(channelID) }
+        _ = await platform.waitUntil { platform.hub.hasSocket(channelID) }
         return channel
     }
 }
