@@ -24,7 +24,10 @@ actor KandySession {
     /// Bumped per socket, so events of an old socket are recognised and ignored.
     private var generation = 0
     private var caller: CheckedContinuation<Void, any Error>?
+    /// Alarms armed, by kind.
     private var tasks: [TaskKind: Task<Void, Never>] = [:]
+    /// The socket being opened, cancelled by destroy.
+    private var connecting: Task<Void, Never>?
     private var requests: [Int: Task<Void, Never>] = [:]
     private var nextRequest = 0
     private var destroyed = false
@@ -35,7 +38,7 @@ actor KandySession {
     private var receivedEvents = ReceivedEvents()
 
     private enum TaskKind: Hashable {
-        case keepalive, retry, refresh, connect
+        case keepalive, retry, refresh
     }
 
     /// What the synchronous getters of `Kandy` read.
@@ -131,6 +134,8 @@ actor KandySession {
         destroyed = true
         for task in tasks.values { task.cancel() }
         for task in requests.values { task.cancel() }
+        connecting?.cancel()
+        connecting = nil
         tasks = [:]
         requests = [:]
         await connection?.close()
@@ -261,8 +266,6 @@ actor KandySession {
             perform(channel.retryDue())
         case .refresh:
             perform(subscription.refreshCheck(now: wallClock()))
-        case .connect:
-            break
         }
     }
 
@@ -333,7 +336,8 @@ actor KandySession {
                 }
             }
         }
-        tasks[.connect] = Task { [self] in
+        // One superseded by a newer socket finishes by itself and is ignored by its generation.
+        connecting = Task { [self] in
             do {
                 let connection = try await websocket.connect(
                     url: url,
