@@ -708,17 +708,14 @@ public final class PostgresStore: PlatformStore {
                     INSERT INTO queued_notification (channel_id, event_id, body, bytes)
                     VALUES (\(channelID), \(Int64(eventID)), \(text), \(size))
                     """, logger: logger)
-                var count = 1
-                var bytes = size
-                for try await (queuedCount, queuedBytes) in try await connection.query(
+                var queued = (count: 0, bytes: 0)
+                for try await totals in try await connection.query(
                     "SELECT count, bytes FROM notification_queue WHERE channel_id = \(channelID)", logger: logger
                 ).decode((Int, Int).self) {
-                    count += queuedCount
-                    bytes += queuedBytes
+                    queued = totals
                 }
-                var dropped = 0
-                var newestDropped: Int64 = 0
-                while count > bound.count || bytes > bound.bytes {
+                var trim = QueueTrim(count: queued.count, bytes: queued.bytes, adding: size, bound: bound)
+                while trim.isOver {
                     var oldest: (Int64, Int)?
                     for try await row in try await connection.query(
                         """
@@ -731,30 +728,30 @@ public final class PostgresStore: PlatformStore {
                         oldest = row
                     }
                     guard let (eventID, size) = oldest else { break }
-                    newestDropped = eventID
-                    count -= 1
-                    bytes -= size
-                    dropped += 1
+                    trim.drop(eventID: UInt64(eventID), bytes: size)
                 }
-                if dropped > 0 {
-                    // One marker stands for every dropped notification, with the newest dropped id,
-                    // so it sorts before the notifications that were kept.
-                    var missed = dropped
-                    for try await earlier in try await connection.query(
-                        "DELETE FROM queued_notification WHERE channel_id = \(channelID) AND body IS NULL RETURNING missed",
+                if trim.dropped > 0 {
+                    var earlier = 0
+                    for try await missed in try await connection.query(
+                        """
+                        DELETE FROM queued_notification WHERE channel_id = \(channelID) AND body IS NULL
+                        RETURNING missed
+                        """,
                         logger: logger
                     ).decode(Int.self) {
-                        missed += earlier
+                        earlier += missed
                     }
-                    try await connection.query(
-                        """
-                        INSERT INTO queued_notification (channel_id, event_id, body, bytes, missed)
-                        VALUES (\(channelID), \(newestDropped), NULL, 0, \(missed))
-                        """, logger: logger)
+                    if let marker = trim.marker(earlierMissed: earlier) {
+                        try await connection.query(
+                            """
+                            INSERT INTO queued_notification (channel_id, event_id, body, bytes, missed)
+                            VALUES (\(channelID), \(Int64(marker.eventID)), NULL, 0, \(marker.missed))
+                            """, logger: logger)
+                    }
                 }
                 try await connection.query(
                     """
-                    INSERT INTO notification_queue (channel_id, count, bytes) VALUES (\(channelID), \(count), \(bytes))
+                    INSERT INTO notification_queue (channel_id, count, bytes) VALUES (\(channelID), \(trim.count), \(trim.bytes))
                     ON CONFLICT (channel_id) DO UPDATE SET count = excluded.count, bytes = excluded.bytes
                     """, logger: logger)
                 return true

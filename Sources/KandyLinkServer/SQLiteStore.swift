@@ -475,11 +475,9 @@ public final class SQLiteStore: PlatformStore {
             let totals = try Row.fetchOne(
                 db.cachedStatement(sql: "SELECT count, bytes FROM notification_queue WHERE channel_id = ?"),
                 arguments: [channelID])
-            var count: Int = (totals?["count"] ?? 0) + 1
-            var bytes: Int = (totals?["bytes"] ?? 0) + size
-            var dropped = 0
-            var newestDropped: Int64 = 0
-            while count > bound.count || bytes > bound.bytes,
+            var trim = QueueTrim(
+                count: totals?["count"] ?? 0, bytes: totals?["bytes"] ?? 0, adding: size, bound: bound)
+            while trim.isOver,
                 let oldest = try Row.fetchOne(
                     db,
                     sql: """
@@ -488,30 +486,28 @@ public final class SQLiteStore: PlatformStore {
                         """,
                     arguments: [channelID])
             {
-                newestDropped = oldest["event_id"]
+                let eventID: Int64 = oldest["event_id"]
                 try db.cachedStatement(sql: "DELETE FROM queued_notification WHERE channel_id = ? AND event_id = ?")
-                    .execute(
-                        arguments: [channelID, newestDropped])
-                count -= 1
-                bytes -= oldest["bytes"] as Int
-                dropped += 1
+                    .execute(arguments: [channelID, eventID])
+                trim.drop(eventID: UInt64(eventID), bytes: oldest["bytes"])
             }
-            if dropped > 0 {
-                // One marker stands for every dropped notification, with the newest dropped id,
-                // so it sorts before the notifications that were kept.
-                let marker = try Row.fetchOne(
+            if trim.dropped > 0 {
+                let earlier = try Row.fetchOne(
                     db.cachedStatement(
                         sql: "SELECT event_id, missed FROM queued_notification WHERE channel_id = ? AND body IS NULL"),
                     arguments: [channelID])
-                if let marker {
+                if let earlier {
                     try db.cachedStatement(sql: "DELETE FROM queued_notification WHERE channel_id = ? AND event_id = ?")
-                        .execute(
-                            arguments: [channelID, marker["event_id"] as Int64])
+                        .execute(arguments: [channelID, earlier["event_id"] as Int64])
                 }
-                try db.execute(
-                    sql:
-                        "INSERT INTO queued_notification (channel_id, event_id, body, bytes, missed) VALUES (?, ?, NULL, 0, ?)",
-                    arguments: [channelID, newestDropped, (marker?["missed"] ?? 0) + dropped])
+                if let marker = trim.marker(earlierMissed: earlier?["missed"] ?? 0) {
+                    try db.execute(
+                        sql: """
+                            INSERT INTO queued_notification (channel_id, event_id, body, bytes, missed)
+                            VALUES (?, ?, NULL, 0, ?)
+                            """,
+                        arguments: [channelID, Int64(marker.eventID), marker.missed])
+                }
             }
             try db.cachedStatement(
                 sql: """
@@ -519,7 +515,7 @@ public final class SQLiteStore: PlatformStore {
                     ON CONFLICT(channel_id) DO UPDATE SET count = excluded.count, bytes = excluded.bytes
                     """
             ).execute(
-                arguments: [channelID, count, bytes])
+                arguments: [channelID, trim.count, trim.bytes])
             return true
         }
     }

@@ -345,3 +345,39 @@ public enum NodeSignal: Sendable, Equatable {
         }
     }
 }
+
+/// What both stores do when a notification joins a channel's queue: the oldest notifications
+/// go until the queue is within its bound, and one marker stands for all that went, with the
+/// newest dropped id (so it sorts before what was kept) and their number added to an earlier
+/// marker's.
+struct QueueTrim: Equatable {
+    let bound: QueueBound
+    /// The queue's totals, the new notification included.
+    private(set) var count: Int
+    private(set) var bytes: Int
+    private(set) var dropped = 0
+    private(set) var newestDropped: UInt64 = 0
+
+    /// `count` and `bytes`: the queue's totals before the new notification of `size` bytes.
+    init(count: Int, bytes: Int, adding size: Int, bound: QueueBound) {
+        self.bound = bound
+        self.count = count + 1
+        self.bytes = bytes + size
+    }
+
+    /// Whether the oldest notification must go.
+    var isOver: Bool { count > bound.count || bytes > bound.bytes }
+
+    mutating func drop(eventID: UInt64, bytes size: Int) {
+        count -= 1
+        bytes -= size
+        dropped += 1
+        newestDropped = eventID
+    }
+
+    /// The marker to keep, given the missed count of the one already queued (0 if none); nil
+    /// when nothing was dropped.
+    func marker(earlierMissed: Int) -> (eventID: UInt64, missed: Int)? {
+        dropped > 0 ? (newestDropped, earlierMissed + dropped) : nil
+    }
+}
