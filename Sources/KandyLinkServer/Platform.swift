@@ -231,13 +231,7 @@ public final class Platform: Sendable {
     /// Returns true once `condition` holds, looked at again whenever a channel socket attaches,
     /// is closed or is heard from; false if it still does not at the end of `limit`.
     public func waitUntil(within limit: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
-        let deadline = NIODeadline.now() + .nanoseconds(Int64(limit / .nanoseconds(1)))
-        while true {
-            let seen = hub.changes.generation
-            if condition() { return true }
-            guard NIODeadline.now() < deadline, !Task.isCancelled else { return false }
-            await hub.changes.wait(after: seen, until: deadline)
-        }
+        await hub.changes.until(within: limit, condition)
     }
 
     // MARK: Housekeeping

@@ -18,6 +18,11 @@ public final class PostgresStore: PlatformStore {
     /// database goes away and listens again as soon as it is back.
     public var isReachable: Bool { reachable.load(ordering: .relaxed) }
     private let reachable = Atomic(true)
+    /// Whether this node hears the others now (its LISTEN connection is up).
+    var isListening: Bool { listenerUp.load(ordering: .relaxed) }
+    private let listenerUp = Atomic(false)
+    /// Told whenever listening starts or stops.
+    let listenerChanges = StateChanges()
 
     static func isUnavailability(_ error: any Error) -> Bool {
         if error is ConnectionPoolError || error is OperationTimedOut { return true }
@@ -962,6 +967,8 @@ public final class PostgresStore: PlatformStore {
                 try await withCleanup {
                     try await connection.listen(on: Self.signalChannel) { notifications in
                         reachable.store(true, ordering: .relaxed)
+                        listenerUp.store(true, ordering: .relaxed)
+                        listenerChanges.signal()
                         // Listening again after a failure: what was signalled meanwhile is lost.
                         if !first { broadcast(.resume) }
                         first = false
@@ -976,6 +983,8 @@ public final class PostgresStore: PlatformStore {
             } catch {
                 if Task.isCancelled { return }
                 reachable.store(false, ordering: .relaxed)
+                listenerUp.store(false, ordering: .relaxed)
+                listenerChanges.signal()
                 logger.warning(
                     "Listening for other nodes failed; retrying", metadata: ["error": "\(String(reflecting: error))"])
                 try? await Task.sleep(for: .seconds(1))

@@ -26,6 +26,18 @@ final class StateChanges: Sendable {
         for waiter in woken { waiter.resume() }
     }
 
+    /// Returns true once `condition` holds, looked at again after every change; false if it
+    /// still does not at the end of `limit`.
+    func until(within limit: Duration, _ condition: () -> Bool) async -> Bool {
+        let deadline = NIODeadline.now() + .nanoseconds(Int64(limit / .nanoseconds(1)))
+        while true {
+            let seen = generation
+            if condition() { return true }
+            guard NIODeadline.now() < deadline, !Task.isCancelled else { return false }
+            await wait(after: seen, until: deadline)
+        }
+    }
+
     /// Returns after the first change past `generation`, at `deadline`, or when cancelled.
     func wait(after generation: UInt64, until deadline: NIODeadline) async {
         let id = waiters.withLock { waiters in
