@@ -13,7 +13,8 @@ public struct KandyError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let unsubscribeFailure = Code(rawValue: "authentication:3")
         /// Subscribe failed.
         public static let subscribeFailure = Code(rawValue: "authentication:4")
-        /// A periodic refresh failed.
+        /// Declared as Kandy.js 4.20 declares it, for apps that compare against it; like Kandy.js's
+        /// Link build, a failed refresh is reported as ``updateSubscriptionFailure``.
         public static let extendSubscriptionFailure = Code(rawValue: "authentication:5")
         /// A service update failed.
         public static let updateSubscriptionFailure = Code(rawValue: "authentication:6")
