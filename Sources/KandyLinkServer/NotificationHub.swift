@@ -168,6 +168,9 @@ final class NotificationHub: Sendable {
     private let openSockets = Atomic(0)
     /// Told whenever a socket attaches, is closed or is heard from.
     let changes = StateChanges()
+    /// Set once the node stops: sockets are closed rather than attached.
+    private let closing = Atomic(false)
+    var isClosing: Bool { closing.load(ordering: .relaxed) }
 
     init(store: any PlatformStore, policy: Policy = Policy(), restamp: @escaping Restamp, logger: Logger) {
         self.store = store
@@ -242,7 +245,7 @@ final class NotificationHub: Sendable {
                 logger.error("Queued notifications could not be read", metadata: ["error": "\(error)"])
             }
             let outcome = channel.state.withLock { state -> (replaced: Socket?, attached: Bool) in
-                guard !state.ended else { return (nil, false) }
+                guard !state.ended, !closing.load(ordering: .relaxed) else { return (nil, false) }
                 var replay = state.window.filter { lastEventID == nil || $0.eventID > lastEventID! }
                 if let forgotten = state.forgotten, lastEventID.map({ $0 < forgotten.eventID }) ?? true,
                     let text = Self.missedText(eventID: forgotten.eventID, count: forgotten.count)
@@ -265,7 +268,11 @@ final class NotificationHub: Sendable {
                 return (state.socket, true)
             }
             guard outcome.attached else {
-                socket.close(.normalClosure, "Subscription ended")
+                if closing.load(ordering: .relaxed) {
+                    socket.close(.goingAway, "Platform shutting down")
+                } else {
+                    socket.close(.normalClosure, "Subscription ended")
+                }
                 return
             }
             if let replaced = outcome.replaced {
@@ -532,6 +539,9 @@ final class NotificationHub: Sendable {
     /// Closes every socket, for shutdown. The subscriptions and their queues stay; clients
     /// reconnect later.
     func closeAll(reason: String) {
+        // First, so a socket attaching from now on is closed too: a client reconnecting at once
+        // must not find a node that is stopping still taking it.
+        closing.store(true, ordering: .relaxed)
         for channel in channels.withLock({ Array($0.values) }) {
             let socket = channel.state.withLock { state in
                 defer { state.socket = nil }

@@ -333,6 +333,11 @@ public final class Platform: Sendable {
         guard case .channel(let user, let channelID)? = try? LinkRoute.parse(target) else {
             return .failure(PlatformError(.notFound, "Not a notification channel path."))
         }
+        // A client reconnecting at once as this node stops is sent to try again (elsewhere, or
+        // after the restart) rather than upgraded on a node that will not serve it.
+        guard !hub.isClosing else {
+            return .failure(PlatformError(.unavailable, "The platform is shutting down; reconnect shortly."))
+        }
         let record: StoredSubscription?
         do {
             record = try await subscriptions.subscription(channelID: channelID, now: clock.now())

@@ -219,6 +219,25 @@ import Testing
         }
     }
 
+    /// A client that reconnects at once when its node starts stopping is refused (503), not
+    /// upgraded by a node that will not serve it (and that would then wait for it to leave).
+    @Test func aSocketReconnectingWhileTheNodeStopsIsRefused() async throws {
+        try await TestPlatform.with { test in
+            let path = try #require(try await test.subscribe().subscriptionParams).notificationChannel
+            let first = try await test.openChannel(path)
+            test.platform.hub.closeAll(reason: "Platform shutting down")
+            #expect(try await first.drain().close?.closeCode == .goingAway)
+
+            await #expect(throws: (any Error).self) {
+                let again = try await TestChannel.open(
+                    url: "wss://127.0.0.1:\(test.port)\(path)?", tls: test.tls, origin: nil)
+                again.close()
+                _ = try await again.drain()
+            }
+            #expect(test.platform.hub.count == 0)
+        }
+    }
+
     @Test func keepalivesKeepASocketOpenPastTheAllowance() async throws {
         try await TestPlatform.with { test in
             let response = try await test.subscribe()
