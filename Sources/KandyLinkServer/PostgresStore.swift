@@ -26,11 +26,6 @@ public final class PostgresStore: PlatformStore {
 
     static func isUnavailability(_ error: any Error) -> Bool {
         if error is ConnectionPoolError || error is OperationTimedOut { return true }
-        if let error = error as? PostgresTransactionError {
-            return [error.beginError, error.closureError, error.commitError].contains {
-                $0.map(isUnavailability) ?? false
-            }
-        }
         guard let error = error as? PSQLError else { return false }
         switch error.code {
         case .connectionError, .serverClosedConnection, .clientClosedConnection, .poolClosed, .uncleanShutdown:
@@ -78,7 +73,7 @@ public final class PostgresStore: PlatformStore {
     public init(url: String, listen: Bool = true, operationTimeout: Duration = .seconds(15), logger: Logger)
         async throws
     {
-        self.deadline = OperationDeadline(limit: .nanoseconds(Int64(operationTimeout / .nanoseconds(1))))
+        self.deadline = OperationDeadline(limit: TimeAmount(operationTimeout))
         let address = try Address(url)
         let configuration = address.poolConfiguration
         self.listenerConfiguration = try address.connectionConfiguration()

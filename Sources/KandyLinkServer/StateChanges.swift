@@ -29,7 +29,7 @@ final class StateChanges: Sendable {
     /// Returns true once `condition` holds, looked at again after every change; false if it
     /// still does not at the end of `limit`.
     func until(within limit: Duration, _ condition: () -> Bool) async -> Bool {
-        let deadline = NIODeadline.now() + .nanoseconds(Int64(limit / .nanoseconds(1)))
+        let deadline = NIODeadline.now() + TimeAmount(limit)
         while true {
             let seen = generation
             if condition() { return true }

@@ -120,12 +120,13 @@ public struct TestDatabase: Sendable {
         return Hold(done: doneSignal, task: task)
     }
 
-    /// Returns once some session of this database waits for a lock.
+    /// Returns once some session of this database waits for a lock (PostgreSQL tells nobody,
+    /// so it is asked, on one connection, until it says so).
     public func waitForLockWaiter() async throws {
         let name = name
-        var waiting = false
-        while !waiting {
-            try await Self.administer(server) { client in
+        try await Self.administer(server) { client in
+            var waiting = false
+            while !waiting {
                 let rows = try await client.query(
                     """
                     SELECT count(*) FROM pg_stat_activity WHERE datname = \(name) AND wait_event_type = 'Lock'
