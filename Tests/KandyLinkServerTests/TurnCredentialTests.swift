@@ -135,7 +135,7 @@ struct Coturn: Sendable {
         }
         guard process.isRunning else { throw TestFailure("turnserver did not start:\n\(seen)") }
         // Keep draining its log, or it blocks writing once the pipe is full and cannot stop.
-        output.fileHandleForReading.readabilityHandler = { handle in _ = handle.availableData }
+        output.drain()
         return Coturn(process: process, port: port, directory: directory)
     }
 
@@ -153,7 +153,11 @@ struct Coturn: Sendable {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
+        // turnutils_uclient has no time limit of its own, and once waited on coturn for good.
+        let limit = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: .seconds(20)) { process.terminate() }
         process.waitUntilExit()
+        limit.cancel()
+        guard process.terminationReason == .exit else { throw TestFailure("turnutils_uclient did not finish in 20 s") }
         return process.terminationStatus == 0
     }
 

@@ -2,7 +2,6 @@ import Foundation
 import KandyLinkServer
 import NIOCore
 import NIOPosix
-import Synchronization
 
 /// A `kandy-link serve` process: a platform node as an operator runs it, on an ephemeral port.
 public final class PlatformNode: Sendable {
@@ -41,26 +40,12 @@ public final class PlatformNode: Sendable {
         let output = Pipe()
         process.standardOutput = output
         process.standardError = FileHandle.standardError
-        let seen = Mutex(Data())
-        let (lines, sink) = AsyncStream.makeStream(of: String.self)
-        output.fileHandleForReading.readabilityHandler = { handle in
-            let chunk = handle.availableData
-            guard !chunk.isEmpty else {
-                handle.readabilityHandler = nil
-                sink.finish()
-                return
-            }
-            let text = seen.withLock { seen in
-                seen.append(chunk)
-                return String(decoding: seen, as: UTF8.self)
-            }
-            sink.yield(text)
-        }
+        let lines = output.lines()
         let ended = try process.runUntilExit()
         // "KandyLink platform listening on https://127.0.0.1:PORT (…"
-        for await text in lines {
-            guard let range = text.range(of: "listening on https://127.0.0.1:") else { continue }
-            let digits = text[range.upperBound...].prefix { $0.isNumber }
+        for await line in lines {
+            guard let range = line.range(of: "listening on https://127.0.0.1:") else { continue }
+            let digits = line[range.upperBound...].prefix { $0.isNumber }
             if let port = Int(digits) { return PlatformNode(port: port, process: process, ended: ended) }
         }
         process.terminate()

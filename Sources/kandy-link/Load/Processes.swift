@@ -139,27 +139,3 @@ extension CommandLine {
         (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? arguments[0]
     }
 }
-
-extension Pipe {
-    /// The lines written to this pipe, as they come; the stream ends with the writer.
-    func lines() -> AsyncStream<String> {
-        let (lines, sink) = AsyncStream.makeStream(of: String.self)
-        let partial = Mutex("")
-        fileHandleForReading.readabilityHandler = { handle in
-            let chunk = handle.availableData
-            guard !chunk.isEmpty else {
-                handle.readabilityHandler = nil
-                sink.finish()
-                return
-            }
-            let complete = partial.withLock { partial -> [String] in
-                partial += String(decoding: chunk, as: UTF8.self)
-                var lines = partial.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-                partial = lines.removeLast()
-                return lines
-            }
-            for line in complete { sink.yield(line) }
-        }
-        return lines
-    }
-}
