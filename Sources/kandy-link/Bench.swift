@@ -12,7 +12,7 @@ struct Bench: AsyncParsableCommand {
         abstract: "Measure the platform and the SDK.",
         discussion: "Build with -c release for numbers worth comparing: swift run -c release kandy-link bench connect",
         subcommands: [
-            Channels.self, Churn.self, Fanout.self, Connect.self, InstantMessages.self, CatchUp.self,
+            Compare.self, Channels.self, Churn.self, Fanout.self, Connect.self, InstantMessages.self, CatchUp.self,
             DirectorySearch.self, Stalled.self,
             ChannelsWorker.self,
         ])

@@ -13,6 +13,7 @@ import Testing
 
         var scenario: String
         var rows: [Row]
+        var steps: [Report]?
 
         func value(_ name: String) -> Double? { rows.first { $0.name == name }?.value }
     }
@@ -72,5 +73,37 @@ import Testing
         #expect(report.value("send errors") == 0)
         #expect(report.value("channels the node closed") == 2)
         #expect((report.value("RSS per stalled consumer") ?? 0) > 0)
+    }
+
+    /// The peers from their Debian packages; CI sets KANDY_LINK_REQUIRE_PEERS=1, so that missing
+    /// ones fail there instead of skipping.
+    static var peersInstalled: Bool {
+        ["/usr/sbin/nginx", "/usr/lib/nginx/modules/ngx_nchan_module.so", "/usr/sbin/mosquitto"]
+            .allSatisfy(FileManager.default.fileExists(atPath:))
+            || ProcessInfo.processInfo.environment["KANDY_LINK_REQUIRE_PEERS"] == "1"
+    }
+
+    @Test(.enabled(if: peersInstalled)) func compareMeasuresThePlatformAndBothPeersAlike() async throws {
+        let report = try await Self.bench([
+            "compare", "--duration", "1", "--workers", "2", "--subscribers", "10", "--rate", "200", "--fanout", "20",
+            "--fanout-rate", "10", "--idle", "50", "--lanes", "4",
+        ])
+        let servers = try #require(report.steps)
+        #expect(servers.map(\.scenario) == ["kandy-link", "nginx + nchan", "mosquitto"])
+        for server in servers {
+            #expect((server.value("sessions/s") ?? 0) > 0, "\(server.scenario)")
+            #expect(server.value("session errors") == 0, "\(server.scenario)")
+            #expect(server.value("messages sent") == 200, "\(server.scenario)")
+            #expect(server.value("messages lost") == 0, "\(server.scenario)")
+            #expect(server.value("fan-out deliveries") == 200, "\(server.scenario)")
+            #expect(server.value("fan-out lost") == 0, "\(server.scenario)")
+            #expect(server.value("memory per idle channel") != nil, "\(server.scenario)")
+        }
+        #expect(servers[0].value("CPU per GET /health") != nil)
+        // Ours over each peer's, for each figure both have.
+        for peer in ["nginx + nchan", "mosquitto"] {
+            #expect(report.value("CPU per message: kandy-link / \(peer)") != nil)
+            #expect(report.value("memory per idle channel: kandy-link / \(peer)") != nil)
+        }
     }
 }

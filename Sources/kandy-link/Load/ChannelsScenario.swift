@@ -154,7 +154,7 @@ extension Bench {
                                 }
                                 let socket = try await client.connect(node: node)
                                 try await socket.upgrade(
-                                    session.channel, onText: { _ in }, onClose: { dropped.increment() })
+                                    session.channel, onMessage: { _ in }, onClose: { dropped.increment() })
                                 socket.send(text: LoadClient.keepalive)
                                 socket.channel.eventLoop.scheduleRepeatedTask(
                                     initialDelay: .seconds(30), delay: .seconds(30)

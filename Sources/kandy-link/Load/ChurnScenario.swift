@@ -59,7 +59,7 @@ extension Bench {
                                 let (arrivals, arrived) = AsyncStream.makeStream(of: Void.self)
                                 try await socket.upgrade(
                                     session.channel,
-                                    onText: { frame in
+                                    onMessage: { frame in
                                         if frame.readableBytesView.count > 100 { arrived.yield() }  // not a keepalive
                                     }, onClose: { arrived.finish() })
                                 for _ in 0..<messages {

@@ -70,7 +70,7 @@ extension Bench {
                 }
                 await http.close()
                 let socket = try await client.connect(node: node)
-                try await socket.upgrade(session.channel, onText: { tally.arrived($0) }, onClose: {})
+                try await socket.upgrade(session.channel, onMessage: { tally.arrived($0) }, onClose: {})
                 sockets.append(socket)
             }
             try await Task.sleep(for: .milliseconds(500))

@@ -35,6 +35,9 @@ struct LoadOptions: ParsableArguments {
     @Option(help: "Event-loop threads in each load process.")
     var threads = 1
 
+    @Option(name: .customLong("node-cpu"), help: "Run the nodes the bench starts on this CPU (taskset).")
+    var cpu: Int?
+
     func validate() throws {
         guard nodes >= 1, threads >= 1 else { throw ValidationError("--nodes and --threads must be at least 1.") }
         if server.isEmpty, nodes > 1, !(database.map(PostgresStore.isURL) ?? false) {
@@ -94,7 +97,8 @@ struct LoadSetup: Sendable {
         let pids: [Int32]
         if options.server.isEmpty {
             let servers = try await ServerProcesses.start(
-                count: options.nodes, database: database, directory: directory, secure: !options.plaintext)
+                count: options.nodes, database: database, directory: directory, secure: !options.plaintext,
+                cpu: options.cpu)
             started = servers
             nodes = servers.nodes.map { .init(host: "127.0.0.1", port: $0.port) }
             (secure, trust, pids) = (!options.plaintext, servers.certificatePath, servers.nodes.map(\.pid))

@@ -71,14 +71,14 @@ final class ServerProcesses: Sendable {
 
     /// Starts `count` nodes, one after another (the first creates the certificate the others
     /// reuse).
-    static func start(count: Int, database: String, directory: URL, secure: Bool) async throws
+    static func start(count: Int, database: String, directory: URL, secure: Bool, cpu: Int? = nil) async throws
         -> ServerProcesses
     {
         var started: [(Process, Node)] = []
         do {
             for _ in 0..<count {
                 started.append(
-                    try await startOne(database: database, directory: directory, secure: secure))
+                    try await startOne(database: database, directory: directory, secure: secure, cpu: cpu))
             }
         } catch {
             for (process, _) in started { process.terminate() }
@@ -90,16 +90,18 @@ final class ServerProcesses: Sendable {
             processes: started.map(\.0))
     }
 
-    private static func startOne(database: String, directory: URL, secure: Bool) async throws
+    private static func startOne(database: String, directory: URL, secure: Bool, cpu: Int?) async throws
         -> (Process, Node)
     {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: CommandLine.executablePath)
-        process.currentDirectoryURL = directory
-        process.arguments = [
-            "serve", secure ? "--dev-tls" : "--plaintext", "--database", database, "--port", "0", "--log-level",
-            "error",
+        let command = [
+            CommandLine.executablePath, "serve", secure ? "--dev-tls" : "--plaintext", "--database", database, "--port",
+            "0", "--log-level", "error",
         ]
+        // taskset execs the node, so the process is the node's own.
+        process.executableURL = URL(fileURLWithPath: cpu == nil ? command[0] : "/usr/bin/taskset")
+        process.arguments = cpu.map { ["-c", String($0)] + command } ?? Array(command.dropFirst())
+        process.currentDirectoryURL = directory
         let output = Pipe()
         process.standardOutput = output
         process.standardError = FileHandle.standardError

@@ -49,7 +49,7 @@ extension Bench {
                 await http.close()
                 let socket = try await client.connect(node: node)
                 try await socket.upgrade(
-                    session.channel, onText: { _ in arrived.increment() }, onClose: { closed.increment() })
+                    session.channel, onMessage: { _ in arrived.increment() }, onClose: { closed.increment() })
                 try await socket.channel.setOption(.autoRead, value: false).get()
                 sockets.append(socket)
             }

@@ -4,7 +4,7 @@ import NIOPosix
 import NIOSSL
 
 /// One load-generator connection on an event loop: HTTP/1.1 requests one at a time, and after an
-/// upgrade a WebSocket whose text frames go to a callback. Parsing is done here by hand, on the
+/// upgrade a WebSocket whose messages (text or binary frames) go to a callback. Parsing is done here by hand, on the
 /// bytes, so that a hundred thousand of these cost a handler and a buffer each — no task, stream
 /// or pipeline of codecs per connection.
 final class WireConnection: Sendable {
@@ -78,19 +78,22 @@ final class WireConnection: Sendable {
         return try await exchange(bytes)
     }
 
-    /// Upgrades to a WebSocket on `path`; `onText` then receives each text frame's payload on the
+    /// Upgrades to a WebSocket on `path`; `onMessage` then receives each frame's payload on the
     /// event loop, and `onClose` once, when the socket ends.
     func upgrade(
-        _ path: String, onText: @escaping @Sendable (ByteBuffer) -> Void, onClose: @escaping @Sendable () -> Void
+        _ path: String, headers: [(String, String)] = [], onMessage: @escaping @Sendable (ByteBuffer) -> Void,
+        onClose: @escaping @Sendable () -> Void
     ) async throws {
         let key = Data((0..<16).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
-        let head =
+        var head =
             "GET \(path) HTTP/1.1\r\nHost: \(host)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            + "Sec-WebSocket-Key: \(key)\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            + "Sec-WebSocket-Key: \(key)\r\nSec-WebSocket-Version: 13\r\n"
+        for (name, value) in headers { head += "\(name): \(value)\r\n" }
+        head += "\r\n"
         let loop = channel.eventLoop
         let handler = self.handler
         try await loop.submit {
-            handler.value.onText = onText
+            handler.value.onMessage = onMessage
             handler.value.onClose = onClose
         }.get()
         let response = try await exchange(channel.allocator.buffer(string: head))
@@ -101,17 +104,26 @@ final class WireConnection: Sendable {
 
     /// Writes a masked text frame (clients must mask, RFC 6455 §5.3).
     func send(text: String) {
+        send(opcode: 0x1, Array(text.utf8))
+    }
+
+    /// Writes a masked binary frame.
+    func send(binary: [UInt8]) {
+        send(opcode: 0x2, binary)
+    }
+
+    private func send(opcode: UInt8, _ payload: [UInt8]) {
         let channel = self.channel
         channel.eventLoop.execute {
             channel.writeAndFlush(
-                WireHandler.maskedFrame(opcode: 0x1, text, allocator: channel.allocator), promise: nil)
+                WireHandler.maskedFrame(opcode: opcode, payload, allocator: channel.allocator), promise: nil)
         }
     }
 
     /// Sends a close frame, then closes the connection.
     func close() async {
         let channel = self.channel
-        let frame = WireHandler.maskedFrame(opcode: 0x8, "", allocator: channel.allocator)
+        let frame = WireHandler.maskedFrame(opcode: 0x8, [], allocator: channel.allocator)
         try? await channel.writeAndFlush(frame)
         try? await channel.close()
     }
@@ -138,7 +150,7 @@ final class WireHandler: ChannelInboundHandler {
     private var buffer: ByteBuffer?
     private var pending: EventLoopPromise<WireConnection.Response>?
     private var websocket = false
-    var onText: (@Sendable (ByteBuffer) -> Void)?
+    var onMessage: (@Sendable (ByteBuffer) -> Void)?
     var onClose: (@Sendable () -> Void)?
 
     func expect(_ promise: EventLoopPromise<WireConnection.Response>) {
@@ -214,15 +226,16 @@ final class WireHandler: ChannelInboundHandler {
         let payload = view.readSlice(length: length)!
         buffer = view
         switch first & 0x0F {
-        case 0x1: onText?(payload)
+        case 0x1, 0x2: onMessage?(payload)
         case 0x8:
             context.writeAndFlush(
-                wrapOutboundOut(Self.maskedFrame(opcode: 0x8, "", allocator: context.channel.allocator)), promise: nil)
+                wrapOutboundOut(Self.maskedFrame(opcode: 0x8, [], allocator: context.channel.allocator)), promise: nil)
             context.close(promise: nil)
         case 0x9:
             context.writeAndFlush(
                 wrapOutboundOut(
-                    Self.maskedFrame(opcode: 0xA, String(buffer: payload), allocator: context.channel.allocator)),
+                    Self.maskedFrame(
+                        opcode: 0xA, Array(payload.readableBytesView), allocator: context.channel.allocator)),
                 promise: nil)
         default: break
         }
@@ -233,7 +246,7 @@ final class WireHandler: ChannelInboundHandler {
         fail(WireConnection.Failure.closed)
         onClose?()
         onClose = nil
-        onText = nil
+        onMessage = nil
         context.fireChannelInactive()
     }
 
@@ -248,8 +261,7 @@ final class WireHandler: ChannelInboundHandler {
         promise?.fail(error)
     }
 
-    static func maskedFrame(opcode: UInt8, _ text: String, allocator: ByteBufferAllocator) -> ByteBuffer {
-        let payload = Array(text.utf8)
+    static func maskedFrame(opcode: UInt8, _ payload: [UInt8], allocator: ByteBufferAllocator) -> ByteBuffer {
         var frame = allocator.buffer(capacity: payload.count + 14)
         frame.writeInteger(0x80 | opcode)
         if payload.count < 126 {
