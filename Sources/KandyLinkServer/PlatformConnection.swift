@@ -47,8 +47,14 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
         self.platform = platform
     }
 
+    /// NIO keeps a connection's receive buffer for the connection's life, and a channel socket
+    /// only ever reads keepalives: start at 512 bytes instead of NIO's 2 KB and grow with what
+    /// arrives (a REST body doubles it read by read).
+    static let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536)
+
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
+            try channel.syncOptions?.setOption(.recvAllocator, value: Self.receiveBuffers)
             let admission = NIOLoopBoundBox(Admission.none, eventLoop: channel.eventLoop)
             let upgrader = NIOTypedWebSocketServerUpgrader<Negotiated>(
                 maxFrameSize: platform.configuration.maxFrameBytes,

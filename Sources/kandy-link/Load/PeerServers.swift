@@ -138,10 +138,12 @@ final class PeerServer: Sendable {
             """
     }
 
-    /// mosquitto 2.0 starts no WebSocket listener unless it has a plain one too.
+    /// mosquitto 2.0 starts no WebSocket listener unless it has a plain one too. Started as root
+    /// it would read the TLS key only after becoming its own user, who may not read the bench's key.
     private static func mosquittoConfiguration(port: Int, plainPort: Int, tls: TLSFiles?) -> String {
         let certificate = tls.map { "certfile \($0.chain)\nkeyfile \($0.key)\n" } ?? ""
         return """
+            user \(geteuid() == 0 ? "root" : "mosquitto")
             persistence false
             log_type error
             log_type warning
