@@ -19,7 +19,8 @@ struct Bench: AsyncParsableCommand {
 
     struct Connect: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "SDK connect time and memory per client, against an embedded platform on loopback.",
+            abstract:
+                "SDK connect time and memory per client, against an embedded platform on loopback or a --server node.",
             discussion: """
                 Connect time is setCredentials → subscribed with the channel open (POST, then the \
                 WebSocket upgrade over TLS), measured over --runs connects of one user (each followed, \
@@ -30,24 +31,49 @@ struct Bench: AsyncParsableCommand {
         @Option(help: "Connects to time.") var runs = 200
         @Option(help: "Instances to create for the memory figure.") var clients = 1000
         @Option(help: ArgumentHelp("Also write the result as JSON to this file.", valueName: "file")) var json: String?
+        @Option(
+            help: ArgumentHelp(
+                "A running node (https://HOST:PORT) instead of an embedded one, e.g. to time Kandy.js against the same node.",
+                valueName: "url"))
+        var server: String?
+        @Option(help: ArgumentHelp("PEM certificate to trust for --server.", valueName: "file")) var trust: String?
+        @Option(help: "The user to connect as, with --server.") var user: String?
+        @Option(help: "That user's password, with --server (default: KANDY_LINK_PASSWORD).") var password: String?
 
         func validate() throws {
             guard runs > 0, clients > 0 else { throw ValidationError("--runs and --clients must be positive.") }
+            if server != nil,
+                user == nil || (password ?? ProcessInfo.processInfo.environment["KANDY_LINK_PASSWORD"]) == nil
+            {
+                throw ValidationError("--server needs --user and --password (or KANDY_LINK_PASSWORD).")
+            }
         }
 
         func run() async throws {
-            try await EmbeddedPlatform.with(minExpires: 60) { embedded in try await measure(on: embedded) }
+            if let server, let user {
+                let password = self.password ?? ProcessInfo.processInfo.environment["KANDY_LINK_PASSWORD"] ?? ""
+                try await measure(
+                    address: try PlatformAddress(server), trust: trust.map { [$0] } ?? [], username: user,
+                    password: password)
+                return
+            }
+            try await EmbeddedPlatform.with(minExpires: 60) { embedded in
+                try await measure(
+                    address: try PlatformAddress("https://127.0.0.1:\(embedded.port)"),
+                    trust: [embedded.certificatePath], username: EmbeddedPlatform.username, password: embedded.password)
+            }
         }
 
-        private func measure(on embedded: EmbeddedPlatform) async throws {
-            let address = try PlatformAddress("https://127.0.0.1:\(embedded.port)")
-            let configuration = address.configuration(expires: 3600, trust: [embedded.certificatePath])
+        private func measure(address: PlatformAddress, trust: [String], username: String, password: String)
+            async throws
+        {
+            let configuration = address.configuration(expires: 3600, trust: trust)
             let clock = ContinuousClock()
             var samples: [Duration] = []
             for run in 0...runs {
                 try await Kandy.using(configuration) { kandy in
                     let started = clock.now
-                    try await kandy.setCredentials(username: EmbeddedPlatform.username, password: embedded.password)
+                    try await kandy.setCredentials(username: username, password: password)
                     try await kandy.services.subscribe(["call", "Presence", "IM"], forceLogOut: true)
                     let elapsed = started.duration(to: clock.now)
                     if run > 0 { samples.append(elapsed) }  // the first pays for bcrypt and TLS set-up
@@ -60,7 +86,7 @@ struct Bench: AsyncParsableCommand {
                 for _ in 0..<clients {
                     let kandy = try Kandy.create(configuration)
                     instances.append(kandy)
-                    try await kandy.setCredentials(username: EmbeddedPlatform.username, password: embedded.password)
+                    try await kandy.setCredentials(username: username, password: password)
                 }
                 return ProcessReading.of(getpid())?.residentBytes ?? 0
             } cleanup: {
