@@ -235,8 +235,8 @@ extension Bench {
                     group.addTask {
                         let http = try await server.client.connect(node: 0)
                         for index in stride(from: lane, to: count, by: lanes) {
-                            let (where_, onMessage) = destination(index)
-                            opened.append(try await server.open(where_, index, over: http, onMessage: onMessage))
+                            let (target, onMessage) = destination(index)
+                            opened.append(try await server.open(target, index, over: http, onMessage: onMessage))
                         }
                         await http.close()
                     }

@@ -6,6 +6,14 @@ import NIOCore
 enum Destination: Sendable {
     case channel(Int)
     case fanout
+
+    /// The peers' name for it: an nchan channel id, an MQTT topic.
+    var name: String {
+        switch self {
+        case .channel(let index): "c\(index)"
+        case .fanout: "fanout"
+        }
+    }
 }
 
 /// A server in `bench compare`, used the way its own clients use it. The same generator, pacing
@@ -37,7 +45,8 @@ struct PlatformContender: Contender {
     let client: LoadClient
     var title: String { "kandy-link" }
     var pids: [Int32] { setup.pids }
-    private var publisherUser: LoadPlan.User { setup.plan.users.last! }
+    /// `bench compare` adds the fan-out publisher after the numbered users.
+    private var publisherUser: LoadPlan.User { setup.plan.users[setup.plan.users.count - 1] }
 
     func cycle(_ index: Int, over http: WireConnection) async throws {
         let user = setup.plan.users[index]
@@ -112,7 +121,7 @@ struct NchanContender: Contender {
         onMessage: @escaping @Sendable (ByteBuffer) -> Void
     ) async throws -> WireConnection {
         let socket = try await client.connect(node: 0)
-        try await socket.upgrade("/sub/\(Self.channel(destination))", onMessage: onMessage, onClose: {})
+        try await socket.upgrade("/sub/\(destination.name)", onMessage: onMessage, onClose: {})
         return socket
     }
 
@@ -120,16 +129,9 @@ struct NchanContender: Contender {
 
     func publish(_ text: String, to destination: Destination, over connection: WireConnection) async throws {
         let response = try await connection.request(
-            "POST", "/pub/\(Self.channel(destination))", body: ByteBuffer(string: text))
+            "POST", "/pub/\(destination.name)", body: ByteBuffer(string: text))
         guard (200..<300).contains(response.status) else {
             throw WireConnection.Failure.status(response.status, String(buffer: response.body))
-        }
-    }
-
-    private static func channel(_ destination: Destination) -> String {
-        switch destination {
-        case .channel(let index): "c\(index)"
-        case .fanout: "fanout"
         }
     }
 }
@@ -154,14 +156,14 @@ struct MosquittoContender: Contender {
         onMessage: @escaping @Sendable (ByteBuffer) -> Void
     ) async throws -> WireConnection {
         let (socket, control) = try await connect(onPublish: onMessage)
-        try await subscribe(socket, control, to: Self.topic(destination))
+        try await subscribe(socket, control, to: destination.name)
         return socket
     }
 
     func publisher() async throws -> WireConnection { try await connect(onPublish: { _ in }).0 }
 
     func publish(_ text: String, to destination: Destination, over connection: WireConnection) async throws {
-        connection.send(binary: MQTTPacket.publish(topic: Self.topic(destination), payload: Array(text.utf8)))
+        connection.send(binary: MQTTPacket.publish(topic: destination.name, payload: Array(text.utf8)))
     }
 
     /// A WebSocket with the `mqtt` subprotocol and a CONNECT acknowledged; PUBLISH packets go to
@@ -195,12 +197,5 @@ struct MosquittoContender: Contender {
     private static func expect(_ type: UInt8, from control: inout AsyncStream<UInt8>.AsyncIterator) async throws {
         guard let got = await control.next() else { throw WireConnection.Failure.closed }
         guard got == type else { throw WireConnection.Failure.malformed("MQTT packet type \(got), not \(type)") }
-    }
-
-    private static func topic(_ destination: Destination) -> String {
-        switch destination {
-        case .channel(let index): "c\(index)"
-        case .fanout: "fanout"
-        }
     }
 }
