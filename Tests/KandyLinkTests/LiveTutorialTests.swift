@@ -21,7 +21,7 @@ import Testing
         #expect(kandy.services.getSubscriptions().subscribed == ["call", "Presence", "IM"])
         #expect(kandy.getConnection() == ConnectionInfo(isConnected: true, isPending: false, error: nil))
         #expect(kandy.connection.getSocketState()?.connected == true)
-        #expect(await eventually { rig.fixture.platform.openChannelCount == 1 })
+        #expect(await rig.fixture.platform.waitUntil { rig.fixture.platform.openChannelCount == 1 })
         #expect(
             recorder.names == [
                 "auth:change", "subscription:change", "ws:change", "ws:change", "subscription:change",
@@ -143,7 +143,7 @@ import Testing
             reopened = await eventually { kandy.connection.getSocketState()?.connected == true }
         }
         #expect(reopened)
-        #expect(await eventually { rig.fixture.platform.openChannelCount == 1 })
+        #expect(await rig.fixture.platform.waitUntil { rig.fixture.platform.openChannelCount == 1 })
 
         rig.advance(seconds: 30)
         let resub = await recorder.next { $0.name == .subscriptionResub }
@@ -223,13 +223,13 @@ import Testing
         let events = kandy.events
         try await kandy.setCredentials(username: PlatformFixture.alice, password: PlatformFixture.password)
         try await kandy.services.subscribe(["call"], forceLogOut: true)
-        #expect(await eventually { rig.fixture.platform.openChannelCount == 1 })
+        #expect(await rig.fixture.platform.waitUntil { rig.fixture.platform.openChannelCount == 1 })
         #expect(rig.clock.sleeperCount >= 1)  // keepalive and refresh alarms
         await kandy.destroy()
         var seen: [KandyEvent.Name] = []
         for await event in events { seen.append(event.name) }  // ends: the stream was finished
         #expect(seen.first == .authChange)
-        let closed = await eventually { rig.fixture.platform.openChannelCount == 0 }
+        let closed = await rig.fixture.platform.waitUntil { rig.fixture.platform.openChannelCount == 0 }
         #expect(closed)
         // Every timer was cancelled: nothing sleeps on the clock any more.
         let idle = await eventually { rig.clock.sleeperCount == 0 }

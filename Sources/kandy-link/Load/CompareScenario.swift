@@ -96,7 +96,10 @@ extension Bench {
             guard let ours = reports.first else { return comparison }
             for peer in reports.dropFirst() {
                 for name in Self.compared {
-                    guard let mine = ours.value(name), let theirs = peer.value(name), theirs > 0 else { continue }
+                    // A figure under the clock tick (10 ms of CPU) or the page size reads 0: no ratio then.
+                    guard let mine = ours.value(name), let theirs = peer.value(name), mine > 0, theirs > 0 else {
+                        continue
+                    }
                     comparison.add("\(name): kandy-link / \(peer.scenario)", mine / theirs, "×")
                 }
             }
