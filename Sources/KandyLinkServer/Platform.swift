@@ -401,24 +401,21 @@ public final class Platform: Sendable {
         let backlog = configuration.maxChannelBacklogBytes
         try connection.syncOptions?.setOption(
             ChannelOptions.writeBufferWaterMark, value: .init(low: backlog / 2, high: backlog))
-        let handler = NIOLoopBoundBox<ChannelSocketHandler?>(nil, eventLoop: connection.eventLoop)
         let socket = NotificationHub.Socket(
-            channelID: admission.channelID,
-            connection: ChannelSocketHandler.connection(to: connection, handler: handler),
+            channelID: admission.channelID, connection: ChannelSocketHandler.connection(to: connection),
             now: clock.now(), peer: connection.remoteAddress?.description ?? "unknown")
         let decoder = try connection.pipeline.syncOperations.context(
             handlerType: ByteToMessageHandler<WebSocketFrameDecoder>.self)
         try connection.pipeline.syncOperations.addHandler(
             FrameDeadline(timeout: .init(configuration.frameTimeout)), position: .before(decoder.handler))
-        let channelSocket = ChannelSocketHandler(
-            closeTimeout: .seconds(5), logger: logger,
-            heard: {
-                socket.touch(clock.now())
-                hub.changes.signal()
-            },
-            ended: { hub.detach(socket) })
-        handler.value = channelSocket
-        try connection.pipeline.syncOperations.addHandler(channelSocket)
+        try connection.pipeline.syncOperations.addHandler(
+            ChannelSocketHandler(
+                closeTimeout: .seconds(5), logger: logger,
+                heard: {
+                    socket.touch(clock.now())
+                    hub.changes.signal()
+                },
+                ended: { hub.detach(socket) }))
         return { [self] in
             await hub.attach(socket, lastEventID: admission.lastEventID, now: clock.now())
             // A connection that closed while attaching found nothing to detach: detach it now.

@@ -9,58 +9,58 @@ import Testing
 /// socket, a platform restart and a full queue.
 @Suite(.timeLimit(.minutes(2))) struct NoLossTests {
     @Test func aThousandMessagesAcrossADroppedSocketArriveInOrderOnce() async throws {
-        let rig = try await Rig()
-        let alice = try await Self.login(rig, PlatformFixture.alice)
-        let bob = try await Self.login(rig, PlatformFixture.bob)
-        let bobMessages = bob.recorder.collect(1001) { $0.name == .messagesChange }
-        try await alice.kandy.messages.send(to: PlatformFixture.bob, text: "before")
+        try await Rig.with { rig in
+            let alice = try await Self.login(rig, PlatformFixture.alice)
+            let bob = try await Self.login(rig, PlatformFixture.bob)
+            let bobMessages = bob.recorder.collect(1001) { $0.name == .messagesChange }
+            try await alice.kandy.messages.send(to: PlatformFixture.bob, text: "before")
 
-        // Both sockets go silent past the allowance: the platform closes them; the SDKs reconnect
-        // at once, while alice is sending.
-        rig.fixture.clock.advance(by: 101)
-        await rig.fixture.platform.sweep()
-        for number in 0..<1000 {
-            try await alice.kandy.messages.send(to: PlatformFixture.bob, text: "\(number)")
+            // Both sockets go silent past the allowance: the platform closes them; the SDKs reconnect
+            // at once, while alice is sending.
+            rig.fixture.clock.advance(by: 101)
+            await rig.fixture.platform.sweep()
+            for number in 0..<1000 {
+                try await alice.kandy.messages.send(to: PlatformFixture.bob, text: "\(number)")
+            }
+            let texts = await bobMessages.value().compactMap { event -> String? in
+                if case .messagesChange(let message) = event { message.text } else { nil }
+            }
+            #expect(texts == ["before"] + (0..<1000).map { "\($0)" })
+            #expect(bob.kandy.messages.conversation(with: PlatformFixture.alice).count == Messages.conversationLength)
+            await alice.kandy.destroy()
+            await bob.kandy.destroy()
         }
-        let texts = await bobMessages.value().compactMap { event -> String? in
-            if case .messagesChange(let message) = event { message.text } else { nil }
-        }
-        #expect(texts == ["before"] + (0..<1000).map { "\($0)" })
-        #expect(bob.kandy.messages.conversation(with: PlatformFixture.alice).count == Messages.conversationLength)
-        await alice.kandy.destroy()
-        await bob.kandy.destroy()
-        try await rig.fixture.stop()
     }
 
     @Test func aRestartAndAFullQueueAreOneMissedSignalThenTheNewestInOrder() async throws {
-        let rig = try await Rig(configure: { $0.maxQueuedNotifications = 100 })
-        let bob = try await Self.login(rig, PlatformFixture.bob)
-        let port = rig.fixture.port
-        let arrivals = bob.recorder.collect(101) { [.messagesChange, .notificationsMissed].contains($0.name) }
+        try await Rig.with(configure: { $0.maxQueuedNotifications = 100 }) { rig in
+            let bob = try await Self.login(rig, PlatformFixture.bob)
+            let port = rig.fixture.port
+            let arrivals = bob.recorder.collect(101) { [.messagesChange, .notificationsMissed].contains($0.name) }
 
-        // The platform stops; bob's reconnects fail and wait on the test clock.
-        try await rig.fixture.stopPlatform()
-        #expect(await eventually { !bob.kandy.getConnection().isConnected })
-        // Meanwhile the platform runs elsewhere and alice sends bob 150 messages.
-        try await rig.fixture.restart(on: 0)
-        let alice = try rig.client()
-        try await alice.setCredentials(username: PlatformFixture.alice, password: PlatformFixture.password)
-        for number in 0..<150 {
-            try await alice.messages.send(to: PlatformFixture.bob, text: "\(number)")
+            // The platform stops; bob's reconnects fail and wait on the test clock.
+            try await rig.fixture.stopPlatform()
+            #expect(await eventually { !bob.kandy.getConnection().isConnected })
+            // Meanwhile the platform runs elsewhere and alice sends bob 150 messages.
+            try await rig.fixture.restart(on: 0)
+            let alice = try rig.client()
+            try await alice.setCredentials(username: PlatformFixture.alice, password: PlatformFixture.password)
+            for number in 0..<150 {
+                try await alice.messages.send(to: PlatformFixture.bob, text: "\(number)")
+            }
+            await alice.destroy()
+            // Back on bob's port; his retries come due.
+            try await rig.fixture.restart(on: port)
+            let reconnected = await rig.advance(by: .seconds(5), until: { bob.kandy.getConnection().isConnected })
+            #expect(reconnected)
+            let events = await arrivals.value()
+            #expect(events.first == .notificationsMissed(50))
+            let texts = events.dropFirst().compactMap { event -> String? in
+                if case .messagesChange(let message) = event { message.text } else { nil }
+            }
+            #expect(texts == (50..<150).map { "\($0)" })
+            await bob.kandy.destroy()
         }
-        await alice.destroy()
-        // Back on bob's port; his retries come due.
-        try await rig.fixture.restart(on: port)
-        let reconnected = await rig.advance(by: .seconds(5), until: { bob.kandy.getConnection().isConnected })
-        #expect(reconnected)
-        let events = await arrivals.value()
-        #expect(events.first == .notificationsMissed(50))
-        let texts = events.dropFirst().compactMap { event -> String? in
-            if case .messagesChange(let message) = event { message.text } else { nil }
-        }
-        #expect(texts == (50..<150).map { "\($0)" })
-        await bob.kandy.destroy()
-        try await rig.fixture.stop()
     }
 
     /// (eventIds as they arrive on one channel, which are new)
