@@ -244,8 +244,12 @@ final class NotificationHub: Sendable {
             } catch {
                 logger.error("Queued notifications could not be read", metadata: ["error": "\(error)"])
             }
-            let outcome = channel.state.withLock { state -> (replaced: Socket?, attached: Bool) in
-                guard !state.ended, !closing.load(ordering: .relaxed) else { return (nil, false) }
+            // Refused, with the close to send, when the subscription ended or the node is stopping
+            // (read under the channel's lock, which closeAll takes after setting `closing`).
+            let outcome = channel.state.withLock {
+                state -> (replaced: Socket?, refusal: (WebSocketErrorCode, String)?) in
+                if closing.load(ordering: .relaxed) { return (nil, (.goingAway, "Platform shutting down")) }
+                guard !state.ended else { return (nil, (.normalClosure, "Subscription ended")) }
                 var replay = state.window.filter { lastEventID == nil || $0.eventID > lastEventID! }
                 if let forgotten = state.forgotten, lastEventID.map({ $0 < forgotten.eventID }) ?? true,
                     let text = Self.missedText(eventID: forgotten.eventID, count: forgotten.count)
@@ -265,14 +269,10 @@ final class NotificationHub: Sendable {
                 state.lastEventID = max(
                     state.lastEventID, lastEventID ?? 0, replay.last?.eventID ?? 0, stored.last?.eventID ?? 0)
                 defer { state.socket = socket }
-                return (state.socket, true)
+                return (state.socket, nil)
             }
-            guard outcome.attached else {
-                if closing.load(ordering: .relaxed) {
-                    socket.close(.goingAway, "Platform shutting down")
-                } else {
-                    socket.close(.normalClosure, "Subscription ended")
-                }
+            if let (code, reason) = outcome.refusal {
+                socket.close(code, reason)
                 return
             }
             if let replaced = outcome.replaced {

@@ -3,9 +3,9 @@ import Foundation
 package extension Pipe {
     /// The lines written to this pipe, as they come; the stream ends with the writer.
     ///
-    /// Read by a thread of its own in blocking reads rather than with `readabilityHandler`:
-    /// Foundation's dispatch read source on Linux races with the handle being closed, and took
-    /// down the whole process once (libdispatch's manager thread, `_dispatch_event_loop_drain`).
+    /// Read by a thread of its own in blocking reads rather than with `readabilityHandler`: its
+    /// dispatch read sources were the only ones in use when a test process once crashed in
+    /// libdispatch's manager thread (`_dispatch_event_loop_drain`), with node processes ending.
     func lines() -> AsyncStream<String> {
         let (lines, sink) = AsyncStream.makeStream(of: String.self)
         let handle = fileHandleForReading

@@ -42,16 +42,17 @@ struct Bench: AsyncParsableCommand {
 
         func validate() throws {
             guard runs > 0, clients > 0 else { throw ValidationError("--runs and --clients must be positive.") }
-            if server != nil,
-                user == nil || (password ?? ProcessInfo.processInfo.environment["KANDY_LINK_PASSWORD"]) == nil
-            {
+            if server != nil, user == nil || serverPassword == nil {
                 throw ValidationError("--server needs --user and --password (or KANDY_LINK_PASSWORD).")
             }
         }
 
+        private var serverPassword: String? {
+            password ?? ProcessInfo.processInfo.environment["KANDY_LINK_PASSWORD"]
+        }
+
         func run() async throws {
-            if let server, let user {
-                let password = self.password ?? ProcessInfo.processInfo.environment["KANDY_LINK_PASSWORD"] ?? ""
+            if let server, let user, let password = serverPassword {
                 try await measure(
                     address: try PlatformAddress(server), trust: trust.map { [$0] } ?? [], username: user,
                     password: password)

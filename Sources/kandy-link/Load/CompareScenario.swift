@@ -201,7 +201,6 @@ extension Bench {
         private func fanOut(_ server: some Contender, into report: inout BenchReport) async throws {
             let tally = Arrivals()
             let sockets = try await openChannels(server, count: fanout) { _ in (.fanout, { tally.arrived($0) }) }
-            try await Task.sleep(for: .milliseconds(300))  // the platform's watchers get the current presence first
             let sends = max(1, Int(fanoutRate * Double(duration)))
             tally.reset(sends: sends, copies: fanout)
             let (used, errors) = try await paced(server, sends: sends, rate: fanoutRate, tally: tally, copies: fanout) {
@@ -279,14 +278,7 @@ extension Bench {
                 }
                 try await group.waitForAll()
             }
-            if let tally {
-                var (last, quiet) = (tally.count, 0)
-                while tally.count < sends * copies, quiet < 100 {
-                    try await Task.sleep(for: .milliseconds(10))
-                    let now = tally.count
-                    (quiet, last) = (now == last ? quiet + 1 : 0, now)
-                }
-            }
+            try await tally?.settle(expecting: sends * copies)
             if let first = errors.first { print("  \(server.title): first send error: \(first)") }
             return (cpu(server) - before, errors.count)
         }

@@ -74,7 +74,20 @@ struct PlatformContender: Contender {
                 to: LinkPath.presenceWatcher(user: user.name), as: user, over: http)
         }
         let socket = try await client.connect(node: 0)
-        try await socket.upgrade(session.channel, onMessage: onMessage, onClose: {})
+        guard case .fanout = destination else {
+            try await socket.upgrade(session.channel, onMessage: onMessage, onClose: {})
+            return socket
+        }
+        // A watcher's channel first gets the publisher's current presence; it is ready once that
+        // has come, so that the fan-out measured does not include it.
+        let (first, arrived) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        try await socket.upgrade(
+            session.channel,
+            onMessage: { frame in
+                arrived.yield()
+                onMessage(frame)
+            }, onClose: { arrived.finish() })
+        for await _ in first { break }
         return socket
     }
 
@@ -102,13 +115,21 @@ struct PlatformContender: Contender {
     }
 }
 
-/// nginx + nchan: a session is a WebSocket subscriber connecting and leaving; a message is an
-/// HTTP POST to the channel's publisher location.
-struct NchanContender: Contender {
-    let server: PeerServer
-    let client: LoadClient
+/// A peer started by the bench: its title and processes are its server's.
+protocol PeerContender: Contender {
+    var server: PeerServer { get }
+}
+
+extension PeerContender {
     var title: String { server.kind.title }
     var pids: [Int32] { server.pids }
+}
+
+/// nginx + nchan: a session is a WebSocket subscriber connecting and leaving; a message is an
+/// HTTP POST to the channel's publisher location.
+struct NchanContender: PeerContender {
+    let server: PeerServer
+    let client: LoadClient
 
     func cycle(_ index: Int, over http: WireConnection) async throws {
         let socket = try await client.connect(node: 0)
@@ -138,11 +159,9 @@ struct NchanContender: Contender {
 
 /// mosquitto: a session is an MQTT-over-WebSocket client connecting, subscribing and
 /// disconnecting; a message is a QoS 0 PUBLISH on a publisher's connection.
-struct MosquittoContender: Contender {
+struct MosquittoContender: PeerContender {
     let server: PeerServer
     let client: LoadClient
-    var title: String { server.kind.title }
-    var pids: [Int32] { server.pids }
 
     func cycle(_ index: Int, over http: WireConnection) async throws {
         let (socket, control) = try await connect(onPublish: { _ in })

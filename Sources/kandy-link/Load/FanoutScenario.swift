@@ -162,15 +162,7 @@ extension Bench {
                 try await group.waitForAll()
             }
             let sent = Bench.seconds(pacer.start.duration(to: pacer.clock.now))
-            // Wait for the stragglers: until everything arrived, or nothing more for a second.
-            var last = tally.count
-            var quiet = 0
-            while tally.count < sends * copies, quiet < 100 {
-                try await Task.sleep(for: .milliseconds(10))
-                let now = tally.count
-                quiet = now == last ? quiet + 1 : 0
-                last = now
-            }
+            try await tally.settle(expecting: sends * copies)
             let after = setup.readings()
             let result = tally.result()
             let (errorCount, firstError) = (errors.count, errors.first)
@@ -220,6 +212,16 @@ final class Arrivals: Sendable {
     }
 
     var count: Int { state.withLock { $0.delivered } }
+
+    /// Waits for the stragglers: until `expected` have arrived, or nothing more for a second.
+    func settle(expecting expected: Int) async throws {
+        var (last, quiet) = (count, 0)
+        while count < expected, quiet < 100 {
+            try await Task.sleep(for: .milliseconds(10))
+            let now = count
+            (quiet, last) = (now == last ? quiet + 1 : 0, now)
+        }
+    }
 
     /// Reads `~KL<sequence>:<sent ns>~` out of a frame.
     func arrived(_ frame: ByteBuffer) {

@@ -78,10 +78,7 @@ final class PeerServer: Sendable {
                 .write(to: config, atomically: true, encoding: .utf8)
             command = [mosquitto, "-c", config.path]
         }
-        let process = Process()
-        // taskset execs the server, so the process is the server's own.
-        process.executableURL = URL(fileURLWithPath: cpu == nil ? command[0] : "/usr/bin/taskset")
-        process.arguments = cpu.map { ["-c", String($0)] + command } ?? Array(command.dropFirst())
+        let process = Process(command: command, onCPU: cpu)
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.standardError
         try process.run()

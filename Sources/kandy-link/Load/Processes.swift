@@ -93,14 +93,11 @@ final class ServerProcesses: Sendable {
     private static func startOne(database: String, directory: URL, secure: Bool, cpu: Int?) async throws
         -> (Process, Node)
     {
-        let process = Process()
         let command = [
             CommandLine.executablePath, "serve", secure ? "--dev-tls" : "--plaintext", "--database", database, "--port",
             "0", "--log-level", "error",
         ]
-        // taskset execs the node, so the process is the node's own.
-        process.executableURL = URL(fileURLWithPath: cpu == nil ? command[0] : "/usr/bin/taskset")
-        process.arguments = cpu.map { ["-c", String($0)] + command } ?? Array(command.dropFirst())
+        let process = Process(command: command, onCPU: cpu)
         process.currentDirectoryURL = directory
         let output = Pipe()
         process.standardOutput = output
@@ -132,6 +129,16 @@ final class ServerProcesses: Sendable {
                         .utf8))
             kill(process.processIdentifier, SIGKILL)
         }
+    }
+}
+
+extension Process {
+    /// A process for `command` (its executable's path, then its arguments), on CPU `cpu` when
+    /// given. taskset execs the command, so the process is the command's own.
+    convenience init(command: [String], onCPU cpu: Int?) {
+        self.init()
+        executableURL = URL(fileURLWithPath: cpu == nil ? command[0] : "/usr/bin/taskset")
+        arguments = cpu.map { ["-c", String($0)] + command } ?? Array(command.dropFirst())
     }
 }
 

@@ -4,9 +4,9 @@ import NIOPosix
 import NIOSSL
 
 /// One load-generator connection on an event loop: HTTP/1.1 requests one at a time, and after an
-/// upgrade a WebSocket whose messages (text or binary frames) go to a callback. Parsing is done here by hand, on the
-/// bytes, so that a hundred thousand of these cost a handler and a buffer each — no task, stream
-/// or pipeline of codecs per connection.
+/// upgrade a WebSocket whose messages (text or binary frames) go to a callback. Parsing is done
+/// here by hand, on the bytes, so that a hundred thousand of these cost a handler and a buffer
+/// each — no task, stream or pipeline of codecs per connection.
 final class WireConnection: Sendable {
     struct Response: Sendable {
         var status: Int
