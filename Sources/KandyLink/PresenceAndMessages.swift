@@ -99,3 +99,92 @@ public struct Messages: Sendable {
     /// Messages kept per conversation.
     public static let conversationLength = 200
 }
+
+// MARK: The session's presence and messages
+
+extension KandySession {
+    func updatePresence(_ state: PresenceState) async throws {
+        try checkAlive()
+        var state = state
+        if state.note?.isEmpty == true { state.note = nil }  // as Kandy.js: a note only if non-empty
+        do throws(KandyError) {
+            guard state.status.isKnown else {
+                throw KandyError(.invalidPresenceStatus, "Invalid status in presence update request.")
+            }
+            guard state.activity.isKnown else {
+                throw KandyError(.invalidPresenceActivity, "Invalid activity in presence update request.")
+            }
+            _ = try await request(
+                "POST", LinkPath.presence(user:), body: PresenceRequestDocument(presenceRequest: state),
+                as: PresenceResponseDocument.self, failure: .presenceFailure, verb: "update presence")
+        } catch {
+            observers.emit(.presenceError(error))
+            throw error
+        }
+        observers.emit(.presenceSelfChange(state))
+    }
+
+    func presenceWatcher(_ users: [String], action: PresenceWatcherAction) async throws -> [UserPresence] {
+        try checkAlive()
+        let answer: PresenceWatcherResponseDocument
+        do {
+            answer = try await request(
+                "POST", LinkPath.presenceWatcher(user:),
+                body: PresenceWatcherRequestDocument(presenceWatcherRequest: .init(userList: users, action: action)),
+                as: PresenceWatcherResponseDocument.self, failure: .presenceFailure,
+                verb: "\(action.rawValue) presence")
+        } catch {
+            observers.emit(.presenceError(error))
+            throw error
+        }
+        switch action {
+        case .watch: observers.emit(.presenceSubscribe(users))
+        case .stopwatch: observers.emit(.presenceUnsubscribe(users))
+        case .get: break
+        }
+        let fetched = (answer.presenceContact ?? []).map { UserPresence(userId: $0.presentityUserId, state: $0.state) }
+        for presence in fetched { learned(presence) }
+        return fetched
+    }
+
+    func sendMessage(to destination: String, text: String) async throws -> InstantMessage {
+        try checkAlive()
+        let recipient = InstantMessageRequest(toUrl: destination, message: text).recipient
+        let id: String
+        do throws(KandyError) {
+            guard !recipient.isEmpty else { throw KandyError(.invalidDestination, "A message needs a recipient.") }
+            let answer = try await request(
+                "POST", LinkPath.instantMessage(user:),
+                body: InstantMessageRequestDocument(imRequest: .init(toUrl: recipient, message: text)),
+                as: InstantMessageResponseDocument.self, failure: .sendMessageFailure, verb: "send message")
+            guard let messageId = answer.imResponse.messageId else {
+                throw KandyError(
+                    .sendMessageFailure, "Failed to send message: the platform's answer has no messageId.")
+            }
+            id = messageId
+        } catch {
+            observers.emit(.messagesError(error))
+            throw error
+        }
+        let message = InstantMessage(
+            id: id, sender: auth.credentials?.username ?? "", recipient: recipient, text: text,
+            timestamp: wallClock(), direction: .outgoing)
+        record(message)
+        return message
+    }
+
+    func learned(_ presence: UserPresence) {
+        snapshot.state.withLock { $0.presence[presence.userId] = presence }
+        observers.emit(.presenceChange(presence))
+    }
+
+    func record(_ message: InstantMessage) {
+        snapshot.state.withLock { state in
+            state.conversations[message.peer, default: []].append(message)
+            if state.conversations[message.peer]!.count > Messages.conversationLength {
+                state.conversations[message.peer]!.removeFirst()
+            }
+        }
+        observers.emit(.messagesChange(message))
+    }
+}

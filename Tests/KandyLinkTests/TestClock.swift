@@ -18,6 +18,8 @@ final class TestClock: Clock, Sendable {
         var now = Instant(offset: .zero)
         var sleepers: [Int: Sleeper] = [:]
         var nextID = 0
+        /// Tests waiting for a sleeper with this deadline.
+        var watchers: [(deadline: Instant, continuation: CheckedContinuation<Void, Never>)] = []
     }
 
     private let state = Mutex(State())
@@ -33,17 +35,34 @@ final class TestClock: Clock, Sendable {
         }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                let resumeNow = state.withLock { state -> Bool in
-                    if deadline <= state.now || Task.isCancelled { return true }
+                let (resumeNow, watchers) = state.withLock { state in
+                    if deadline <= state.now || Task.isCancelled { return (true, [CheckedContinuation<Void, Never>]()) }
                     state.sleepers[id] = Sleeper(deadline: deadline, continuation: continuation)
-                    return false
+                    let watching = state.watchers.filter { $0.deadline == deadline }.map(\.continuation)
+                    state.watchers.removeAll { $0.deadline == deadline }
+                    return (false, watching)
                 }
+                for watcher in watchers { watcher.resume() }
                 if resumeNow { continuation.resume() }
             }
         } onCancel: {
             state.withLock { $0.sleepers.removeValue(forKey: id) }?.continuation.resume(throwing: CancellationError())
         }
         try Task.checkCancellation()
+    }
+
+    /// Returns once a task sleeps until `deadline`: an alarm armed, the readiness a test waits
+    /// for before it moves the clock past the alarm.
+    func sleeper(at deadline: Duration) async {
+        let deadline = Instant(offset: deadline)
+        await withCheckedContinuation { continuation in
+            let armed = state.withLock { state in
+                if state.sleepers.values.contains(where: { $0.deadline == deadline }) { return true }
+                state.watchers.append((deadline, continuation))
+                return false
+            }
+            if armed { continuation.resume() }
+        }
     }
 
     func advance(by duration: Duration) {
