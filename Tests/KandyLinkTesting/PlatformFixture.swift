@@ -98,14 +98,3 @@ public final class PlatformFixture: Sendable {
         try? FileManager.default.removeItem(at: directory)
     }
 }
-
-/// Yields until `condition` holds, for at most `limit` of real time: for state another task is
-/// about to reach (a socket the platform is attaching, a store write on its way), without sleeping.
-public func eventually(within limit: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
-    let deadline = ContinuousClock.now + limit
-    while ContinuousClock.now < deadline {
-        if condition() { return true }
-        await Task.yield()
-    }
-    return condition()
-}

@@ -129,21 +129,22 @@ import Testing
 
     @Test(.timeLimit(.minutes(1))) func afterAPlatformRestartTheClientReconnectsAndKeepsRefreshing() async throws {
         try await Rig.with { rig in
-            let kandy = try rig.client(
-                backoff: .init(limit: 0, delay: .seconds(1), multiplier: 2, maxDelay: .seconds(8)))
+            let backoff = KandyConfiguration.Backoff(limit: 0, delay: .seconds(1), multiplier: 2, maxDelay: .seconds(8))
+            let socket = try rig.watchedSocket()
+            let kandy = try rig.client(backoff: backoff, websocket: socket)
             let recorder = Recorder(kandy)
             try await kandy.setCredentials(username: PlatformFixture.alice, password: PlatformFixture.password)
             try await kandy.services.subscribe(["call", "Presence", "IM"], forceLogOut: true)
+            #expect(await socket.nextAttempt() == .opened)
 
             try await rig.fixture.restart(samePort: true)
             // The loss is noticed from the close itself; retries follow the backoff on the test clock.
             _ = await recorder.next { $0 == .wsChange }
-            var reopened = false
-            for _ in 0..<20 where !reopened {
-                rig.clock.advance(by: .seconds(8))
-                reopened = await eventually { kandy.connection.getSocketState()?.connected == true }
+            #expect(await rig.retryUntilOpen(socket, backoff: backoff))
+            let reopened = await recorder.next {
+                $0 == .wsChange && kandy.connection.getSocketState()?.connected == true
             }
-            #expect(reopened)
+            #expect(reopened != nil)
             #expect(await rig.fixture.platform.waitUntil { rig.fixture.platform.openChannelCount == 1 })
 
             rig.advance(seconds: 30)
@@ -159,6 +160,7 @@ import Testing
             let turn = KandyConfiguration.IceServer(url: "turns:turn.example.com:443")
             let stun = KandyConfiguration.IceServer(url: "stun:stun.example.com:3478")
             let kandy = try rig.client(call: .init(serverTurnCredentials: true, iceServers: [turn, stun]))
+            let recorder = Recorder(kandy)
             #expect(kandy.iceServers == [turn, stun])  // nothing issued yet
             try await kandy.setCredentials(username: PlatformFixture.alice, password: PlatformFixture.password)
             try await kandy.services.subscribe(["call"], forceLogOut: true)
@@ -171,7 +173,9 @@ import Testing
                 ])
             // A refresh brings credentials issued later; they replace the old ones.
             rig.advance(seconds: 30)
-            _ = await eventually { kandy.services.current()?.turnCredentials != issued }
+            let refreshed = await recorder.next { $0.name == .subscriptionResub }
+            #expect(refreshed == .subscriptionResub(.init(attemptNum: 1, isFailure: false)))
+            #expect(kandy.services.current()?.turnCredentials != issued)
             #expect(kandy.iceServers.first?.username == "1800086430:alice@example.com")
 
             let own = try rig.client(call: .init(serverTurnCredentials: false, iceServers: [turn]))
@@ -234,9 +238,8 @@ import Testing
             #expect(seen.first == .authChange)
             let closed = await rig.fixture.platform.waitUntil { rig.fixture.platform.openChannelCount == 0 }
             #expect(closed)
-            // Every timer was cancelled: nothing sleeps on the clock any more.
-            let idle = await eventually { rig.clock.sleeperCount == 0 }
-            #expect(idle)
+            // Every timer was cancelled by destroy: nothing sleeps on the clock any more.
+            #expect(rig.clock.sleeperCount == 0)
         }
     }
 }
@@ -277,6 +280,26 @@ final class Rig: Sendable {
                 connectivity: .init(reconnect: backoff),
                 tls: .init(trustedCertificateFiles: [fixture.certificatePath])),
             websocket: websocket, clock: clock, now: { wallClock.now() }, random: { 0 })
+    }
+
+    /// A real channel transport for `client(websocket:)` that reports each open attempt.
+    func watchedSocket() throws -> WatchedWebSocket {
+        let tls = try Kandy.makeTLS(.init(trustedCertificateFiles: [fixture.certificatePath]))
+        return WatchedWebSocket(WSClientTransport(tls: tls, serverName: "localhost", pingInterval: .seconds(30)))
+    }
+
+    /// Plays a client's reconnect: after each failed open, once its retry alarm is armed, moves
+    /// the clock to it. True once an open succeeds; false after `limit` failures.
+    func retryUntilOpen(
+        _ socket: WatchedWebSocket, backoff: KandyConfiguration.Backoff, limit: Int = 30
+    ) async -> Bool {
+        for failed in 1...limit {
+            guard await socket.nextAttempt() == .failed else { return true }
+            let wait = backoff.wait(afterAttempt: failed, random: 0)
+            await clock.sleeper(at: clock.now.offset + wait)
+            clock.advance(by: wait)
+        }
+        return false
     }
 
     /// Moves both the platform's wall clock and the clients' timers.

@@ -34,13 +34,16 @@ import Testing
 
     @Test func aRestartAndAFullQueueAreOneMissedSignalThenTheNewestInOrder() async throws {
         try await Rig.with(configure: { $0.maxQueuedNotifications = 100 }) { rig in
-            let bob = try await Self.login(rig, PlatformFixture.bob)
+            let socket = try rig.watchedSocket()
+            let bob = try await Self.login(rig, PlatformFixture.bob, websocket: socket)
+            #expect(await socket.nextAttempt() == .opened)
             let port = rig.fixture.port
             let arrivals = bob.recorder.collect(101) { [.messagesChange, .notificationsMissed].contains($0.name) }
 
             // The platform stops; bob's reconnects fail and wait on the test clock.
             try await rig.fixture.stopPlatform()
-            #expect(await eventually { !bob.kandy.getConnection().isConnected })
+            let lost = await bob.recorder.next { $0 == .wsChange && !bob.kandy.getConnection().isConnected }
+            #expect(lost != nil)
             // Meanwhile the platform runs elsewhere and alice sends bob 150 messages.
             try await rig.fixture.restart(on: 0)
             let alice = try rig.client()
@@ -51,8 +54,7 @@ import Testing
             await alice.destroy()
             // Back on bob's port; his retries come due.
             try await rig.fixture.restart(on: port)
-            let reconnected = await rig.advance(by: .seconds(5), until: { bob.kandy.getConnection().isConnected })
-            #expect(reconnected)
+            #expect(await rig.retryUntilOpen(socket, backoff: .init()))
             let events = await arrivals.value()
             #expect(events.first == .notificationsMissed(50))
             let texts = events.dropFirst().compactMap { event -> String? in
@@ -88,8 +90,10 @@ import Testing
         #expect(received.newest(on: "/ch2") == 3)
     }
 
-    static func login(_ rig: Rig, _ user: String) async throws -> Pair.Client {
-        let kandy = try rig.client(expires: 3600)
+    static func login(
+        _ rig: Rig, _ user: String, websocket: (any WebSocketTransport)? = nil
+    ) async throws -> Pair.Client {
+        let kandy = try rig.client(expires: 3600, websocket: websocket)
         let recorder = Recorder(kandy)
         try await kandy.setCredentials(username: user, password: PlatformFixture.password)
         try await kandy.services.subscribe(["call", "Presence", "IM"], forceLogOut: true)
@@ -124,18 +128,5 @@ extension Recorder {
                 task.cancel()
             }
         }
-    }
-}
-
-extension Rig {
-    /// Moves the clients' clock by `step` until `condition` holds, at most `steps` times: for a
-    /// retry whose alarm is armed only once a failure has come back from the network.
-    func advance(by step: Duration, until condition: () -> Bool, steps: Int = 12) async -> Bool {
-        for _ in 0..<steps {
-            if condition() { return true }
-            clock.advance(by: step)
-            if await eventually(condition) { return true }
-        }
-        return condition()
     }
 }

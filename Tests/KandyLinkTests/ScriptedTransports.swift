@@ -132,3 +132,39 @@ final class ScriptedWebSocket: WebSocketTransport {
         fatalError("the opening stream never finishes")
     }
 }
+
+/// Real sockets, each open attempt's outcome reported: a test moves the clock to a retry only
+/// once the failure it follows has happened.
+final class WatchedWebSocket: WebSocketTransport {
+    enum Attempt: Sendable, Equatable {
+        case opened, failed
+    }
+
+    private let inner: any WebSocketTransport
+    private let stream: AsyncStream<Attempt>
+    private let sink: AsyncStream<Attempt>.Continuation
+
+    init(_ inner: any WebSocketTransport) {
+        self.inner = inner
+        (stream, sink) = AsyncStream.makeStream(of: Attempt.self)
+    }
+
+    func connect(
+        url: String, onMessage: @escaping @Sendable (String) -> Void, onClose: @escaping @Sendable () -> Void
+    ) async throws -> any WebSocketConnection {
+        do {
+            let connection = try await inner.connect(url: url, onMessage: onMessage, onClose: onClose)
+            sink.yield(.opened)
+            return connection
+        } catch {
+            sink.yield(.failed)
+            throw error
+        }
+    }
+
+    /// The outcome of the next open attempt, in order, once it is known.
+    func nextAttempt() async -> Attempt {
+        for await attempt in stream { return attempt }
+        fatalError("the attempt stream never finishes")
+    }
+}
