@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import KandyLinkProtocol
+import Logging
 import NIOCore
 import NIOHTTP1
 
@@ -24,7 +25,22 @@ public struct PlatformRequestContext: RequestContext {
 struct LinkResponder: HTTPResponder {
     typealias Context = PlatformRequestContext
 
-    let platform: Platform
+    let authenticator: Authenticator
+    let subscriptions: SubscriptionService
+    let presence: PresenceService
+    let messages: InstantMessageService
+    let calls: CallService
+    let addressBook: AddressBookService
+    let directory: DirectoryService
+    let callHistory: CallHistoryService
+    /// Whether the database is reachable, and the count of calls for `/metrics`.
+    let store: any PlatformStore
+    /// The open channels, for `/metrics`.
+    let hub: NotificationHub
+    let metrics: PlatformMetrics
+    /// Body limits and timeouts.
+    let configuration: PlatformConfiguration
+    let logger: Logger
 
     func respond(to request: Request, context: Context) async throws -> Response {
         let target = request.head.path ?? "/"
@@ -39,15 +55,15 @@ struct LinkResponder: HTTPResponder {
             // Rather than read, to discard it, whatever the client still sends.
             if error.endsConnection { response.headers[.connection] = "close" }
         } catch  where isDatabaseUnavailability(error) {
-            platform.logger.warning("Request failed: the database is unavailable", metadata: ["error": "\(error)"])
+            logger.warning("Request failed: the database is unavailable", metadata: ["error": "\(error)"])
             response = Self.errorResponse(Self.databaseUnavailable, envelope: envelope)
         } catch {
-            platform.logger.error("Request failed", metadata: ["error": "\(error)"])
+            logger.error("Request failed", metadata: ["error": "\(error)"])
             response = Self.errorResponse(PlatformError(.internalError), envelope: envelope)
         }
         response.headers[.accessControlAllowOrigin] = CrossOrigin.allowOrigin(for: request.headers[.origin])
         response.headers[values: .vary] = ["Origin"]
-        platform.metrics.countRequest(status: response.status.code)
+        metrics.countRequest(status: response.status.code)
         return response
     }
 
@@ -61,13 +77,13 @@ struct LinkResponder: HTTPResponder {
         }
         // While the database is known to be away, answering at once beats queueing for it (a load
         // balancer's health check sees it too).
-        guard platform.store.isReachable else { throw Self.databaseUnavailable }
+        guard store.isReachable else { throw Self.databaseUnavailable }
         switch path {
         case "/metrics":
             guard request.method == .get else { throw Self.methodNotAllowed(request, allowed: "GET") }
-            let text = platform.metrics.render(
-                subscriptionCount: try await platform.subscriptions.count(now: platform.clock.now()),
-                channelCount: platform.hub.count, callCount: try await platform.callCount())
+            let text = metrics.render(
+                subscriptionCount: try await subscriptions.count(), channelCount: hub.count,
+                callCount: try await store.callCount())
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                 body: .init(byteBuffer: ByteBuffer(string: text)))
@@ -106,13 +122,13 @@ struct LinkResponder: HTTPResponder {
         case (.presence(let user), .post):
             try await authorize(request, user: user, context: context)
             let body = try await decode(request, as: PresenceRequestDocument.self)
-            try await platform.presence.update(of: user, to: body.presenceRequest)
+            try await presence.update(of: user, to: body.presenceRequest)
             return try Self.json(PresenceResponseDocument(presenceResponse: .success), status: .ok)
         case (.presenceWatcher(let user), .post):
             try await authorize(request, user: user, context: context)
             let body = try await decode(request, as: PresenceWatcherRequestDocument.self)
             let request = body.presenceWatcherRequest
-            let contacts = try await platform.presence.watcher(request, by: user)
+            let contacts = try await presence.watcher(request, by: user)
             return try Self.json(
                 PresenceWatcherResponseDocument(
                     presenceWatcherResponse: .success, presenceContact: contacts,
@@ -121,59 +137,59 @@ struct LinkResponder: HTTPResponder {
         case (.instantMessage(let user), .post):
             try await authorize(request, user: user, context: context)
             let body = try await decode(request, as: InstantMessageRequestDocument.self)
-            let messageID = try await platform.messages.send(body.imRequest, from: user)
+            let messageID = try await messages.send(body.imRequest, from: user)
             return try Self.json(
                 InstantMessageResponseDocument(imResponse: .init(statusCode: 0, messageId: messageID)), status: .ok)
         case (.callControl(let user), .post):
             try await authorize(request, user: user, context: context)
             let body = try await decodeCall(request, as: CallControlRequestDocument.self)
-            let id = try await platform.calls.start(body.callControlRequest, by: user)
+            let id = try await calls.start(body.callControlRequest, by: user)
             return try Self.json(
                 CallControlResponseDocument(callControlResponse: .init(statusCode: 0, sessionData: id)), status: .ok)
         case (.callSession(let user, let id), .put):
             try await authorize(request, user: user, context: context)
             let body = try await decodeCall(request, as: CallControlRequestDocument.self)
-            try await platform.calls.update(body.callControlRequest, session: id, by: user)
+            try await calls.update(body.callControlRequest, session: id, by: user)
             return try Self.json(CallControlResponseDocument(callControlResponse: .init(statusCode: 0)), status: .ok)
         case (.callSession(let user, let id), .get):
             try await authorize(request, user: user, context: context)
-            let state = try await platform.calls.state(session: id, of: user)
+            let state = try await calls.state(session: id, of: user)
             return try Self.json(
                 CallControlResponseDocument(callControlResponse: .init(statusCode: 0, state: state)), status: .ok)
         case (.callSession(let user, let id), .delete):
             try await authorize(request, user: user, context: context)
-            try await platform.calls.end(session: id, by: user)
+            try await calls.end(session: id, by: user)
             return try Self.json(CallControlResponseDocument(callControlResponse: .init(statusCode: 0)), status: .ok)
         case (.callDisposition(let user), .post):
             try await authorize(request, user: user, context: context)
             let body = try await decodeCall(request, as: CallDispositionRequestDocument.self)
-            try await platform.calls.dispose(body.callDispositionRequest, by: user)
+            try await calls.dispose(body.callDispositionRequest, by: user)
             return try Self.json(CallDispositionResponseDocument(callDispositionResponse: .success), status: .ok)
         case (.addressBook(let user), .get):
             try await authorize(request, user: user, context: context)
-            let contacts = try await platform.addressBook.contacts(of: user)
+            let contacts = try await addressBook.contacts(of: user)
             return try Self.json(Self.addressBook(contacts), status: .ok)
         case (.contacts(let user), .post):
             try await authorize(request, user: user, context: context)
             let body = try await decode(request, as: AddressBookRequestDocument.self)
-            let contact = try await platform.addressBook.add(body.addressBookRequest, by: user)
+            let contact = try await addressBook.add(body.addressBookRequest, by: user)
             return try Self.json(Self.addressBook([contact]), status: .ok)
         case (.contact(let user, let id), .get):
             try await authorize(request, user: user, context: context)
-            let contact = try await platform.addressBook.contact(id, of: user)
+            let contact = try await addressBook.contact(id, of: user)
             return try Self.json(Self.addressBook([contact]), status: .ok)
         case (.contact(let user, let id), .put):
             try await authorize(request, user: user, context: context)
             let body = try await decode(request, as: AddressBookRequestDocument.self)
-            let contact = try await platform.addressBook.update(id, with: body.addressBookRequest, by: user)
+            let contact = try await addressBook.update(id, with: body.addressBookRequest, by: user)
             return try Self.json(Self.addressBook([contact]), status: .ok)
         case (.contact(let user, let id), .delete):
             try await authorize(request, user: user, context: context)
-            try await platform.addressBook.remove(id, by: user)
+            try await addressBook.remove(id, by: user)
             return try Self.json(Self.addressBook(nil), status: .ok)
         case (.directory(let user), .get):
             try await authorize(request, user: user, context: context)
-            let (page, query) = try await platform.directory.search(query: Self.queryItems(request))
+            let (page, query) = try await directory.search(query: Self.queryItems(request))
             return try Self.json(
                 DirectoryResponseDocument(
                     directory: .init(
@@ -182,21 +198,21 @@ struct LinkResponder: HTTPResponder {
                 status: .ok)
         case (.userProfileData(let user), .get):
             try await authorize(request, user: user, context: context)
-            let profile = try await platform.directory.profile(of: user)
+            let profile = try await directory.profile(of: user)
             return try Self.json(
                 UserProfileDataDocument(userProfileData: .init(statusCode: 0, user: profile)), status: .ok)
         case (.logHistory(let user), .get):
             try await authorize(request, user: user, context: context)
-            let logs = try await platform.callHistory.logs(of: user, query: Self.queryItems(request))
+            let logs = try await callHistory.logs(of: user, query: Self.queryItems(request))
             return try Self.json(
                 LogHistoryDocument(logHistory: .init(statusCode: 0, logItems: logs.map(CallLogItem.init))), status: .ok)
         case (.logHistory(let user), .delete):
             try await authorize(request, user: user, context: context)
-            try await platform.callHistory.clear(of: user)
+            try await callHistory.clear(of: user)
             return try Self.json(LogHistoryDocument(logHistory: .init(statusCode: 0)), status: .ok)
         case (.logRecord(let user, let id), .delete):
             try await authorize(request, user: user, context: context)
-            try await platform.callHistory.remove(id, of: user)
+            try await callHistory.remove(id, of: user)
             return try Self.json(LogRecordDocument(logRecord: .success), status: .ok)
         case (.localization, .get):
             _ = try await authenticate(request, context: context)
@@ -225,36 +241,18 @@ struct LinkResponder: HTTPResponder {
 
     private func subscribe(_ request: Request, user: String) async throws -> Response {
         let body = try await decode(request, as: SubscribeRequestDocument.self)
-        let subscribe = try Self.validate(body.subscribeRequest)
-        let now = platform.clock.now()
-        let (record, evicted) = try await platform.subscriptions.subscribe(
-            user: user, services: subscribe.service, expires: subscribe.expires,
-            forceLogOut: subscribe.forceLogOut?.isForced ?? false, now: now)
-        await platform.endChannels(evicted.map(\.channelID), reason: "Logged out by a newer session")
-        platform.metrics.evictions.increment(by: Int64(evicted.count))
-        if !evicted.isEmpty { await platform.sessionsEnded(for: [user]) }
-        platform.logger.info(
-            "Subscribed",
-            metadata: [
-                "user": .string(user), "services": .string(record.services.joined(separator: ",")),
-                "expires": .stringConvertible(record.expires), "evicted": .stringConvertible(evicted.count),
-            ])
-        return try Self.json(document(record, request: subscribe), status: .ok)
+        return try Self.json(
+            try await subscriptions.subscribe(try Self.validate(body.subscribeRequest), user: user), status: .ok)
     }
 
     private func refresh(_ request: Request, user: String, id: String) async throws -> Response {
         let body = try await decode(request, as: SubscribeRequestDocument.self)
-        let update = try Self.validate(body.subscribeRequest)
-        let record = try await platform.subscriptions.refresh(
-            user: user, id: id, services: update.service, expires: update.expires, now: platform.clock.now())
-        return try Self.json(document(record, request: update), status: .ok)
+        return try Self.json(
+            try await subscriptions.refresh(try Self.validate(body.subscribeRequest), user: user, id: id), status: .ok)
     }
 
     private func unsubscribe(user: String, id: String) async throws -> Response {
-        let record = try await platform.subscriptions.unsubscribe(user: user, id: id, now: platform.clock.now())
-        await platform.unsubscribed([record.channelID])
-        platform.logger.info("Unsubscribed", metadata: ["user": .string(user)])
-        await platform.sessionsEnded(for: [user])
+        try await subscriptions.unsubscribe(user: user, id: id)
         return try Self.json(SubscribeResponseDocument(subscribeResponse: .init(statusCode: 0)), status: .ok)
     }
 
@@ -276,7 +274,7 @@ struct LinkResponder: HTTPResponder {
 
     /// Who sent the request.
     private func authenticate(_ request: Request, context: Context) async throws -> AuthenticatedUser {
-        try await platform.authenticator.authenticate(
+        try await authenticator.authenticate(
             authorization: request.headers[.authorization], token: request.headers[Self.tokenField],
             address: context.remoteAddress)
     }
@@ -290,30 +288,14 @@ struct LinkResponder: HTTPResponder {
 
     static let tokenField = HTTPField.Name(CredentialHeader.tokenHeaderName)!
 
-    /// The full record, with fresh TURN credentials when the platform has a TURN secret.
-    private func document(_ record: StoredSubscription, request: SubscribeRequest) -> SubscribeResponseDocument {
-        SubscribeResponseDocument(
-            subscribeResponse: .init(
-                statusCode: StatusCode.success.rawValue,
-                subscription: LinkPath.subscription(user: record.username, id: record.id),
-                subscriptionParams: .init(
-                    service: record.services.map(ServiceName.init(rawValue:)),
-                    notificationChannel: LinkPath.channel(user: record.username, channelID: record.channelID),
-                    expires: record.expires,
-                    turnCredentials: platform.turn?.credentials(for: record.username, now: platform.clock.now()),
-                    localization: request.localization,
-                    useTurn: request.useTurn,
-                    notificationType: request.notificationType)))
-    }
-
     private func decode<T: Decodable>(_ request: Request, as type: T.Type) async throws -> T {
         try await Self.decodeBody(
-            request, as: type, limit: platform.configuration.maxBodyBytes, timeout: platform.configuration.bodyTimeout)
+            request, as: type, limit: configuration.maxBodyBytes, timeout: configuration.bodyTimeout)
     }
 
     /// Call requests carry SDP, which may be larger than other bodies.
     private func decodeCall<T: Decodable>(_ request: Request, as type: T.Type) async throws -> T {
-        let configuration = platform.configuration
+        let configuration = configuration
         return try await Self.decodeBody(
             request, as: type, limit: max(configuration.maxBodyBytes, configuration.maxSDPBytes + 16 * 1024),
             timeout: configuration.bodyTimeout)

@@ -39,6 +39,8 @@ public final class Platform: Sendable {
     let callHistory: CallHistoryService
     let addressBook: AddressBookService
     let directory: DirectoryService
+    let subscriptionService: SubscriptionService
+    let channels: ChannelEndpoint
     let metrics = PlatformMetrics()
     let turn: TurnCredentialIssuer?
     let logger: Logger
@@ -115,6 +117,13 @@ public final class Platform: Sendable {
             clock: clock, logger: logger)
         self.addressBook = AddressBookService(store: store, limit: configuration.maxContactsPerUser, logger: logger)
         self.directory = DirectoryService(store: store, logger: logger)
+        self.subscriptionService = SubscriptionService(
+            subscriptions: subscriptions, hub: hub, delivery: delivery, presence: presence, calls: calls,
+            metrics: metrics, turn: turn, unsubscribeCloseDelay: configuration.unsubscribeCloseDelay, clock: clock,
+            logger: logger)
+        self.channels = ChannelEndpoint(
+            subscriptions: subscriptions, authenticator: authenticator, hub: hub, delivery: delivery,
+            configuration: configuration, clock: clock, logger: logger)
     }
 
     // MARK: Running
@@ -136,7 +145,11 @@ public final class Platform: Sendable {
         let tls = try makeTLSConfiguration()
         let server = try serverBuilder(tls: tls)
         let app = Application(
-            responder: LinkResponder(platform: self),
+            responder: LinkResponder(
+                authenticator: authenticator, subscriptions: subscriptionService, presence: presence,
+                messages: messages, calls: calls, addressBook: addressBook, directory: directory,
+                callHistory: callHistory, store: store, hub: hub, metrics: metrics, configuration: configuration,
+                logger: logger),
             server: server,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             onServerRunning: { [self] channel in self.serverIsRunning(port: channel.localAddress?.port ?? 0) },
@@ -204,7 +217,10 @@ public final class Platform: Sendable {
 
     /// HTTP/1.1 with channel upgrades served by ``PlatformConnection``, inside TLS unless plaintext.
     private func serverBuilder(tls: TLSConfiguration?) throws -> HTTPServerBuilder {
-        let base = HTTPServerBuilder { [self] responder in PlatformConnection(responder: responder, platform: self) }
+        let (channels, configuration) = (channels, configuration)
+        let base = HTTPServerBuilder { responder in
+            PlatformConnection(responder: responder, channels: channels, configuration: configuration)
+        }
         guard let tls else { return base }
         return try .tls(base, tlsConfiguration: tls)
     }
@@ -241,59 +257,10 @@ public final class Platform: Sendable {
     /// manual clock call it directly.
     public func sweep() async {
         let now = clock.now()
-        do {
-            let expired = try await subscriptions.expire(now: now)
-            for record in expired {
-                logger.info("Subscription expired", metadata: ["user": .string(record.username)])
-            }
-            await endChannels(expired.map(\.channelID), reason: "Subscription expired")
-            metrics.expirations.increment(by: Int64(expired.count))
-            await sessionsEnded(for: Set(expired.map(\.username)))
-        } catch {
-            logger.error("Expiring subscriptions failed", metadata: ["error": "\(error)"])
-        }
+        await subscriptionService.expire(now: now)
         await calls.expireUnanswered()
         let idle = hub.sweep(now: now, silentSince: now - configuration.keepaliveAllowance)
         metrics.idleChannelsClosed.increment(by: Int64(idle))
-    }
-
-    /// Sessions of `users` ended (unsubscribe, expiry, a forced logout): a user left without any
-    /// goes offline, and calls a user can no longer be reached in end.
-    func sessionsEnded(for users: Set<String>) async {
-        for user in users { await presence.sessionsEnded(for: user) }
-        await calls.sessionsEnded(for: users)
-    }
-
-    /// The subscriptions of these channels ended: wherever a socket of theirs is open (here or
-    /// on another node), it gets `gone` and is closed.
-    func endChannels(_ channelIDs: [String], reason: String) async {
-        guard !channelIDs.isEmpty else { return }
-        for channelID in channelIDs { await endChannel(channelID, reason: reason) }
-        await delivery.signal(.ended(channelIDs))
-    }
-
-    /// Sends `gone` on the channel's socket here (if one is open) and closes it.
-    private func endChannel(_ channelID: String, reason: String) async {
-        guard hub.hasSocket(channelID) else {
-            await hub.close(channelID: channelID, code: .goingAway, reason: reason)
-            return
-        }
-        let gone = try? await delivery.notification { .gone(eventId: $0) }.text
-        await hub.close(
-            channelID: channelID, sending: gone, code: gone == nil ? .goingAway : .normalClosure, reason: reason)
-    }
-
-    /// These subscriptions ended at the client's request: their sockets, wherever they are, are
-    /// closed unless the client closes them first.
-    func unsubscribed(_ channelIDs: [String]) async {
-        await scheduleCloses(channelIDs)
-        await delivery.signal(.unsubscribed(channelIDs))
-    }
-
-    /// Closes these channels' sockets here after the unsubscribe grace delay.
-    private func scheduleCloses(_ channelIDs: [String]) async {
-        let deadline = clock.now() + configuration.unsubscribeCloseDelay
-        for channelID in channelIDs { await hub.scheduleClose(channelID: channelID, at: deadline) }
     }
 
     /// Acts on what another node signalled.
@@ -302,9 +269,11 @@ public final class Platform: Sendable {
         case .queued(let channelIDs):
             for channelID in channelIDs { await hub.drain(channelID: channelID, now: clock.now()) }
         case .ended(let channelIDs):
-            for channelID in channelIDs { await endChannel(channelID, reason: "Subscription ended") }
+            for channelID in channelIDs {
+                await subscriptionService.endChannel(channelID, reason: "Subscription ended")
+            }
         case .unsubscribed(let channelIDs):
-            await scheduleCloses(channelIDs)
+            await subscriptionService.scheduleCloses(channelIDs)
         case .attached(let channelIDs):
             for channelID in channelIDs { hub.release(channelID: channelID) }
         case .resume:
@@ -319,110 +288,6 @@ public final class Platform: Sendable {
             throw PlatformError(.internalError, "A queued notification has no eventId.")
         }
         return (eventID, restamped)
-    }
-
-    // MARK: Channel
-
-    /// Whether an upgrade of `target` may open a notification channel: a channel path whose
-    /// subscription is live and the user's, from a page the origin allow-list admits. Browsers
-    /// send no credentials on an upgrade, so the unguessable channel id is the capability; but
-    /// credentials that are sent (Authorization, `access_token`, `token`) must be the owner's.
-    func admitChannel(target: String, origins: [String], authorization: String? = nil, address: String = "unknown")
-        async -> Result<ChannelAdmission, PlatformError>
-    {
-        guard case .channel(let user, let channelID)? = try? LinkRoute.parse(target) else {
-            return .failure(PlatformError(.notFound, "Not a notification channel path."))
-        }
-        // A client reconnecting at once as this node stops is sent to try again (elsewhere, or
-        // after the restart) rather than upgraded on a node that will not serve it.
-        guard !hub.isClosing else {
-            return .failure(PlatformError(.unavailable, "The platform is shutting down; reconnect shortly."))
-        }
-        let record: StoredSubscription?
-        do {
-            record = try await subscriptions.subscription(channelID: channelID, now: clock.now())
-        } catch {
-            logger.error("Channel refused: the store is unavailable", metadata: ["error": "\(error)"])
-            return .failure(PlatformError(.unavailable))
-        }
-        guard let record, record.username == user else {
-            return .failure(PlatformError(.subscriptionNotFound, "No live subscription has this channel."))
-        }
-        let token = Self.queryValue("access_token", in: target) ?? Self.queryValue("token", in: target)
-        // Credentials that do not verify prove nothing either way (an expired token on a reconnect):
-        // the path stays the capability. Valid ones of another user are refused.
-        if authorization != nil || token?.isEmpty == false,
-            let presented = try? await authenticator.authenticate(
-                authorization: authorization, token: token, address: address),
-            presented.username != record.username
-        {
-            logger.notice(
-                "Channel refused: another user's credentials",
-                metadata: [
-                    "owner": .string(record.username), "presented": .string(presented.username),
-                    "address": .string(address),
-                ])
-            return .failure(PlatformError(.forbiddenUser, "The credentials are not the channel owner's."))
-        }
-        // The allow-list protects against other web pages; an Origin that is not a page's
-        // (native clients such as WSClient send their own ws:// or wss:// one) is not checked.
-        if let allowed = configuration.allowedOrigins,
-            let page = origins.first(where: {
-                ($0.hasPrefix("https://") || $0.hasPrefix("http://")) && !allowed.contains($0)
-            })
-        {
-            logger.notice("Channel refused: origin not allowed", metadata: ["origin": .string(page)])
-            return .failure(PlatformError(.forbiddenUser, "Pages from this origin may not open channels."))
-        }
-        return .success(ChannelAdmission(channelID: channelID, lastEventID: Self.lastEventID(in: target)))
-    }
-
-    /// `lastEventId=N` in the channel query: the newest notification the client has (our SDK
-    /// sends it on reconnect; Kandy.js does not).
-    static func lastEventID(in target: String) -> UInt64? {
-        queryValue(LinkPath.lastEventIDParameter, in: target).flatMap { UInt64($0) }
-    }
-
-    /// The percent-decoded value of `name` in the target's query.
-    static func queryValue(_ name: String, in target: String) -> String? {
-        guard let query = target.split(separator: "?", maxSplits: 1).dropFirst().first else { return nil }
-        for pair in query.split(separator: "&") where pair.hasPrefix(name + "=") {
-            return LinkPath.decode(pair.dropFirst(name.count + 1))
-        }
-        return nil
-    }
-
-    /// Makes an upgraded connection an admitted channel's socket (on the connection's event
-    /// loop); what it returns attaches the socket to its channel, which writes it what the client
-    /// has not had. Keepalives never get an answer (spec §4.4).
-    func openChannel(_ admission: ChannelAdmission, on connection: any Channel) throws -> @Sendable () async -> Void {
-        let clock = self.clock
-        let hub = self.hub
-        let backlog = configuration.maxChannelBacklogBytes
-        try connection.syncOptions?.setOption(
-            ChannelOptions.writeBufferWaterMark, value: .init(low: backlog / 2, high: backlog))
-        let socket = NotificationHub.Socket(
-            channelID: admission.channelID, connection: ChannelSocketHandler.connection(to: connection),
-            now: clock.now(), peer: connection.remoteAddress?.description ?? "unknown")
-        let decoder = try connection.pipeline.syncOperations.context(
-            handlerType: ByteToMessageHandler<WebSocketFrameDecoder>.self)
-        try connection.pipeline.syncOperations.addHandler(
-            FrameDeadline(timeout: .init(configuration.frameTimeout)), position: .before(decoder.handler))
-        try connection.pipeline.syncOperations.addHandler(
-            ChannelSocketHandler(
-                closeTimeout: .seconds(5), logger: logger,
-                heard: {
-                    socket.touch(clock.now())
-                    hub.changes.signal()
-                },
-                ended: { hub.detach(socket) }))
-        return { [self] in
-            await hub.attach(socket, lastEventID: admission.lastEventID, now: clock.now())
-            // A connection that closed while attaching found nothing to detach: detach it now.
-            // (One closing later is detached by its handler.)
-            if !connection.isActive { hub.detach(socket) }
-            await delivery.signal(.attached([admission.channelID]))
-        }
     }
 }
 

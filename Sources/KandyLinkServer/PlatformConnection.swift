@@ -36,15 +36,20 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
     }
 
     let responder: HTTPChannelHandler.Responder
-    let platform: Platform
+    let channels: ChannelEndpoint
+    let configuration: PlatformConfiguration
     /// How long a kept-alive connection may wait for its next request.
     static let idleTimeout: Duration = .seconds(120)
     /// How long a new connection may take to send its first request head.
     static let headTimeout: Duration = .seconds(30)
 
-    init(responder: @escaping HTTPChannelHandler.Responder, platform: Platform) {
+    init(
+        responder: @escaping HTTPChannelHandler.Responder, channels: ChannelEndpoint,
+        configuration: PlatformConfiguration
+    ) {
         self.responder = Self.redirectingLateUpgrades(responder)
-        self.platform = platform
+        self.channels = channels
+        self.configuration = configuration
     }
 
     /// NIO keeps a connection's receive buffer for the connection's life, and a channel socket
@@ -56,13 +61,14 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
         channel.eventLoop.makeCompletedFuture {
             try channel.syncOptions?.setOption(.recvAllocator, value: Self.receiveBuffers)
             let admission = NIOLoopBoundBox(Admission.none, eventLoop: channel.eventLoop)
+            let channels = self.channels
             let upgrader = NIOTypedWebSocketServerUpgrader<Negotiated>(
-                maxFrameSize: platform.configuration.maxFrameBytes,
+                maxFrameSize: configuration.maxFrameBytes,
                 shouldUpgrade: { channel, head in
                     let address = channel.remoteAddress?.ipAddress ?? "unknown"
                     let promise = channel.eventLoop.makePromise(of: Result<ChannelAdmission, PlatformError>.self)
                     promise.completeWithTask {
-                        await platform.admitChannel(
+                        await channels.admitChannel(
                             target: head.uri, origins: head.headers["Origin"],
                             authorization: head.headers.first(name: "Authorization"), address: address)
                     }
@@ -82,7 +88,7 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
                         guard case .admitted(let admitted) = admission.value else {
                             preconditionFailure("An upgrade goes ahead only once admitted")
                         }
-                        return .channel(attach: try platform.openChannel(admitted, on: channel))
+                        return .channel(attach: try channels.openChannel(admitted, on: channel))
                     }
                 })
             var configuration = NIOUpgradableHTTPServerPipelineConfiguration<Negotiated>(
@@ -112,7 +118,7 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
                 handlerType: NIOTypedHTTPServerUpgradeHandler<Negotiated>.self)
             try channel.pipeline.syncOperations.addHandler(
                 RequestScreen(
-                    headTimeout: .init(Self.headTimeout), bodyTimeout: .init(platform.configuration.bodyTimeout)),
+                    headTimeout: .init(Self.headTimeout), bodyTimeout: .init(self.configuration.bodyTimeout)),
                 position: .before(upgrading.handler))
             return Value(negotiated: negotiated, channel: channel)
         }
