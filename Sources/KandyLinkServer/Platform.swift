@@ -291,6 +291,22 @@ public final class Platform: Sendable {
     }
 }
 
+/// A platform runs as one service of an app's own group: the group's graceful shutdown is the
+/// platform's (every channel socket closed with a close frame, then the listener).
+extension Platform: Service {
+    public func run() async throws {
+        do {
+            try await withGracefulShutdownHandler {
+                try await run(gracefulShutdownSignals: [])
+            } onGracefulShutdown: {
+                Task { await self.shutdown() }
+            }
+        } catch is CancellationError where lifecycle.withLock({ $0.stopped }) {
+            // Told to stop before it was under way: a stop, not a failure.
+        }
+    }
+}
+
 /// Runs ``Platform/sweep()`` on an interval and, on graceful shutdown, closes every channel socket
 /// before the HTTP server stops (it is shut down first, being last in the group).
 private struct Sweeper: Service {
