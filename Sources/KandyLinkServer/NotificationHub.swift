@@ -106,11 +106,9 @@ final class NotificationHub: Sendable {
             var lastEventID: UInt64 = 0
             /// The subscription ended: a socket attaching late is closed at once.
             var ended = false
-            /// Someone's turn is in progress; the others wait in order.
-            var busy = false
-            var waiting: [CheckedContinuation<Void, Never>] = []
+            var turns = Turns<CheckedContinuation<Void, Never>>()
 
-            var isForgettable: Bool { socket == nil && !busy && waiting.isEmpty && window.isEmpty }
+            var isForgettable: Bool { socket == nil && turns.isIdle && window.isEmpty }
         }
 
         let id: String
@@ -126,34 +124,14 @@ final class NotificationHub: Sendable {
         }
 
         private func begin() async {
-            let free = state.withLock { state in
-                guard !state.busy else { return false }
-                state.busy = true
-                return true
-            }
-            guard !free else { return }
+            guard !state.withLock({ $0.turns.take() }) else { return }
             await withCheckedContinuation { continuation in
-                let free = state.withLock { state in
-                    guard !state.busy else {
-                        state.waiting.append(continuation)
-                        return false
-                    }
-                    state.busy = true
-                    return true
-                }
-                if free { continuation.resume() }
+                if state.withLock({ $0.turns.take(orQueue: continuation) }) { continuation.resume() }
             }
         }
 
         private func end() {
-            let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
-                guard !state.waiting.isEmpty else {
-                    state.busy = false
-                    return nil
-                }
-                return state.waiting.removeFirst()  // the turn passes on; busy stays set
-            }
-            next?.resume()
+            state.withLock { $0.turns.end() }?.resume()
         }
     }
 
@@ -330,7 +308,7 @@ final class NotificationHub: Sendable {
     func deliver(_ text: String, eventID: UInt64, to channelID: String, now: Date) async throws -> Delivery {
         let channel = channel(channelID)
         let written = channel.state.withLock { state in
-            guard !state.busy, let socket = state.socket, eventID > state.lastEventID else { return false }
+            guard !state.turns.busy, let socket = state.socket, eventID > state.lastEventID else { return false }
             return write(Written(eventID: eventID, text: text, at: now.milliseconds), to: socket, in: &state)
         }
         if written { return .sent }
@@ -556,4 +534,38 @@ final class NotificationHub: Sendable {
 
 extension Date {
     var milliseconds: Int64 { Int64((timeIntervalSince1970 * 1000).rounded(.down)) }
+}
+
+/// Whose turn it is on a channel: one at a time, the others in the order they came. A value, kept
+/// under the channel's lock; `Waiter` is what wakes a waiting turn (a continuation).
+struct Turns<Waiter> {
+    /// A turn is in progress.
+    private(set) var busy = false
+    private var waiting: [Waiter] = []
+
+    var isIdle: Bool { !busy && waiting.isEmpty }
+
+    /// Takes the turn if it is free.
+    mutating func take() -> Bool {
+        guard !busy else { return false }
+        busy = true
+        return true
+    }
+
+    /// Takes the turn if it is free; otherwise `waiter` waits in line, and false.
+    mutating func take(orQueue waiter: Waiter) -> Bool {
+        if take() { return true }
+        waiting.append(waiter)
+        return false
+    }
+
+    /// Ends the turn in progress. The next in line, if any, has the turn now (the caller wakes
+    /// it); otherwise none is busy.
+    mutating func end() -> Waiter? {
+        guard !waiting.isEmpty else {
+            busy = false
+            return nil
+        }
+        return waiting.removeFirst()
+    }
 }

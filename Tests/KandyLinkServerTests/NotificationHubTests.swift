@@ -12,6 +12,39 @@ import Testing
 @Suite(.timeLimit(.minutes(1))) struct NotificationHubTests {
     let start = Date(timeIntervalSince1970: 1_800_000_000)
 
+    /// A channel's turns, one operation per row: what it returns, and whether a turn is then in
+    /// progress. A turn ending hands over to the first in line, never to a later one.
+    @Test func turnsPassInTheOrderTheyCame() {
+        enum Step {
+            case take, queue(Int), end
+        }
+        let table: [(step: Step, returns: String, busy: Bool)] = [
+            (.take, "true", true),
+            (.take, "false", true),
+            (.queue(1), "false", true),
+            (.queue(2), "false", true),
+            (.end, "1", true),
+            (.queue(3), "false", true),
+            (.end, "2", true),
+            (.end, "3", true),
+            (.end, "nil", false),
+            (.queue(4), "true", true),  // free: taken, not queued
+            (.end, "nil", false),
+        ]
+        var turns = Turns<Int>()
+        for (row, (step, returns, busy)) in table.enumerated() {
+            let outcome: String
+            switch step {
+            case .take: outcome = "\(turns.take())"
+            case .queue(let waiter): outcome = "\(turns.take(orQueue: waiter))"
+            case .end: outcome = turns.end().map(String.init) ?? "nil"
+            }
+            #expect(outcome == returns, "row \(row): \(step)")
+            #expect(turns.busy == busy, "row \(row): \(step)")
+        }
+        #expect(turns.isIdle)
+    }
+
     @Test func keepaliveMovesTheIdleDeadline() async throws {
         let rig = try await HubRig()
         defer { withExtendedLifetime(rig) {} }
