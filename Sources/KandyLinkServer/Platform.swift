@@ -47,7 +47,10 @@ public final class Platform: Sendable {
     private let lifecycle = Mutex(Lifecycle())
 
     private struct Lifecycle {
+        /// The port, once the server listens on it.
         var port: Int?
+        /// The node hears the other nodes sharing its store (at once when none can).
+        var hearing = false
         var portWaiters: [CheckedContinuation<Int, any Error>] = []
         var group: ServiceGroup?
         var stopped = false
@@ -172,11 +175,12 @@ public final class Platform: Sendable {
         try await group.run()
     }
 
-    /// The port the platform listens on, once it does.
+    /// The port the platform listens on, once it does and hears the other nodes sharing its
+    /// store: a node ready for clients is one that learns of their notifications queued elsewhere.
     public func listeningPort() async throws -> Int {
         try await withCheckedThrowingContinuation { continuation in
             lifecycle.withLock { state in
-                if let port = state.port {
+                if let port = state.port, state.hearing {
                     continuation.resume(returning: port)
                 } else if state.stopped {
                     continuation.resume(throwing: CancellationError())
@@ -197,12 +201,24 @@ public final class Platform: Sendable {
     }
 
     private func serverIsRunning(port: Int) {
-        let waiters = lifecycle.withLock { state in
-            state.port = port
-            defer { state.portWaiters = [] }
-            return state.portWaiters
-        }
         logger.info("Listening", metadata: ["host": .string(configuration.host), "port": .stringConvertible(port)])
+        becameReady { $0.port = port }
+    }
+
+    /// Hearing the other nodes (again, after the database was away).
+    fileprivate func hearingOtherNodes() {
+        becameReady { $0.hearing = true }
+    }
+
+    /// Releases those waiting for the port once it is known and the node hears the others.
+    private func becameReady(_ change: (inout Lifecycle) -> Void) {
+        let ready = lifecycle.withLock { state -> (Int, [CheckedContinuation<Int, any Error>])? in
+            change(&state)
+            guard let port = state.port, state.hearing, !state.portWaiters.isEmpty else { return nil }
+            defer { state.portWaiters = [] }
+            return (port, state.portWaiters)
+        }
+        guard let (port, waiters) = ready else { return }
         for waiter in waiters { waiter.resume(returning: port) }
     }
 
@@ -334,19 +350,25 @@ private struct Sweeper: Service {
     }
 }
 
-/// Applies what other nodes sharing the store signal, for as long as the platform runs.
+/// Hears what other nodes sharing the store signal, and applies it, for as long as the platform
+/// runs: the store's LISTEN connection lives in the platform's service group.
 private struct SignalListener: Service {
     let platform: Platform
 
     func run() async throws {
-        guard platform.store.isShared else {
+        let store = platform.store
+        guard store.isShared else {
             // Nothing will come; stay until the group stops, as a service must.
+            platform.hearingOtherNodes()
             try? await gracefulShutdown()
             return
         }
+        let signals = store.signals()
         await cancelWhenGracefulShutdown {
-            for await signal in platform.store.signals() {
-                await platform.apply(signal)
+            await withDiscardingTaskGroup { group in
+                group.addTask { [platform] in await store.listen { platform.hearingOtherNodes() } }
+                // Ends when the group is cancelled.
+                for await signal in signals { await platform.apply(signal) }
             }
         }
     }

@@ -14,8 +14,8 @@ import _ConnectionPoolModule
 /// subscription's row, and `DELETE … RETURNING` hands each expired subscription to one node.
 public final class PostgresStore: PlatformStore {
     public var isShared: Bool { true }
-    /// Known from the node's LISTEN connection, which is always held: it fails as soon as the
-    /// database goes away and listens again as soon as it is back.
+    /// Known from the node's LISTEN connection while ``listen(onListening:)`` runs: it fails as
+    /// soon as the database goes away and listens again as soon as it is back.
     public var isReachable: Bool { reachable.load(ordering: .relaxed) }
     private let reachable = Atomic(true)
     /// Whether this node hears the others now (its LISTEN connection is up).
@@ -54,7 +54,6 @@ public final class PostgresStore: PlatformStore {
     private let node = RandomIdentifier.make()
     private let listeners = Mutex<[UInt64: AsyncStream<NodeSignal>.Continuation]>([:])
     private let nextListener = Atomic<UInt64>(0)
-    private let listening = Mutex<Task<Void, Never>?>(nil)
 
     /// The LISTEN/NOTIFY channel the nodes talk on.
     static let signalChannel = "kandy_link_nodes"
@@ -67,10 +66,10 @@ public final class PostgresStore: PlatformStore {
     }
 
     /// Connects to `url` (`postgres://user:password@host:port/database`, `?sslmode=require` for
-    /// TLS) and migrates the schema. `listen: false` for tools that only read and write.
+    /// TLS) and migrates the schema. It hears other nodes only while ``listen(onListening:)`` runs.
     /// `operationTimeout`: how long a request waits for any one operation (see
     /// ``OperationDeadline``); longer than the 5 s lock timeout, so a lock says so itself.
-    public init(url: String, listen: Bool = true, operationTimeout: Duration = .seconds(15), logger: Logger)
+    public init(url: String, operationTimeout: Duration = .seconds(15), logger: Logger)
         async throws
     {
         self.deadline = OperationDeadline(limit: TimeAmount(operationTimeout))
@@ -92,16 +91,9 @@ public final class PostgresStore: PlatformStore {
             running.cancel()
             throw StoreError.cannotOpen(path: Self.redacted(url), reason: "\(String(reflecting: error))")
         }
-        if listen {
-            let task = Task { [weak self] () async -> Void in await self?.listenForSignals() }
-            listening.withLock { $0 = task }
-        }
     }
 
     public func close() async {
-        let listening = listening.withLock { $0 }
-        listening?.cancel()
-        await listening?.value
         // Finished outside the lock: finishing runs onTermination, which takes the lock.
         let open = listeners.withLock { listeners in
             defer { listeners = [:] }
@@ -950,10 +942,10 @@ public final class PostgresStore: PlatformStore {
         return stream
     }
 
-    /// Holds one connection in LISTEN for as long as the store is open, reconnecting after a
-    /// failure. Signals sent while no connection listened are not replayed: queued notifications
-    /// are still delivered when the client next connects.
-    private func listenForSignals() async {
+    /// Holds one connection in LISTEN until cancelled, reconnecting after a failure;
+    /// `onListening` is told each time it listens. Signals sent while no connection listened are
+    /// not replayed: queued notifications are still delivered when the client next connects.
+    public func listen(onListening: @escaping @Sendable () -> Void) async {
         var first = true
         while !Task.isCancelled {
             do {
@@ -964,6 +956,7 @@ public final class PostgresStore: PlatformStore {
                         reachable.store(true, ordering: .relaxed)
                         listenerUp.store(true, ordering: .relaxed)
                         listenerChanges.signal()
+                        onListening()
                         // Listening again after a failure: what was signalled meanwhile is lost.
                         if !first { broadcast(.resume) }
                         first = false
@@ -1109,9 +1102,9 @@ public final class PostgresStore: PlatformStore {
 }
 
 /// Opens the store `database` names: a `postgres://` URL or a SQLite file path.
-public func openStore(_ database: String, listen: Bool = true, logger: Logger) async throws -> any PlatformStore {
+public func openStore(_ database: String, logger: Logger) async throws -> any PlatformStore {
     if PostgresStore.isURL(database) {
-        return try await PostgresStore(url: database, listen: listen, logger: logger)
+        return try await PostgresStore(url: database, logger: logger)
     }
     return try SQLiteStore(path: database)
 }

@@ -664,6 +664,11 @@ public final class SQLiteStore: PlatformStore {
         AsyncStream { _ in }
     }
 
+    /// No other node shares the file: nothing to listen for.
+    public func listen(onListening: @escaping @Sendable () -> Void) async {
+        onListening()
+    }
+
     public func close() async {}
 }
 

@@ -320,6 +320,9 @@ public protocol PlatformStore: Sendable {
     func signal(_ signal: NodeSignal) async throws
     /// What other nodes signal, until the task is cancelled.
     func signals() -> AsyncStream<NodeSignal>
+    /// Hears the other nodes' signals (to ``signals()``) until cancelled; `onListening` is told
+    /// each time it starts to, and at once by a store no other node shares.
+    func listen(onListening: @escaping @Sendable () -> Void) async
     /// Lets go of connections and files.
     func close() async
 }

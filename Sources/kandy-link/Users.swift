@@ -49,7 +49,7 @@ struct Users: AsyncParsableCommand {
         configuration.database = database
         var logger = Logger(label: "kandy-link.users")
         logger.logLevel = .warning
-        let store = try await openStore(database, listen: false, logger: logger)
+        let store = try await openStore(database, logger: logger)
         return try await withCleanup {
             try await body(try await Accounts(store: store, configuration: configuration))
         } cleanup: {

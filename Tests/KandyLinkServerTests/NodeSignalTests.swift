@@ -34,27 +34,38 @@ import Testing
         let heardByOne = Heard(one.signals())
         let heardByTwo = Heard(two.signals())
         try await withCleanup {
-            // LISTEN is set up in the background: each store says when it listens.
-            #expect(await one.listenerChanges.until(within: .seconds(30)) { one.isListening })
-            #expect(await two.listenerChanges.until(within: .seconds(30)) { two.isListening })
-            try await one.signal(.queued(["c1"]))
-            #expect(await heardByTwo.until { $0.contains(.queued(["c1"])) })
-            try await two.signal(.ended(["e1"]))
-            #expect(await heardByOne.until { $0.contains(.ended(["e1"])) })
-            // Nobody hears their own.
-            #expect(heardByOne.signals.filter { $0 != .resume } == [.ended(["e1"])])
-            #expect(heardByTwo.signals.filter { $0 != .resume } == [.queued(["c1"])])
-
-            // Two's listening connection is cut: listening again, it says it may have missed some.
-            try await database.terminateListeners()
-            #expect(await heardByTwo.until { $0.contains(.resume) })
-            try await one.signal(.queued(["after"]))
-            #expect(await heardByTwo.until { $0.contains(.queued(["after"])) })
+            try await withThrowingDiscardingTaskGroup { listening in
+                listening.addTask { await one.listen {} }
+                listening.addTask { await two.listen {} }
+                try await Self.exchange(one, heardByOne, two, heardByTwo, database: database)
+                listening.cancelAll()
+            }
         } cleanup: {
             await one.close()
             await two.close()
             await database.drop()
         }
+    }
+
+    private static func exchange(
+        _ one: PostgresStore, _ heardByOne: Heard, _ two: PostgresStore, _ heardByTwo: Heard, database: TestDatabase
+    ) async throws {
+        // LISTEN connects in the background: each store says when it listens.
+        #expect(await one.listenerChanges.until(within: .seconds(30)) { one.isListening })
+        #expect(await two.listenerChanges.until(within: .seconds(30)) { two.isListening })
+        try await one.signal(.queued(["c1"]))
+        #expect(await heardByTwo.until { $0.contains(.queued(["c1"])) })
+        try await two.signal(.ended(["e1"]))
+        #expect(await heardByOne.until { $0.contains(.ended(["e1"])) })
+        // Nobody hears their own.
+        #expect(heardByOne.signals.filter { $0 != .resume } == [.ended(["e1"])])
+        #expect(heardByTwo.signals.filter { $0 != .resume } == [.queued(["c1"])])
+
+        // Two's listening connection is cut: listening again, it says it may have missed some.
+        try await database.terminateListeners()
+        #expect(await heardByTwo.until { $0.contains(.resume) })
+        try await one.signal(.queued(["after"]))
+        #expect(await heardByTwo.until { $0.contains(.queued(["after"])) })
     }
 
     /// Collects what a signal stream delivers.

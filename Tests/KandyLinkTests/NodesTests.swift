@@ -142,7 +142,7 @@ private struct Cluster {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             let certificate = try DevelopmentCertificate.loadOrCreate(in: directory)
             // Users are added through the platform's own accounts, before any node starts.
-            let store = try await PostgresStore(url: database.url, listen: false, logger: Logger(label: "nodes-test"))
+            let store = try await PostgresStore(url: database.url, logger: Logger(label: "nodes-test"))
             try await withCleanup {
                 var configuration = PlatformConfiguration()
                 configuration.passwordCost = 4
