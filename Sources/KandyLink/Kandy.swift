@@ -98,7 +98,8 @@ public final class Kandy: Sendable {
             websocket: websocket
                 ?? WSClientTransport(
                     tls: tls, serverName: serverName(for: configuration),
-                    pingInterval: configuration.connectivity.keepaliveInterval),
+                    pingInterval: configuration.connectivity.keepaliveInterval,
+                    openTimeout: configuration.connectivity.openTimeout),
             clock: clock, wallClock: now, random: random, observers: observers, snapshot: snapshot,
             mediaEngine: engine)
         return Kandy(

@@ -117,15 +117,20 @@ public struct KandyConfiguration: Sendable, Equatable {
         public var reconnect: Backoff
         /// With bearer credentials, put the token in the first channel URL (`access_token=`).
         public var webSocketOAuthQuery: Bool
+        /// How long opening the channel (TCP, TLS and the upgrade) may take before the attempt
+        /// fails and the backoff takes over: a server that accepts and never answers must not
+        /// hold the channel forever.
+        public var openTimeout: Duration
 
         public init(
             keepaliveInterval: Duration = .seconds(30), autoReconnect: Bool = true, reconnect: Backoff = .init(),
-            webSocketOAuthQuery: Bool = true
+            webSocketOAuthQuery: Bool = true, openTimeout: Duration = .seconds(10)
         ) {
             self.keepaliveInterval = keepaliveInterval
             self.autoReconnect = autoReconnect
             self.reconnect = reconnect
             self.webSocketOAuthQuery = webSocketOAuthQuery
+            self.openTimeout = openTimeout
         }
     }
 
@@ -199,6 +204,9 @@ public struct KandyConfiguration: Sendable, Equatable {
         guard subscription.expires > 0 else { throw fail("subscription.expires must be positive.") }
         guard subscription.minimumRefreshInterval > .zero else {
             throw fail("subscription.minimumRefreshInterval must be positive.")
+        }
+        guard connectivity.openTimeout > .zero else {
+            throw fail("connectivity.openTimeout must be positive.")
         }
         guard connectivity.keepaliveInterval > .zero else {
             throw fail("connectivity.keepaliveInterval must be positive.")

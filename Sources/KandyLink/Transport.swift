@@ -86,6 +86,8 @@ struct WSClientTransport: WebSocketTransport {
     let tls: TLSConfiguration
     let serverName: String?
     let pingInterval: Duration
+    /// How long the open (TCP, TLS, upgrade) may take; then it fails and is abandoned.
+    var openTimeout: Duration = .seconds(10)
 
     private enum Command: Sendable {
         case text(String)
@@ -110,7 +112,7 @@ struct WSClientTransport: WebSocketTransport {
             maxFrameSize: 1 << 20, autoPing: .enabled(timePeriod: pingInterval), sniHostname: serverName)
         let useTLS = url.hasPrefix("wss:")
         let closed = CloseSignal(onClose)
-        Task {
+        let running = Task {
             do {
                 try await WebSocketClient.connect(
                     url: url, configuration: configuration, tlsConfiguration: useTLS ? tls : nil, logger: logger
@@ -143,15 +145,35 @@ struct WSClientTransport: WebSocketTransport {
             commands.finish()
             closed.signal()
         }
-        var iterator = opened.makeAsyncIterator()
-        switch await iterator.next() {
-        case .success?: return Connection(commands: commands)
-        case .failure(let error)?: throw error
-        case nil: throw ChannelClosedBeforeOpening()
+        let openTimeout = self.openTimeout
+        let outcome = await withTaskGroup(of: Result<Void, any Error>.self) { group in
+            group.addTask {
+                for await outcome in opened { return outcome }
+                return .failure(ChannelClosedBeforeOpening())
+            }
+            group.addTask {
+                try? await Task.sleep(for: openTimeout)
+                return .failure(OpenTimedOut(limit: openTimeout))
+            }
+            defer { group.cancelAll() }
+            return await group.next() ?? .failure(ChannelClosedBeforeOpening())
+        }
+        switch outcome {
+        case .success: return Connection(commands: commands)
+        case .failure(let error):
+            // An open that timed out is abandoned: its connection is closed, and it never opens.
+            running.cancel()
+            commands.finish()
+            throw error
         }
     }
 
     struct ChannelClosedBeforeOpening: Error {}
+
+    struct OpenTimedOut: Error, CustomStringConvertible {
+        let limit: Duration
+        var description: String { "The channel did not open within \(limit)." }
+    }
 
     /// Calls `onClose` the first time it is signalled: at the end of the close handshake, or when
     /// the connection fails.

@@ -42,6 +42,7 @@ public final class Platform: Sendable {
     let subscriptionService: SubscriptionService
     let channels: ChannelEndpoint
     let metrics = PlatformMetrics()
+    private let connections = OpenConnections()
     let turn: TurnCredentialIssuer?
     let logger: Logger
     private let lifecycle = Mutex(Lifecycle())
@@ -140,6 +141,10 @@ public final class Platform: Sendable {
         try await withCleanup {
             try await serve(gracefulShutdownSignals: gracefulShutdownSignals)
         } cleanup: {
+            // Channel sockets still in their close handshake, and any connection the listener
+            // accepted as it closed: none outlives the run.
+            let left = connections.closeAll()
+            if left > 0 { logger.debug("Connections open at the stop closed", metadata: ["count": "\(left)"]) }
             if ownsStore { await store.close() }
         }
     }
@@ -233,9 +238,10 @@ public final class Platform: Sendable {
 
     /// HTTP/1.1 with channel upgrades served by ``PlatformConnection``, inside TLS unless plaintext.
     private func serverBuilder(tls: TLSConfiguration?) throws -> HTTPServerBuilder {
-        let (channels, configuration) = (channels, configuration)
+        let (channels, configuration, connections) = (channels, configuration, connections)
         let base = HTTPServerBuilder { responder in
-            PlatformConnection(responder: responder, channels: channels, configuration: configuration)
+            PlatformConnection(
+                responder: responder, channels: channels, configuration: configuration, connections: connections)
         }
         guard let tls else { return base }
         return try .tls(base, tlsConfiguration: tls)

@@ -8,6 +8,7 @@ import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 import NIOWebSocket
+import Synchronization
 
 /// One client connection to the platform's port: HTTP/1.1 requests for the REST side, or, when
 /// its first request is the WebSocket upgrade of a live channel, that channel's socket.
@@ -38,6 +39,7 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
     let responder: HTTPChannelHandler.Responder
     let channels: ChannelEndpoint
     let configuration: PlatformConfiguration
+    let connections: OpenConnections
     /// How long a kept-alive connection may wait for its next request.
     static let idleTimeout: Duration = .seconds(120)
     /// How long a new connection may take to send its first request head.
@@ -45,11 +47,12 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
 
     init(
         responder: @escaping HTTPChannelHandler.Responder, channels: ChannelEndpoint,
-        configuration: PlatformConfiguration
+        configuration: PlatformConfiguration, connections: OpenConnections
     ) {
         self.responder = Self.redirectingLateUpgrades(responder)
         self.channels = channels
         self.configuration = configuration
+        self.connections = connections
     }
 
     /// NIO keeps a connection's receive buffer for the connection's life, and a channel socket
@@ -58,7 +61,8 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
     static let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536)
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        channel.eventLoop.makeCompletedFuture {
+        connections.add(channel)
+        return channel.eventLoop.makeCompletedFuture {
             try channel.syncOptions?.setOption(.recvAllocator, value: Self.receiveBuffers)
             let admission = NIOLoopBoundBox(Admission.none, eventLoop: channel.eventLoop)
             let channels = self.channels
@@ -412,4 +416,30 @@ struct ChannelAdmission: Sendable {
     var channelID: String
     /// `lastEventId=N` in the channel query.
     var lastEventID: UInt64?
+}
+
+/// The connections a node has accepted and not yet closed, so that a node that stopped leaves
+/// none open in a process that goes on (an app embedding it, a test): one accepted as the
+/// listener closed, or still negotiating when the shutdown grace ran out, is closed when the
+/// node's run ends.
+final class OpenConnections: Sendable {
+    private let open = Mutex<[ObjectIdentifier: any Channel]>([:])
+
+    func add(_ channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        open.withLock { $0[id] = channel }
+        channel.closeFuture.whenComplete { [weak self] _ in
+            _ = self?.open.withLock { $0.removeValue(forKey: id) }
+        }
+    }
+
+    /// Closes the connections still open; returns how many there were.
+    func closeAll() -> Int {
+        let left = open.withLock { open in
+            defer { open = [:] }
+            return Array(open.values)
+        }
+        for channel in left { channel.close(promise: nil) }
+        return left.count
+    }
 }

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import Logging
+import NIOEmbedded
 import ServiceLifecycle
 import Testing
 
@@ -29,5 +30,20 @@ import Testing
             await group.triggerGracefulShutdown()
             try await tasks.next()  // the group ends, without an error
         }
+    }
+
+    /// What a node closes when its run ends: the connections still open, not those already closed.
+    @Test func theConnectionsStillOpenAtTheStopAreClosed() async throws {
+        let connections = OpenConnections()
+        let (ending, lingering, negotiating) = (EmbeddedChannel(), EmbeddedChannel(), EmbeddedChannel())
+        for channel in [ending, lingering, negotiating] {
+            try await channel.connect(to: .init(ipAddress: "127.0.0.1", port: 1)).get()
+            connections.add(channel)
+        }
+        try await ending.close()
+        ending.embeddedEventLoop.run()  // its close is seen
+        #expect(connections.closeAll() == 2)
+        #expect(!lingering.isActive && !negotiating.isActive)
+        #expect(connections.closeAll() == 0)
     }
 }
