@@ -103,9 +103,6 @@ struct ChannelConnector {
         }
     }
 
-    /// The open socket is gone without a close of ours.
-    mutating func lost() { connection = nil }
-
     /// For `destroy`: supersedes every socket, stops an open in progress, and gives the open
     /// socket to close.
     mutating func shutdown() -> (any WebSocketConnection)? {

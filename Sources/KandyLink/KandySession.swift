@@ -8,7 +8,6 @@ import Synchronization
 actor KandySession {
     let configuration: KandyConfiguration
     private let rest: RestExchange
-    private let http: any HTTPTransport
     private let timer: AlarmClock
     let wallClock: @Sendable () -> Date
     private let random: @Sendable () -> Double
@@ -45,7 +44,6 @@ actor KandySession {
     ) {
         self.configuration = configuration
         self.rest = RestExchange(http: http, origin: configuration.restOrigin)
-        self.http = http
         self.socket = ChannelConnector(websocket: websocket)
         self.timer = AlarmClock(clock)
         self.wallClock = wallClock
@@ -119,7 +117,7 @@ actor KandySession {
         requests = [:]
         let open = socket.shutdown()
         await open?.close()
-        await http.shutdown()
+        await rest.http.shutdown()
         publish()
         observers.finish()
     }
@@ -220,7 +218,7 @@ actor KandySession {
             case .initialOpenFailed:
                 perform(subscription.channelFailed())
             case .lost:
-                socket.lost()
+                // The socket's close (or failed open) was admitted first: none is held.
                 perform(subscription.lostConnection())
             }
         }

@@ -87,7 +87,7 @@ struct WSClientTransport: WebSocketTransport {
     let serverName: String?
     let pingInterval: Duration
     /// How long the open (TCP, TLS, upgrade) may take; then it fails and is abandoned.
-    var openTimeout: Duration = .seconds(10)
+    let openTimeout: Duration
 
     private enum Command: Sendable {
         case text(String)

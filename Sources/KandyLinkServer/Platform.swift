@@ -260,7 +260,7 @@ public final class Platform: Sendable {
     }
 
     /// Live subscriptions (on every node sharing the store), for operators and tests.
-    public func subscriptionCount() async throws -> Int { try await subscriptions.count(now: clock.now()) }
+    public func subscriptionCount() async throws -> Int { try await subscriptionService.count() }
     /// Calls ringing or answered (on every node sharing the store).
     public func callCount() async throws -> Int { try await store.callCount() }
     /// Open channel sockets.

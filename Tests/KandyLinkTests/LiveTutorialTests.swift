@@ -60,7 +60,9 @@ import Testing
             var tls = try Kandy.makeTLS(.init(trustedCertificateFiles: [rig.fixture.certificatePath]))
             tls.shutdownTimeout = .hours(1)
             let kandy = try rig.client(
-                websocket: WSClientTransport(tls: tls, serverName: "localhost", pingInterval: .seconds(30)))
+                websocket: WSClientTransport(
+                    tls: tls, serverName: "localhost", pingInterval: .seconds(30),
+                    openTimeout: KandyConfiguration.Connectivity().openTimeout))
             let recorder = Recorder(kandy)
             try await kandy.setCredentials(username: PlatformFixture.alice, password: PlatformFixture.password)
             try await kandy.services.subscribe(["call", "Presence", "IM"], forceLogOut: true)
@@ -285,7 +287,10 @@ final class Rig: Sendable {
     /// A real channel transport for `client(websocket:)` that reports each open attempt.
     func watchedSocket() throws -> WatchedWebSocket {
         let tls = try Kandy.makeTLS(.init(trustedCertificateFiles: [fixture.certificatePath]))
-        return WatchedWebSocket(WSClientTransport(tls: tls, serverName: "localhost", pingInterval: .seconds(30)))
+        return WatchedWebSocket(
+            WSClientTransport(
+                tls: tls, serverName: "localhost", pingInterval: .seconds(30),
+                openTimeout: KandyConfiguration.Connectivity().openTimeout))
     }
 
     /// Plays a client's reconnect: after each failed open, once its retry alarm is armed, moves
