@@ -20,13 +20,24 @@ import Testing
 
     static func bench(_ arguments: [String]) async throws -> Report {
         let json = FileManager.default.temporaryDirectory.appendingPathComponent("bench-\(UUID().uuidString).json")
-        defer { try? FileManager.default.removeItem(at: json) }
+        // What the bench printed, kept to say why when it fails.
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("bench-\(UUID().uuidString).log")
+        defer {
+            try? FileManager.default.removeItem(at: json)
+            try? FileManager.default.removeItem(at: output)
+        }
+        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
+        let log = try FileHandle(forWritingTo: output)
         let process = Process()
         process.executableURL = PlatformNode.binary
         process.arguments = ["bench"] + arguments + ["--json", json.path]
-        process.standardOutput = FileHandle.nullDevice
+        process.standardOutput = log
+        process.standardError = log
         let ended = try process.runUntilExit()
-        #expect(await ended.value == 0)
+        let status = await ended.value
+        try log.close()
+        let printed = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
+        #expect(status == 0, "kandy-link bench \(arguments.joined(separator: " ")) printed:\n\(printed.suffix(4000))")
         return try JSONDecoder().decode(Report.self, from: Data(contentsOf: json))
     }
 
