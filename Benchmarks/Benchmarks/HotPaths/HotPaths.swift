@@ -115,7 +115,7 @@ final class Rig: Sendable {
         logger.logLevel = .error
         let platform = try await Platform(configuration: configuration, logger: logger)
         let names = (0..<count).map { "user-\($0)" }
-        let store = try await openStore(configuration.database, listen: false, logger: logger)
+        let store = try await openStore(configuration.database, logger: logger)
         let tokens = try await withCleanup {
             let accounts = try await Accounts(store: store, configuration: configuration)
             try await accounts.addMissing(usernames: names, password: UUID().uuidString)
