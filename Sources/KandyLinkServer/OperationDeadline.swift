@@ -11,7 +11,8 @@ public struct OperationTimedOut: Error, CustomStringConvertible {
 /// Gives up on work that takes longer than a deadline. PostgreSQL clients can wait forever on a
 /// connection the server has just ended, or in a pool queue until its circuit breaker opens a
 /// minute later; a request (and the channel turn it may hold) is answered rather than held that
-/// long. The work runs as a task of its own so that the caller can leave it behind.
+/// long. The work runs as a task of its own so that the caller can leave it behind: that task is
+/// cancelled when the deadline passes, and ends at the latest when the store closes its pool.
 struct OperationDeadline: Sendable {
     let limit: TimeAmount
 

@@ -79,7 +79,9 @@ public final class PostgresStore: PlatformStore {
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.client = client
         self.logger = logger
-        // Started at once, so run() is under way before the first query leases a connection.
+        // The pool runs from here to close(), not in a service group: the schema is migrated
+        // now, and tools (`users add`, `Accounts`) use a store with no group running at all.
+        // close() cancels it and waits for it, so nothing outlives the store.
         if #available(macOS 26.0, *) {
             self.running = Task.immediate { await client.run() }
         } else {
@@ -89,6 +91,7 @@ public final class PostgresStore: PlatformStore {
             try await Self.migrate(client, logger: logger)
         } catch {
             running.cancel()
+            await running.value
             throw StoreError.cannotOpen(path: Self.redacted(url), reason: "\(String(reflecting: error))")
         }
     }
