@@ -92,21 +92,24 @@ struct ChannelEndpoint: Sendable {
         let backlog = configuration.maxChannelBacklogBytes
         try connection.syncOptions?.setOption(
             ChannelOptions.writeBufferWaterMark, value: .init(low: backlog / 2, high: backlog))
+        let handler = NIOLoopBoundBox<ChannelSocketHandler?>(nil, eventLoop: connection.eventLoop)
         let socket = NotificationHub.Socket(
-            channelID: admission.channelID, connection: ChannelSocketHandler.connection(to: connection),
+            channelID: admission.channelID,
+            connection: ChannelSocketHandler.connection(to: connection, handler: handler),
             now: clock.now(), peer: connection.remoteAddress?.description ?? "unknown")
         let decoder = try connection.pipeline.syncOperations.context(
             handlerType: ByteToMessageHandler<WebSocketFrameDecoder>.self)
         try connection.pipeline.syncOperations.addHandler(
             FrameDeadline(timeout: .init(configuration.frameTimeout)), position: .before(decoder.handler))
-        try connection.pipeline.syncOperations.addHandler(
-            ChannelSocketHandler(
-                closeTimeout: .seconds(5), logger: logger,
-                heard: {
-                    socket.touch(clock.now())
-                    hub.changes.signal()
-                },
-                ended: { hub.detach(socket) }))
+        let channelSocket = ChannelSocketHandler(
+            closeTimeout: .seconds(5), logger: logger,
+            heard: {
+                socket.touch(clock.now())
+                hub.changes.signal()
+            },
+            ended: { hub.detach(socket) })
+        handler.value = channelSocket
+        try connection.pipeline.syncOperations.addHandler(channelSocket)
         return {
             await hub.attach(socket, lastEventID: admission.lastEventID, now: clock.now())
             // A connection that closed while attaching found nothing to detach: detach it now.

@@ -74,20 +74,25 @@ import Testing
         ("a client that ends its side of the connection is gone", [.clientHalfClose], [], false, 0),
     ]
 
-    @Test(arguments: cases)
+    /// Each case with the handler alone, and after NIO's frame encoder as on a real connection
+    /// (where notifications are encoded by the handler and written past the encoder).
+    @Test(arguments: cases, [false, true])
     func handles(
-        name: String, steps: [Step], written expected: [Written], open: Bool, heard expectedHeard: Int
+        _ scenario: (name: String, steps: [Step], written: [Written], open: Bool, heard: Int), encoder: Bool
     ) throws {
+        let (name, steps, expected, open, expectedHeard) = scenario
         let heard = Atomic(0)
         let ended = Atomic(0)
         let loop = EmbeddedEventLoop()
         let channel = EmbeddedChannel(loop: loop)
-        try channel.pipeline.syncOperations.addHandler(
-            ChannelSocketHandler(
-                closeTimeout: .seconds(5), logger: .init(label: "test"),
-                heard: { heard.add(1, ordering: .relaxed) }, ended: { ended.add(1, ordering: .relaxed) }))
+        if encoder { try channel.pipeline.syncOperations.addHandler(WebSocketFrameEncoder()) }
+        let handler = ChannelSocketHandler(
+            closeTimeout: .seconds(5), logger: .init(label: "test"),
+            heard: { heard.add(1, ordering: .relaxed) }, ended: { ended.add(1, ordering: .relaxed) })
+        try channel.pipeline.syncOperations.addHandler(handler)
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
-        let connection = ChannelSocketHandler.connection(to: channel)
+        let connection = ChannelSocketHandler.connection(
+            to: channel, handler: NIOLoopBoundBox(handler, eventLoop: channel.eventLoop))
 
         for step in steps {
             switch step {
@@ -112,7 +117,7 @@ import Testing
         }
 
         var written: [Written] = []
-        while let frame = try channel.readOutbound(as: WebSocketFrame.self) {
+        for frame in try encoder ? Self.decodeWritten(channel) : Self.framesWritten(channel) {
             #expect(frame.maskKey == nil, "a server never masks")
             var data = frame.data
             if frame.opcode == .connectionClose, let code = data.readInteger(as: UInt16.self) {
@@ -126,6 +131,47 @@ import Testing
         #expect(ended.load(ordering: .relaxed) == (open ? 0 : 1), "\(name)")
         #expect(heard.load(ordering: .relaxed) == expectedHeard, "\(name)")
         if open { _ = try? channel.finish() }
+    }
+
+    private static func framesWritten(_ channel: EmbeddedChannel) throws -> [WebSocketFrame] {
+        var frames: [WebSocketFrame] = []
+        while let frame = try channel.readOutbound(as: WebSocketFrame.self) { frames.append(frame) }
+        return frames
+    }
+
+    /// The bytes written, read back as a client reads server frames (unmasked, RFC 6455 §5.2).
+    private static func decodeWritten(_ channel: EmbeddedChannel) throws -> [WebSocketFrame] {
+        var bytes = ByteBuffer()
+        while var part = try channel.readOutbound(as: ByteBuffer.self) { bytes.writeBuffer(&part) }
+        var frames: [WebSocketFrame] = []
+        while let first = bytes.readInteger(as: UInt8.self), let second = bytes.readInteger(as: UInt8.self) {
+            #expect(second & 0x80 == 0, "a server never masks")
+            var length = Int(second & 0x7F)
+            if length == 126, let extended = bytes.readInteger(as: UInt16.self) {
+                length = Int(extended)
+            } else if length == 127, let extended = bytes.readInteger(as: UInt64.self) {
+                length = Int(extended)
+            }
+            guard let data = bytes.readSlice(length: length) else { throw TestFailure("a frame cut short") }
+            let opcode = try #require(WebSocketOpcode(encodedWebSocketOpcode: first & 0x0F))
+            frames.append(WebSocketFrame(fin: first & 0x80 != 0, opcode: opcode, data: data))
+        }
+        #expect(bytes.readableBytes == 0, "whole frames only")
+        return frames
+    }
+
+    /// A notification the handler encodes is byte for byte what NIO's encoder makes of it, at
+    /// each length encoding's edges.
+    @Test(arguments: [0, 1, 125, 126, 65_535, 65_536, 70_000])
+    func encodesTextFramesAsNIODoes(length: Int) throws {
+        let text = String(repeating: "é", count: length / 2) + String(repeating: "a", count: length % 2)
+        let channel = EmbeddedChannel(handler: WebSocketFrameEncoder())
+        try channel.writeOutbound(
+            WebSocketFrame(fin: true, opcode: .text, data: channel.allocator.buffer(string: text)))
+        var expected = ByteBuffer()
+        while var part = try channel.readOutbound(as: ByteBuffer.self) { expected.writeBuffer(&part) }
+        #expect(ChannelSocketHandler.textFrame(text, allocator: channel.allocator) == expected)
+        _ = try channel.finish()
     }
 
     private static func frame(_ opcode: WebSocketOpcode, _ data: ByteBuffer, masked: Bool) -> WebSocketFrame {
