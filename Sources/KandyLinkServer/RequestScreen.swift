@@ -267,9 +267,9 @@ extension RequestScreen {
             case discardAndClose
         }
 
-        private(set) var reading = Reading.betweenRequests
+        private var reading = Reading.betweenRequests
         /// Whether each request not yet answered asked to keep the connection, oldest first.
-        private(set) var keepAlive = CircularBuffer<Bool>()
+        private var keepAlive = CircularBuffer<Bool>()
         /// Only the connection's first request can upgrade it.
         private var sawHead = false
         /// The response being written ends the connection.
@@ -288,15 +288,12 @@ extension RequestScreen {
             case .refused(let refusal):
                 // Answered in turn, then the connection ends; its body, if any, is not read.
                 return refuse(refusal)
-            case .request:
+            case .request, .handshake:
                 keepAlive.append(askedToKeep)
                 reading = .request(bodyStarted: false)
-                return .pass
-            case .handshake:
-                // The first request upgrades the connection; a later one is passed on to be redirected.
-                keepAlive.append(askedToKeep)
-                reading = .request(bodyStarted: false)
-                return first ? .passAndLeave : .pass
+                // The first request's handshake upgrades the connection; a later one is passed on
+                // to be redirected.
+                return head == .handshake && first ? .passAndLeave : .pass
             }
         }
 
