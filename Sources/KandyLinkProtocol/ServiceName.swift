@@ -23,7 +23,8 @@ public struct ServiceName: RawRepresentable, Hashable, Sendable, Codable, Custom
 
     /// Whether this name denotes `other`, ignoring case as the Kandy.js client does.
     public func denotes(_ other: ServiceName) -> Bool {
-        rawValue.lowercased() == other.rawValue.lowercased()
+        // Stored names are canonical: equal spelling is the usual answer, and needs no copies.
+        rawValue == other.rawValue || rawValue.lowercased() == other.rawValue.lowercased()
     }
 
     /// The grantable service this name denotes, if any.

@@ -107,6 +107,7 @@ struct ChannelEndpoint: Sendable {
                 socket.touch(clock.now())
                 hub.changes.signal()
             },
+            writable: { socket.writable.store($0, ordering: .relaxed) },
             ended: { hub.detach(socket) })
         handler.value = channelSocket
         try connection.pipeline.syncOperations.addHandler(channelSocket)

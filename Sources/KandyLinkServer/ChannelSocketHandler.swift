@@ -34,20 +34,23 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private var state = State.open
     private var rules = FrameRules()
     private let heard: @Sendable () -> Void
+    private let writable: @Sendable (Bool) -> Void
     private let ended: @Sendable () -> Void
     private let closeTimeout: TimeAmount
     private let logger: Logger
 
     /// - Parameters:
     ///   - heard: the client was heard from (any frame).
+    ///   - writable: the connection's backlog crossed a watermark: whether it is below the high one.
     ///   - ended: the connection is gone.
     init(
         closeTimeout: TimeAmount, logger: Logger, heard: @escaping @Sendable () -> Void,
-        ended: @escaping @Sendable () -> Void
+        writable: @escaping @Sendable (Bool) -> Void = { _ in }, ended: @escaping @Sendable () -> Void
     ) {
         self.closeTimeout = closeTimeout
         self.logger = logger
         self.heard = heard
+        self.writable = writable
         self.ended = ended
     }
 
@@ -58,15 +61,12 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
         -> NotificationHub.Connection
     {
         NotificationHub.Connection(
-            write: { text, bounded in
-                // Past the write buffer's high watermark the client is not reading: refuse.
-                guard channel.isWritable || !bounded else { return false }
+            write: { frame in
                 if channel.eventLoop.inEventLoop {
-                    handler.value?.send(text)
+                    handler.value?.send(frame)
                 } else {
-                    channel.eventLoop.execute { handler.value?.send(text) }
+                    channel.eventLoop.execute { handler.value?.send(frame) }
                 }
-                return true
             },
             close: { code, reason in
                 channel.pipeline.triggerUserOutboundEvent(Close(code: code, reason: reason), promise: nil)
@@ -108,13 +108,13 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     /// Writes a notification, unless our close frame has gone out.
-    func send(_ text: String) {
+    func send(_ notification: NotificationHub.Frame) {
         guard case .open = state, let context else { return }
         if let encodedFrames {
-            encodedFrames.writeAndFlush(
-                NIOAny(Self.textFrame(text, allocator: context.channel.allocator)), promise: nil)
+            encodedFrames.writeAndFlush(NIOAny(notification.encoded), promise: nil)
         } else {
-            let frame = WebSocketFrame(fin: true, opcode: .text, data: context.channel.allocator.buffer(string: text))
+            let frame = WebSocketFrame(
+                fin: true, opcode: .text, data: context.channel.allocator.buffer(string: notification.text))
             context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
         }
     }
@@ -198,6 +198,11 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private func scheduleDeadline(context: ChannelHandlerContext) -> Scheduled<Void> {
         let bound = context.loopBound
         return context.eventLoop.scheduleTask(in: closeTimeout) { bound.value.close(promise: nil) }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        writable(context.channel.isWritable)
+        context.fireChannelWritabilityChanged()
     }
 
     func channelInactive(context: ChannelHandlerContext) {

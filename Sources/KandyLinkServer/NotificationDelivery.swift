@@ -43,16 +43,7 @@ final class NotificationDelivery: Sendable {
         eventID: UInt64, sockets: Int
     ) {
         let (eventID, text) = try await notification(make)
-        let now = clock.now()
-        var sockets = 0
-        var queued: [String] = []
-        for channelID in channelIDs {
-            switch try await hub.deliver(text, eventID: eventID, to: channelID, now: now) {
-            case .sent: sockets += 1
-            case .queued: queued.append(channelID)
-            case .dropped: break
-            }
-        }
+        let (sockets, queued) = try await hub.deliver(text, eventID: eventID, to: channelIDs, now: clock.now())
         metrics.notificationsSent.increment(by: Int64(sockets))
         metrics.notificationsQueued.increment(by: Int64(queued.count))
         await signal(.queued(queued))

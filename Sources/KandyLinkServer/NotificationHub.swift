@@ -1,6 +1,7 @@
 import Foundation
 import KandyLinkProtocol
 import Logging
+import NIOCore
 import NIOWebSocket
 import Synchronization
 
@@ -56,6 +57,10 @@ final class NotificationHub: Sendable {
         let closeAt: Atomic<Int64>
         /// The client's address, for the log when a newer connection takes the channel over.
         let peer: String
+        /// Whether the connection's backlog is below its high watermark, as its handler last saw.
+        /// (Kept here, beside what a delivery reads anyway: under fan-out, asking the connection
+        /// was a thirtieth of a delivery's cost.)
+        let writable = Atomic(true)
 
         init(channelID: String, connection: Connection, now: Date, peer: String = "unknown") {
             self.channelID = channelID
@@ -67,22 +72,40 @@ final class NotificationHub: Sendable {
 
         func touch(_ now: Date) { lastSeen.store(now.milliseconds, ordering: .relaxed) }
 
-        /// False when the connection refused it: its backlog is full (the client stops reading).
+        /// False, and not written, while the connection's backlog is past its high watermark:
+        /// the client stopped reading.
         @discardableResult
-        func send(_ text: String) -> Bool { connection.write(text, true) }
+        func send(_ frame: Frame) -> Bool {
+            guard writable.load(ordering: .relaxed) else { return false }
+            connection.write(frame)
+            return true
+        }
 
         /// Writes whatever the backlog: what a reconnecting client has not had, bounded by the
         /// stored queue's bound.
-        func replay(_ text: String) { _ = connection.write(text, false) }
+        func replay(_ text: String) { connection.write(Frame(text)) }
 
         func close(_ code: WebSocketErrorCode, _ reason: String) { connection.close(code, reason) }
     }
 
     /// Writes to a socket's connection. A close follows every write made before it, and comes once.
-    /// A bounded write returns false, and is not made, while the connection's backlog is full.
     struct Connection: Sendable {
-        var write: @Sendable (_ text: String, _ bounded: Bool) -> Bool
+        var write: @Sendable (Frame) -> Void
         var close: @Sendable (WebSocketErrorCode, String) -> Void
+    }
+
+    /// A notification as sockets are given it: its text, and its WebSocket frame encoded once for
+    /// every socket it goes to.
+    struct Frame: Sendable {
+        let text: String
+        let encoded: ByteBuffer
+
+        init(_ text: String) {
+            self.text = text
+            encoded = ChannelSocketHandler.textFrame(text, allocator: Self.allocator)
+        }
+
+        private static let allocator = ByteBufferAllocator()
     }
 
     /// A notification written to a socket, kept for replay.
@@ -189,12 +212,14 @@ final class NotificationHub: Sendable {
     }
 
     private func channel(_ channelID: String) -> Channel {
-        channels.withLock { channels in
-            if let channel = channels[channelID] { return channel }
-            let channel = Channel(id: channelID)
-            channels[channelID] = channel
-            return channel
-        }
+        channels.withLock { Self.channel(channelID, in: &$0) }
+    }
+
+    private static func channel(_ channelID: String, in channels: inout [String: Channel]) -> Channel {
+        if let channel = channels[channelID] { return channel }
+        let channel = Channel(id: channelID)
+        channels[channelID] = channel
+        return channel
     }
 
     /// Drops a channel that holds nothing worth keeping (no socket, nothing to replay).
@@ -301,39 +326,68 @@ final class NotificationHub: Sendable {
     // MARK: Notifications
 
     /// Writes a notification to the channel's socket, or queues it while there is none here.
+    func deliver(_ text: String, eventID: UInt64, to channelID: String, now: Date) async throws -> Delivery {
+        let outcome = try await deliver(text, eventID: eventID, to: [channelID], now: now)
+        return outcome.sent == 1 ? .sent : outcome.queued.isEmpty ? .dropped : .queued
+    }
+
+    /// Writes a notification to the sockets of these channels, and queues it for those with none
+    /// here. Returns how many sockets took it and which channels queued it; the others' subscription
+    /// had ended.
     ///
     /// A channel's eventIds must increase in the order it gets them (clients and the replay rely
     /// on it). Ids are drawn before the channel is reached, so a notification can find a later
     /// one already written; it is then given a fresh id.
-    func deliver(_ text: String, eventID: UInt64, to channelID: String, now: Date) async throws -> Delivery {
-        let channel = channel(channelID)
-        let written = channel.state.withLock { state in
-            guard !state.turns.busy, let socket = state.socket, eventID > state.lastEventID else { return false }
-            return write(Written(eventID: eventID, text: text, at: now.milliseconds), to: socket, in: &state)
-        }
-        if written { return .sent }
-        let delivery = try await channel.turn { () async throws -> Delivery in
-            var (eventID, text) = (eventID, text)
-            while eventID <= channel.state.withLock({ $0.lastEventID }) { (eventID, text) = try await restamp(text) }
+    func deliver(_ text: String, eventID: UInt64, to channelIDs: [String], now: Date) async throws -> (
+        sent: Int, queued: [String]
+    ) {
+        let entry = Written(eventID: eventID, text: text, at: now.milliseconds)
+        let frame = Frame(text)
+        // One pass, no await, for the sockets free to take it: the common case, and under fan-out
+        // the cost of a delivery is what this loop spends per channel.
+        let targets = channels.withLock { channels in channelIDs.map { Self.channel($0, in: &channels) } }
+        var sent = 0
+        var waiting: [Channel] = []
+        for channel in targets {
             let written = channel.state.withLock { state in
-                if let socket = state.socket,
-                    write(Written(eventID: eventID, text: text, at: now.milliseconds), to: socket, in: &state)
-                {
-                    return true
-                }
+                guard !state.turns.busy, let socket = state.socket, eventID > state.lastEventID else { return false }
+                return write(entry, frame, to: socket, in: &state)
+            }
+            if written { sent += 1 } else { waiting.append(channel) }
+        }
+        var queued: [String] = []
+        for channel in waiting {
+            switch try await deliverInTurn(entry, frame, to: channel) {
+            case .sent: sent += 1
+            case .queued: queued.append(channel.id)
+            case .dropped: forgetIfIdle(channel)
+            }
+        }
+        return (sent, queued)
+    }
+
+    /// Delivers in the channel's turn: after a drain or attach under way, with a fresh eventId if
+    /// a later one was written meanwhile; queued without a socket.
+    private func deliverInTurn(_ entry: Written, _ frame: Frame, to channel: Channel) async throws -> Delivery {
+        try await channel.turn { () async throws -> Delivery in
+            var (entry, frame) = (entry, frame)
+            while entry.eventID <= channel.state.withLock({ $0.lastEventID }) {
+                (entry.eventID, entry.text) = try await restamp(entry.text)
+                frame = Frame(entry.text)
+            }
+            let written = channel.state.withLock { state in
+                if let socket = state.socket, write(entry, frame, to: socket, in: &state) { return true }
                 // Queued instead: later notifications must still exceed it.
-                state.lastEventID = eventID
+                state.lastEventID = entry.eventID
                 return false
             }
             if written { return .sent }
             let queued = try await store.enqueue(
-                channelID: channelID, eventID: eventID, text: text, bound: policy.queue)
+                channelID: channel.id, eventID: entry.eventID, text: entry.text, bound: policy.queue)
+            // When dropped, the subscription is gone: nothing here is worth keeping. A channel that
+            // queued keeps its last id, which later notifications must exceed.
             return queued ? .queued : .dropped
         }
-        // The subscription is gone: nothing here is worth keeping. A channel that queued keeps its
-        // last id, which later notifications must exceed.
-        if delivery == .dropped { forgetIfIdle(channel) }
-        return delivery
     }
 
     /// Writes what is queued for the channel to its socket here, if it has one: notifications
@@ -357,7 +411,7 @@ final class NotificationHub: Sendable {
                 let written = channel.state.withLock { state in
                     guard let socket = state.socket else { return false }
                     // (One refused leaves the rest queued: the socket is then down.)
-                    return batch.allSatisfy { write($0, to: socket, in: &state) }
+                    return batch.allSatisfy { write($0, Frame($0.text), to: socket, in: &state) }
                 }
                 if written { try await store.dequeue(channelID: channelID, through: newest) }
             } catch {
@@ -368,8 +422,8 @@ final class NotificationHub: Sendable {
 
     /// Writes to the channel's socket; false when its backlog is full: the client stopped reading,
     /// so the socket is taken as down (what follows is queued in the store) and closed.
-    private func write(_ entry: Written, to socket: Socket, in state: inout Channel.State) -> Bool {
-        guard socket.send(entry.text) else {
+    private func write(_ entry: Written, _ frame: Frame, to socket: Socket, in state: inout Channel.State) -> Bool {
+        guard socket.send(frame) else {
             state.socket = nil
             socketClosed()
             socket.close(.policyViolation, "The client does not read its notifications")
@@ -425,7 +479,7 @@ final class NotificationHub: Sendable {
         }
         guard let socket else { return }
         socketClosed()
-        if let text { socket.send(text) }
+        if let text { socket.send(Frame(text)) }
         socket.close(code, reason)
     }
 

@@ -103,7 +103,7 @@ import Testing
                 data.write(webSocketErrorCode: WebSocketErrorCode(codeNumber: code))
                 try channel.writeInbound(Self.frame(.connectionClose, data, masked: true))
             case .notify(let text):
-                _ = connection.write(text, true)
+                connection.write(NotificationHub.Frame(text))
             case .close(let code, let reason):
                 connection.close(code, reason)
             case .quiesce:

@@ -268,6 +268,31 @@ import Testing
         #expect(ids[1] > ids[0])
     }
 
+    /// One notification to channels in every state at once: each gets what it would alone.
+    @Test func oneNotificationToManyChannels() async throws {
+        let rig = try await HubRig()
+        defer { withExtendedLifetime(rig) {} }
+        for (id, channel) in [("s2", "c2"), ("s3", "c3")] {
+            _ = try await rig.store.insertSubscription(
+                StoredSubscription(
+                    id: id, username: "u", channelID: channel, services: ["IM"], expires: 60,
+                    expiresAt: Date() + 60, createdAt: Date()),
+                now: Date()
+            ) { _ in 0 }
+        }
+        let (socket, outbox) = await rig.hub.attach(channelID: "c1", lastEventID: nil, now: start)
+        _ = try await rig.store.deleteSubscription(id: "s3", of: "u", now: Date())
+        // c1 has a socket here, c2 none (its client is away), c3's subscription has ended.
+        let outcome = try await rig.hub.deliver("n1", eventID: 1, to: ["c1", "c2", "c3"], now: start)
+        #expect(outcome.sent == 1)
+        #expect(outcome.queued == ["c2"])
+        #expect(try await rig.store.queued(channelID: "c2").map(\.eventID) == [1])
+        #expect(try await rig.store.queued(channelID: "c3").isEmpty)
+        #expect(!rig.hub.hasSocket("c3") && rig.hub.channelCount == 2)
+        socket.close(.normalClosure, "done")
+        #expect(Self.texts(await Self.drain(outbox)) == ["n1"])
+    }
+
     @Test func notificationsForAnEndedSubscriptionAreDropped() async throws {
         let rig = try await HubRig()
         defer { withExtendedLifetime(rig) {} }
@@ -299,10 +324,7 @@ extension NotificationHub {
         let socket = Socket(
             channelID: channelID,
             connection: .init(
-                write: { text, _ in
-                    outbox.yield(.text(text))
-                    return true
-                },
+                write: { outbox.yield(.text($0.text)) },
                 close: { code, reason in
                     outbox.yield(.close(code, reason))
                     outbox.finish()
