@@ -325,12 +325,6 @@ final class NotificationHub: Sendable {
 
     // MARK: Notifications
 
-    /// Writes a notification to the channel's socket, or queues it while there is none here.
-    func deliver(_ text: String, eventID: UInt64, to channelID: String, now: Date) async throws -> Delivery {
-        let outcome = try await deliver(text, eventID: eventID, to: [channelID], now: now)
-        return outcome.sent == 1 ? .sent : outcome.queued.isEmpty ? .dropped : .queued
-    }
-
     /// Writes a notification to the sockets of these channels, and queues it for those with none
     /// here. Returns how many sockets took it and which channels queued it; the others' subscription
     /// had ended.

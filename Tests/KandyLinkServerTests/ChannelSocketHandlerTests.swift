@@ -133,6 +133,22 @@ import Testing
         if open { _ = try? channel.finish() }
     }
 
+    /// The hub reads writability from its socket: the handler must report each watermark crossed.
+    @Test func reportsTheBacklogCrossingItsWatermarks() throws {
+        let seen = Mutex<[Bool]>([])
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandler(
+            ChannelSocketHandler(
+                closeTimeout: .seconds(5), logger: .init(label: "test"), heard: {},
+                writable: { writable in seen.withLock { $0.append(writable) } }, ended: {}))
+        for writable in [false, true] {
+            channel.isWritable = writable
+            channel.pipeline.fireChannelWritabilityChanged()
+        }
+        #expect(seen.withLock { $0 } == [false, true])
+        _ = try channel.finish()
+    }
+
     private static func framesWritten(_ channel: EmbeddedChannel) throws -> [WebSocketFrame] {
         var frames: [WebSocketFrame] = []
         while let frame = try channel.readOutbound(as: WebSocketFrame.self) { frames.append(frame) }

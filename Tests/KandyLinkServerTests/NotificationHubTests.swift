@@ -312,6 +312,13 @@ import Testing
 }
 
 extension NotificationHub {
+    /// Delivers to one channel: where the notification went.
+    func deliver(_ text: String, eventID: UInt64, to channelID: String, now: Date) async throws -> Delivery {
+        let outcome = try await deliver(text, eventID: eventID, to: [channelID], now: now)
+        if outcome.sent == 1 { return .sent }
+        return outcome.queued.isEmpty ? .dropped : .queued
+    }
+
     /// What a socket's connection was asked to write.
     enum Outbound: Sendable {
         case text(String)
