@@ -91,13 +91,15 @@ final class Authenticator: Sendable {
         case .expired: throw PlatformError(.tokenExpired, "The token has expired; ask for a new one.")
         case .invalid: throw PlatformError(.invalidCredentials, "The token is not valid.")
         }
-        let user: UserRecord?
+        // Only whether the user still exists: the record (and its profile) is not needed, and
+        // this runs on every token-authenticated request.
+        let exists: Bool
         do {
-            user = try await store.user(login: username)
+            exists = try await store.existingUsers([username]).contains(username)
         } catch {
             throw PlatformError.store("The user could not be looked up.", error)
         }
-        guard user?.username == username else {
+        guard exists else {
             throw PlatformError(.invalidCredentials, "The token's user no longer exists.")
         }
         return AuthenticatedUser(username: username)

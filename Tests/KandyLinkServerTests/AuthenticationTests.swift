@@ -87,11 +87,17 @@ import Testing
                 .POST, path, body: TestPlatform.subscribeBody(),
                 credential: .basic(login: TestPlatform.alice, password: "new one"))
             #expect(new.status == 200)
+            let (token, _) = try await test.platform.accounts.token(for: TestPlatform.alice)
             try await test.platform.accounts.remove(username: TestPlatform.alice)
             let gone = try await test.request(
                 .POST, path, body: TestPlatform.subscribeBody(),
                 credential: .basic(login: TestPlatform.alice, password: "new one"))
             #expect(gone.status == 401)
+            // A token signed while the user existed proves nothing once they are gone.
+            let orphaned = try await test.request(
+                .POST, path, body: TestPlatform.subscribeBody(), credential: .bearer(token))
+            #expect(orphaned.status == 401)
+            #expect(orphaned.subscribeResponse?.statusCode == StatusCode.invalidCredentials.rawValue)
         }
     }
 
