@@ -97,11 +97,8 @@ struct ChannelEndpoint: Sendable {
             channelID: admission.channelID,
             connection: ChannelSocketHandler.connection(to: connection, handler: handler),
             now: clock.now(), peer: connection.remoteAddress?.description ?? "unknown")
-        let decoder = try connection.pipeline.syncOperations.context(
-            handlerType: ByteToMessageHandler<WebSocketFrameDecoder>.self)
-        try connection.pipeline.syncOperations.addHandler(
-            FrameDeadline(timeout: .init(configuration.frameTimeout)), position: .before(decoder.handler))
         let channelSocket = ChannelSocketHandler(
+            maxFrameSize: configuration.maxFrameBytes, frameTimeout: .init(configuration.frameTimeout),
             closeTimeout: .seconds(5), logger: logger,
             heard: {
                 socket.touch(clock.now())

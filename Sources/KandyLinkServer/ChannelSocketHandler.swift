@@ -6,14 +6,17 @@ import NIOWebSocket
 /// its own: an idle channel costs its connection and this handler.
 ///
 /// Every frame from the client says it is there (keepalives, spec §4.3; pongs); pings are
-/// answered; the close handshake of RFC 6455 §7 is run both ways. Notifications reach it as
-/// frames written to the channel from anywhere, and a close as ``Close``: nothing is written after
-/// the close frame. Frame-level errors (oversized, malformed) are answered by NIO's
-/// `WebSocketProtocolErrorHandler` before this one.
+/// answered; the close handshake of RFC 6455 §7 is run both ways. Notifications reach it through
+/// ``NotificationHub/Connection``, already encoded, and a close as ``Close``: nothing is written
+/// after the close frame.
+///
+/// It reads and writes the connection's bytes itself (``FrameReader``), with no frame codec in
+/// the pipeline: a connection's handlers cost memory for as long as the channel is open. A frame
+/// too long, or begun and not finished within the frame timeout, fails the connection.
 final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = WebSocketFrame
-    typealias OutboundIn = WebSocketFrame
-    typealias OutboundOut = WebSocketFrame
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     /// Asks the handler to close the socket with a close frame (an outbound user event, so it
     /// follows every frame written before it).
@@ -32,7 +35,13 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     private var state = State.open
+    private var reader: FrameReader
     private var rules = FrameRules()
+    /// When the frame under way must be whole: a client that trickles a frame, or starts one and
+    /// stops, is not heard (being heard takes a whole frame), so without it only the sweeper's
+    /// silence allowance would end the socket.
+    private var frameDeadline: Scheduled<Void>?
+    private let frameTimeout: TimeAmount
     private let heard: @Sendable () -> Void
     private let writable: @Sendable (Bool) -> Void
     private let ended: @Sendable () -> Void
@@ -40,13 +49,18 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private let logger: Logger
 
     /// - Parameters:
+    ///   - maxFrameSize: the longest frame a client may send, in bytes.
+    ///   - frameTimeout: how long a frame may take to arrive once its first bytes have.
     ///   - heard: the client was heard from (any frame).
     ///   - writable: the connection's backlog crossed a watermark: whether it is below the high one.
     ///   - ended: the connection is gone.
     init(
-        closeTimeout: TimeAmount, logger: Logger, heard: @escaping @Sendable () -> Void,
-        writable: @escaping @Sendable (Bool) -> Void = { _ in }, ended: @escaping @Sendable () -> Void
+        maxFrameSize: Int, frameTimeout: TimeAmount, closeTimeout: TimeAmount, logger: Logger,
+        heard: @escaping @Sendable () -> Void, writable: @escaping @Sendable (Bool) -> Void = { _ in },
+        ended: @escaping @Sendable () -> Void
     ) {
+        self.reader = FrameReader(maxFrameSize: maxFrameSize)
+        self.frameTimeout = frameTimeout
         self.closeTimeout = closeTimeout
         self.logger = logger
         self.heard = heard
@@ -75,9 +89,22 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     /// A server's text frame (unmasked, RFC 6455 §5.2), header and payload in one buffer.
     static func textFrame(_ text: String, allocator: ByteBufferAllocator) -> ByteBuffer {
-        let length = text.utf8.count
+        frame(.text, length: text.utf8.count, allocator: allocator) { $0.writeString(text) }
+    }
+
+    /// A server's control frame (unmasked, whole): its payload is at most 125 bytes.
+    static func controlFrame(_ opcode: WebSocketOpcode, payload: ByteBuffer, allocator: ByteBufferAllocator)
+        -> ByteBuffer
+    {
+        var payload = payload
+        return frame(opcode, length: payload.readableBytes, allocator: allocator) { $0.writeBuffer(&payload) }
+    }
+
+    private static func frame(
+        _ opcode: WebSocketOpcode, length: Int, allocator: ByteBufferAllocator, payload: (inout ByteBuffer) -> Void
+    ) -> ByteBuffer {
         var frame = allocator.buffer(capacity: length + 10)
-        frame.writeInteger(UInt8(0x81))  // FIN, text
+        frame.writeInteger(0x80 | UInt8(webSocketOpcode: opcode))  // FIN
         if length < 126 {
             frame.writeInteger(UInt8(length))
         } else if length <= UInt16.max {
@@ -87,48 +114,89 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
             frame.writeInteger(UInt8(127))
             frame.writeInteger(UInt64(length))
         }
-        frame.writeString(text)
+        payload(&frame)
         return frame
     }
 
-    /// Where encoded notifications enter the pipeline: past NIO's frame encoder, so that a
-    /// notification is written without passing the inbound handlers and the encoder one by one
-    /// (under fan-out, that walk and its retains were a tenth of the node's CPU).
-    private var encodedFrames: ChannelHandlerContext?
     private var context: ChannelHandlerContext?
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        encodedFrames = try? context.pipeline.syncOperations.context(handlerType: WebSocketFrameEncoder.self)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
-        encodedFrames = nil
+        frameDeadline?.cancel()
+        frameDeadline = nil
     }
 
     /// Writes a notification, unless our close frame has gone out.
     func send(_ notification: NotificationHub.Frame) {
         guard case .open = state, let context else { return }
-        if let encodedFrames {
-            encodedFrames.writeAndFlush(NIOAny(notification.encoded), promise: nil)
-        } else {
-            let frame = WebSocketFrame(
-                fin: true, opcode: .text, data: context.channel.allocator.buffer(string: notification.text))
-            context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
-        }
+        context.writeAndFlush(wrapOutboundOut(notification.encoded), promise: nil)
     }
 
     // MARK: From the client
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
-        heard()
         // Once both close frames are out (or the connection failed), what else comes is not read.
         switch state {
         case .ending, .closed: return
         case .open, .closing: break
         }
+        reader.append(unwrapInboundIn(data))
+        var completed = 0
+        reading: while true {
+            switch reader.next() {
+            case .frame(let frame):
+                completed += 1
+                heard()
+                received(frame, context: context)
+                switch state {
+                case .open, .closing:
+                    continue reading
+                case .ending, .closed:
+                    reader.discard()
+                    break reading
+                }
+            case .needMore:
+                break reading
+            case .tooLarge:
+                reader.discard()
+                fail(
+                    context: context, code: .messageTooLarge,
+                    reason: "A frame is at most \(reader.maxFrameSize) bytes")
+                break reading
+            }
+        }
+        timeFrame(completed: completed, context: context)
+    }
+
+    /// Starts the frame timeout when a frame begins, and stops it when none is under way.
+    private func timeFrame(completed: Int, context: ChannelHandlerContext) {
+        guard reader.isInsideFrame else {
+            frameDeadline?.cancel()
+            frameDeadline = nil
+            return
+        }
+        // A frame that began in these bytes gets its time from now; one still under way keeps
+        // its own (bytes that do not finish it do not extend it).
+        guard frameDeadline == nil || completed > 0 else { return }
+        frameDeadline?.cancel()
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let bound = context.loopBound
+        frameDeadline = context.eventLoop.scheduleTask(in: frameTimeout) {
+            handler.value.frameTimedOut(context: bound.value)
+        }
+    }
+
+    private func frameTimedOut(context: ChannelHandlerContext) {
+        frameDeadline = nil
+        reader.discard()
+        fail(context: context, code: .policyViolation, reason: "A frame was begun and not finished in time")
+    }
+
+    private func received(_ frame: WebSocketFrame, context: ChannelHandlerContext) {
         // RFC 6455 §5.1: a server closes the connection on an unmasked frame.
         guard frame.maskKey != nil else {
             fail(context: context, code: .protocolError, reason: "Frames from a client must be masked")
@@ -143,7 +211,7 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
             break  // keepalives: being heard is all they say
         case .ping:
             guard frame.fin, case .open = state else { return }
-            let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
+            let pong = Self.controlFrame(.pong, payload: frame.unmaskedData, allocator: context.channel.allocator)
             context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
         case .connectionClose:
             receivedClose(context: context, frame: frame)
@@ -206,6 +274,9 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        frameDeadline?.cancel()
+        frameDeadline = nil
+        reader.discard()
         switch state {
         case .closing(let deadline), .ending(let deadline): deadline.cancel()
         case .open, .closed: break
@@ -219,8 +290,6 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
         switch event {
         case is ChannelShouldQuiesceEvent:
             close(context: context, code: .goingAway, reason: "Platform shutting down")
-        case is FrameDeadline.Expired:
-            fail(context: context, code: .policyViolation, reason: "A frame was begun and not finished in time")
         case ChannelEvent.inputClosed:
             // The client ended its side (the server allows half-closure): it will send nothing
             // more, keepalives included, so the socket is over.
@@ -233,11 +302,8 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         state = .closed
-        // WebSocketProtocolErrorHandler already answers frame errors with a close frame and closes.
-        if !(error is NIOWebSocketError) {
-            logger.debug("Channel socket failed", metadata: ["error": "\(error)"])
-            context.close(promise: nil)
-        }
+        logger.debug("Channel socket failed", metadata: ["error": "\(error)"])
+        context.close(promise: nil)
     }
 
     // MARK: To the client
@@ -268,7 +334,7 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     private static func closeFrame(code: WebSocketErrorCode, reason: String, allocator: ByteBufferAllocator)
-        -> WebSocketFrame
+        -> ByteBuffer
     {
         // A control frame's payload is at most 125 bytes: the code and 123 of reason.
         var reason = reason
@@ -276,7 +342,7 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
         var data = allocator.buffer(capacity: 2 + reason.utf8.count)
         data.write(webSocketErrorCode: code)
         data.writeString(reason)
-        return WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
+        return controlFrame(.connectionClose, payload: data, allocator: allocator)
     }
 }
 

@@ -66,8 +66,7 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
             try channel.syncOptions?.setOption(.recvAllocator, value: Self.receiveBuffers)
             let admission = NIOLoopBoundBox(Admission.none, eventLoop: channel.eventLoop)
             let channels = self.channels
-            let upgrader = NIOTypedWebSocketServerUpgrader<Negotiated>(
-                maxFrameSize: configuration.maxFrameBytes,
+            let handshake = NIOTypedWebSocketServerUpgrader<Negotiated>(
                 shouldUpgrade: { channel, head in
                     let address = channel.remoteAddress?.ipAddress ?? "unknown"
                     let promise = channel.eventLoop.makePromise(of: Result<ChannelAdmission, PlatformError>.self)
@@ -87,14 +86,18 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
                         }
                     }
                 },
+                // Never called: ChannelSocketUpgrader makes the socket itself.
                 upgradePipelineHandler: { channel, _ in
-                    channel.eventLoop.makeCompletedFuture {
-                        guard case .admitted(let admitted) = admission.value else {
-                            preconditionFailure("An upgrade goes ahead only once admitted")
-                        }
-                        return .channel(attach: try channels.openChannel(admitted, on: channel))
-                    }
+                    channel.eventLoop.makeFailedFuture(ChannelError.inappropriateOperationForState)
                 })
+            let upgrader = ChannelSocketUpgrader(handshake: handshake) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    guard case .admitted(let admitted) = admission.value else {
+                        preconditionFailure("An upgrade goes ahead only once admitted")
+                    }
+                    return .channel(attach: try channels.openChannel(admitted, on: channel))
+                }
+            }
             var configuration = NIOUpgradableHTTPServerPipelineConfiguration<Negotiated>(
                 upgradeConfiguration: .init(
                     upgraders: [upgrader],
@@ -199,6 +202,33 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
             try await writer.writeResponse(
                 HTTPResponse(status: .temporaryRedirect, headerFields: [.connection: "close", .location: target]))
         }
+    }
+}
+
+/// NIO's WebSocket handshake (checking the request, answering with `Sec-WebSocket-Accept`), and
+/// then the channel socket alone in the connection's pipeline: NIO's upgrader would first add its
+/// frame encoder, decoder and error handler, which ``ChannelSocketHandler`` does without.
+struct ChannelSocketUpgrader: NIOTypedHTTPServerProtocolUpgrader {
+    typealias UpgradeResult = PlatformConnection.Negotiated
+
+    let handshake: NIOTypedWebSocketServerUpgrader<UpgradeResult>
+    /// Makes the upgraded connection a channel socket.
+    let open: @Sendable (any Channel) -> EventLoopFuture<UpgradeResult>
+
+    var supportedProtocol: String { handshake.supportedProtocol }
+    var requiredUpgradeHeaders: [String] { handshake.requiredUpgradeHeaders }
+
+    func buildUpgradeResponse(
+        channel: any Channel, upgradeRequest: HTTPRequestHead, initialResponseHeaders: HTTPHeaders
+    )
+        -> EventLoopFuture<HTTPHeaders>
+    {
+        handshake.buildUpgradeResponse(
+            channel: channel, upgradeRequest: upgradeRequest, initialResponseHeaders: initialResponseHeaders)
+    }
+
+    func upgrade(channel: any Channel, upgradeRequest: HTTPRequestHead) -> EventLoopFuture<UpgradeResult> {
+        open(channel)
     }
 }
 

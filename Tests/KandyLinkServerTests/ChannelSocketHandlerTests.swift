@@ -12,6 +12,10 @@ import Testing
     enum Step {
         /// A frame from the client, masked unless said otherwise.
         case client(WebSocketOpcode, String = "", masked: Bool = true)
+        /// A frame from the client arriving in pieces of these sizes (the rest in a last one).
+        case clientInPieces(WebSocketOpcode, String, sizes: [Int])
+        /// Frames from the client arriving in one read.
+        case clientTogether([(WebSocketOpcode, String)])
         /// The client's close frame with this code.
         case clientClose(Int)
         /// The hub writes a notification.
@@ -72,23 +76,38 @@ import Testing
         ),
         ("shutdown closes with going away", [.quiesce], [.close(1001, "Platform shutting down")], true, 0),
         ("a client that ends its side of the connection is gone", [.clientHalfClose], [], false, 0),
+        (
+            "a frame is read once whole, however it is cut", [.clientInPieces(.ping, "abc", sizes: [1, 1, 4, 2])],
+            [.init(opcode: .pong, payload: "abc")], true, 1
+        ),
+        (
+            "frames arriving together are each read", [.clientTogether([(.ping, "a"), (.text, "k"), (.ping, "b")])],
+            [.init(opcode: .pong, payload: "a"), .init(opcode: .pong, payload: "b")], true, 3
+        ),
+        (
+            "a frame over the limit fails the connection on its length alone",
+            [.clientInPieces(.text, String(repeating: "x", count: 5000), sizes: [4])],
+            [.close(1009, "A frame is at most 4096 bytes")], false, 0
+        ),
+        (
+            "what follows the client's close is not read",
+            [.clientTogether([(.connectionClose, ""), (.ping, "late")])], [.close(1000, "")], false, 1
+        ),
     ]
 
-    /// Each case with the handler alone, and after NIO's frame encoder as on a real connection
-    /// (where notifications are encoded by the handler and written past the encoder).
-    @Test(arguments: cases, [false, true])
-    func handles(
-        _ scenario: (name: String, steps: [Step], written: [Written], open: Bool, heard: Int), encoder: Bool
-    ) throws {
+    static let maxFrameSize = 4096
+
+    @Test(arguments: cases)
+    func handles(_ scenario: (name: String, steps: [Step], written: [Written], open: Bool, heard: Int)) throws {
         let (name, steps, expected, open, expectedHeard) = scenario
         let heard = Atomic(0)
         let ended = Atomic(0)
         let loop = EmbeddedEventLoop()
         let channel = EmbeddedChannel(loop: loop)
-        if encoder { try channel.pipeline.syncOperations.addHandler(WebSocketFrameEncoder()) }
         let handler = ChannelSocketHandler(
-            closeTimeout: .seconds(5), logger: .init(label: "test"),
-            heard: { heard.add(1, ordering: .relaxed) }, ended: { ended.add(1, ordering: .relaxed) })
+            maxFrameSize: Self.maxFrameSize, frameTimeout: .seconds(30), closeTimeout: .seconds(5),
+            logger: .init(label: "test"), heard: { heard.add(1, ordering: .relaxed) },
+            ended: { ended.add(1, ordering: .relaxed) })
         try channel.pipeline.syncOperations.addHandler(handler)
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         let connection = ChannelSocketHandler.connection(
@@ -97,11 +116,26 @@ import Testing
         for step in steps {
             switch step {
             case .client(let opcode, let text, let masked):
-                try channel.writeInbound(Self.frame(opcode, ByteBuffer(string: text), masked: masked))
+                try channel.writeInbound(
+                    try Self.clientBytes(Self.frame(opcode, ByteBuffer(string: text), masked: masked)))
+            case .clientInPieces(let opcode, let text, let sizes):
+                var bytes = try Self.clientBytes(Self.frame(opcode, ByteBuffer(string: text), masked: true))
+                for size in sizes {
+                    guard let piece = bytes.readSlice(length: min(size, bytes.readableBytes)) else { break }
+                    try channel.writeInbound(piece)
+                }
+                if bytes.readableBytes > 0 { try channel.writeInbound(bytes) }
+            case .clientTogether(let frames):
+                var bytes = ByteBuffer()
+                for (opcode, text) in frames {
+                    var frame = try Self.clientBytes(Self.frame(opcode, ByteBuffer(string: text), masked: true))
+                    bytes.writeBuffer(&frame)
+                }
+                try channel.writeInbound(bytes)
             case .clientClose(let code):
                 var data = ByteBuffer()
                 data.write(webSocketErrorCode: WebSocketErrorCode(codeNumber: code))
-                try channel.writeInbound(Self.frame(.connectionClose, data, masked: true))
+                try channel.writeInbound(try Self.clientBytes(Self.frame(.connectionClose, data, masked: true)))
             case .notify(let text):
                 connection.write(NotificationHub.Frame(text))
             case .close(let code, let reason):
@@ -117,7 +151,7 @@ import Testing
         }
 
         var written: [Written] = []
-        for frame in try encoder ? Self.decodeWritten(channel) : Self.framesWritten(channel) {
+        for frame in try Self.decodeWritten(channel) {
             #expect(frame.maskKey == nil, "a server never masks")
             var data = frame.data
             if frame.opcode == .connectionClose, let code = data.readInteger(as: UInt16.self) {
@@ -139,8 +173,10 @@ import Testing
         let channel = EmbeddedChannel()
         try channel.pipeline.syncOperations.addHandler(
             ChannelSocketHandler(
-                closeTimeout: .seconds(5), logger: .init(label: "test"), heard: {},
-                writable: { writable in seen.withLock { $0.append(writable) } }, ended: {}))
+                maxFrameSize: Self.maxFrameSize, frameTimeout: .seconds(30), closeTimeout: .seconds(5),
+                logger: .init(label: "test"), heard: {},
+                writable: { writable in seen.withLock { $0.append(writable) } },
+                ended: {}))
         for writable in [false, true] {
             channel.isWritable = writable
             channel.pipeline.fireChannelWritabilityChanged()
@@ -149,14 +185,18 @@ import Testing
         _ = try channel.finish()
     }
 
-    private static func framesWritten(_ channel: EmbeddedChannel) throws -> [WebSocketFrame] {
-        var frames: [WebSocketFrame] = []
-        while let frame = try channel.readOutbound(as: WebSocketFrame.self) { frames.append(frame) }
-        return frames
+    /// A frame as a client's bytes, made by NIO's encoder.
+    static func clientBytes(_ frame: WebSocketFrame) throws -> ByteBuffer {
+        let channel = EmbeddedChannel(handler: WebSocketFrameEncoder())
+        try channel.writeOutbound(frame)
+        var bytes = ByteBuffer()
+        while var part = try channel.readOutbound(as: ByteBuffer.self) { bytes.writeBuffer(&part) }
+        _ = try channel.finish()
+        return bytes
     }
 
     /// The bytes written, read back as a client reads server frames (unmasked, RFC 6455 §5.2).
-    private static func decodeWritten(_ channel: EmbeddedChannel) throws -> [WebSocketFrame] {
+    static func decodeWritten(_ channel: EmbeddedChannel) throws -> [WebSocketFrame] {
         var bytes = ByteBuffer()
         while var part = try channel.readOutbound(as: ByteBuffer.self) { bytes.writeBuffer(&part) }
         var frames: [WebSocketFrame] = []
@@ -190,12 +230,17 @@ import Testing
         _ = try channel.finish()
     }
 
-    private static func frame(_ opcode: WebSocketOpcode, _ data: ByteBuffer, masked: Bool) -> WebSocketFrame {
-        guard masked else { return WebSocketFrame(fin: true, opcode: opcode, data: data) }
-        let key: WebSocketMaskingKey = [0x12, 0x34, 0x56, 0x78]
-        var data = data
-        data.webSocketMask(key)
-        return WebSocketFrame(fin: true, opcode: opcode, maskKey: key, data: data)
+    /// So are the control frames it answers with.
+    @Test(arguments: [WebSocketOpcode.pong, .connectionClose], [0, 2, 125])
+    func encodesControlFramesAsNIODoes(opcode: WebSocketOpcode, length: Int) throws {
+        let payload = ByteBuffer(bytes: (0..<length).map { UInt8($0 & 0xFF) })
+        let expected = try Self.clientBytes(WebSocketFrame(fin: true, opcode: opcode, data: payload))
+        #expect(ChannelSocketHandler.controlFrame(opcode, payload: payload, allocator: .init()) == expected)
+    }
+
+    /// A whole frame with `data` as its payload, to be masked as a client's by NIO's encoder.
+    static func frame(_ opcode: WebSocketOpcode, _ data: ByteBuffer, masked: Bool) -> WebSocketFrame {
+        WebSocketFrame(fin: true, opcode: opcode, maskKey: masked ? [0x12, 0x34, 0x56, 0x78] : nil, data: data)
     }
 }
 
@@ -285,8 +330,9 @@ extension ChannelSocketHandlerTests.Written: Sendable {}
     }
 }
 
-/// Where a byte stream stands between WebSocket frames, and the deadline a begun frame gets.
-@Suite struct FrameDeadlineTests {
+/// Frames read out of a client's bytes, where the stream stands between them, and the deadline a
+/// begun frame gets.
+@Suite struct FrameReaderTests {
     /// A masked client frame's bytes: header, extended length, key, payload.
     static func frame(payload: Int, opcode: UInt8 = 0x1) -> [UInt8] {
         var bytes: [UInt8] = [0x80 | opcode]
@@ -318,10 +364,60 @@ extension ChannelSocketHandlerTests.Written: Sendable {}
 
     @Test(arguments: boundaries.indices) func boundary(row: Int) {
         let (name, chunks, completed, inside) = Self.boundaries[row]
-        var boundary = FrameBoundary()
-        let total = chunks.reduce(0) { $0 + boundary.consume(ByteBuffer(bytes: $1).readableBytesView) }
-        #expect(total == completed, "\(name)")
-        #expect(boundary.isInsideFrame == inside, "\(name)")
+        var reader = FrameReader(maxFrameSize: 1 << 20)
+        var frames: [WebSocketFrame] = []
+        for chunk in chunks {
+            reader.append(ByteBuffer(bytes: chunk))
+            while case .frame(let frame) = reader.next() { frames.append(frame) }
+        }
+        #expect(frames.count == completed, "\(name)")
+        #expect(reader.isInsideFrame == inside, "\(name)")
+    }
+
+    /// What NIO's encoder makes of a frame, the reader reads back as that frame: every bit of the
+    /// first byte, masked or not, at each length encoding's edges.
+    @Test(arguments: [0, 1, 125, 126, 65_535, 65_536], [false, true])
+    func readsWhatNIOEncodes(length: Int, masked: Bool) throws {
+        let payload = ByteBuffer(bytes: (0..<length).map { UInt8(truncatingIfNeeded: $0 * 7) })
+        let key: WebSocketMaskingKey? = masked ? [0x12, 0x34, 0x56, 0x78] : nil
+        let frames = [
+            WebSocketFrame(fin: true, opcode: .text, maskKey: key, data: payload),
+            WebSocketFrame(fin: false, rsv1: true, opcode: .binary, maskKey: key, data: payload),
+            WebSocketFrame(fin: true, rsv2: true, rsv3: true, opcode: .continuation, maskKey: key, data: payload),
+            WebSocketFrame(
+                fin: true, opcode: try #require(WebSocketOpcode(encodedWebSocketOpcode: 0xB)), maskKey: key,
+                data: payload),
+        ]
+        var reader = FrameReader(maxFrameSize: 1 << 20)
+        for frame in frames { reader.append(try ChannelSocketHandlerTests.clientBytes(frame)) }
+        for sent in frames {
+            guard case .frame(let read) = reader.next() else {
+                Issue.record("a frame was not read")
+                return
+            }
+            #expect(
+                [read.fin, read.rsv1, read.rsv2, read.rsv3] == [sent.fin, sent.rsv1, sent.rsv2, sent.rsv3]
+                    && read.opcode == sent.opcode && read.maskKey == sent.maskKey)
+            #expect(read.unmaskedData == payload)
+        }
+        #expect(reader.next() == .needMore)
+        #expect(!reader.isInsideFrame)
+    }
+
+    /// A frame over the limit is refused as soon as its length is read, whichever encoding it
+    /// has (the 64-bit one with its top bit set included), before its payload is held.
+    @Test(
+        arguments: [
+            [0x81, 0x80 | 101], [0x81, 0x80 | 126, 0x00, 101], [0x81, 0x80 | 127, 0, 0, 0, 0, 0, 0, 0, 101],
+            [0x81, 0x80 | 127, 0x80, 0, 0, 0, 0, 0, 0, 0],
+        ] as [[UInt8]])
+    func refusesAFrameOverTheLimitByItsHeader(header: [UInt8]) {
+        var reader = FrameReader(maxFrameSize: 100)
+        reader.append(ByteBuffer(bytes: header))
+        #expect(reader.next() == .tooLarge)
+        var exact = FrameReader(maxFrameSize: 101)
+        exact.append(ByteBuffer(bytes: header))
+        #expect(exact.next() == (header[1] & 0x7F == 127 && header[2] == 0x80 ? .tooLarge : .needMore))
     }
 
     enum Step: Sendable {
@@ -360,10 +456,10 @@ extension ChannelSocketHandlerTests.Written: Sendable {}
         let (name, steps, closed) = Self.deadlines[row]
         let loop = EmbeddedEventLoop()
         let channel = EmbeddedChannel(loop: loop)
-        try channel.pipeline.syncOperations.addHandlers([
-            FrameDeadline(timeout: .seconds(30)), ByteToMessageHandler(WebSocketFrameDecoder()),
-            ChannelSocketHandler(closeTimeout: .seconds(5), logger: .init(label: "test"), heard: {}, ended: {}),
-        ])
+        try channel.pipeline.syncOperations.addHandler(
+            ChannelSocketHandler(
+                maxFrameSize: 1 << 20, frameTimeout: .seconds(30), closeTimeout: .seconds(5),
+                logger: .init(label: "test"), heard: {}, ended: {}))
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         for step in steps {
             switch step {
@@ -372,7 +468,7 @@ extension ChannelSocketHandlerTests.Written: Sendable {}
             }
         }
         var codes: [UInt16] = []
-        while var frame = try channel.readOutbound(as: WebSocketFrame.self) {
+        for var frame in try ChannelSocketHandlerTests.decodeWritten(channel) {
             if frame.opcode == .connectionClose, let code = frame.data.readInteger(as: UInt16.self) {
                 codes.append(code)
             }
