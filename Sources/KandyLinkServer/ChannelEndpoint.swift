@@ -96,7 +96,7 @@ struct ChannelEndpoint: Sendable {
         let socket = NotificationHub.Socket(
             channelID: admission.channelID,
             connection: ChannelSocketHandler.connection(to: connection, handler: handler),
-            now: clock.now(), peer: connection.remoteAddress?.description ?? "unknown")
+            now: clock.now(), peer: connection.remoteAddress)
         let channelSocket = ChannelSocketHandler(
             maxFrameSize: configuration.maxFrameBytes, frameTimeout: .init(configuration.frameTimeout),
             closeTimeout: .seconds(5), logger: logger,

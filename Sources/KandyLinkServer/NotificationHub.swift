@@ -55,20 +55,23 @@ final class NotificationHub: Sendable {
         let lastSeen: Atomic<Int64>
         /// When the platform closes this socket unless the client does first; 0 = not scheduled.
         let closeAt: Atomic<Int64>
-        /// The client's address, for the log when a newer connection takes the channel over.
-        let peer: String
+        /// The client's address, for the log when a newer connection takes the channel over (kept
+        /// as the connection has it: spelled out, it would cost every channel a string).
+        let peer: SocketAddress?
         /// Whether the connection's backlog is below its high watermark, as its handler last saw.
         /// (Kept here, beside what a delivery reads anyway: under fan-out, asking the connection
         /// was a thirtieth of a delivery's cost.)
         let writable = Atomic(true)
 
-        init(channelID: String, connection: Connection, now: Date, peer: String = "unknown") {
+        init(channelID: String, connection: Connection, now: Date, peer: SocketAddress? = nil) {
             self.channelID = channelID
             self.peer = peer
             self.connection = connection
             self.lastSeen = Atomic(now.milliseconds)
             self.closeAt = Atomic(0)
         }
+
+        var peerName: String { peer.map { "\($0)" } ?? "unknown" }
 
         func touch(_ now: Date) { lastSeen.store(now.milliseconds, ordering: .relaxed) }
 
@@ -283,7 +286,7 @@ final class NotificationHub: Sendable {
                 logger.notice(
                     "Channel taken over by a newer connection",
                     metadata: [
-                        "channel": .string(channelID), "previous": .string(replaced.peer), "new": .string(socket.peer),
+                        "channel": .string(channelID), "previous": "\(replaced.peerName)", "new": "\(socket.peerName)",
                     ])
                 replaced.close(.policyViolation, "Replaced by a newer connection to this channel")
                 changes.signal()
