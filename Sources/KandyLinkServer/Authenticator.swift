@@ -197,16 +197,28 @@ public struct TokenIssuer: Sendable {
     }
 
     public func verify(_ token: String, now: Date) -> Verdict {
-        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
-        // The MAC must be in its one canonical spelling: base64 leaves spare bits in the last
-        // character, and a token that differs only there is not the token that was issued.
-        guard parts.count == 4, parts[0] == Self.prefix, let mac = Self.data(base64url: parts[3]),
-            Self.base64url(mac) == parts[3]
-        else { return .invalid }
-        let body = parts[0...2].joined(separator: ".")
-        guard HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: Data(body.utf8), using: key),
-            let nameData = Self.data(base64url: parts[1]), let username = String(data: nameData, encoding: .utf8),
-            let expiry = Int64(parts[2])
+        var token = token
+        return token.withUTF8 { verify($0, now: now) }
+    }
+
+    /// On the token's bytes, without making strings or `Data` of its parts: this runs on every
+    /// token-authenticated request.
+    private func verify(_ token: UnsafeBufferPointer<UInt8>, now: Date) -> Verdict {
+        let dot = UInt8(ascii: ".")
+        var dots: [Int] = []
+        dots.reserveCapacity(3)
+        for index in token.indices where token[index] == dot {
+            guard dots.count < 3 else { return .invalid }
+            dots.append(index)
+        }
+        guard dots.count == 3, token[..<dots[0]].elementsEqual(Self.prefix.utf8),
+            let mac = Self.bytes(base64url: token[(dots[2] + 1)...]), mac.count == SHA256.byteCount,
+            HMAC<SHA256>.isValidAuthenticationCode(
+                mac, authenticating: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: token[..<dots[2]])),
+                using: key),
+            let name = Self.bytes(base64url: token[(dots[0] + 1)..<dots[1]]),
+            let username = String(validating: name, as: UTF8.self),
+            let expiry = Int64(String(decoding: token[(dots[1] + 1)..<dots[2]], as: UTF8.self))
         else { return .invalid }
         return Date(timeIntervalSince1970: TimeInterval(expiry)) > now ? .valid(username: username) : .expired
     }
@@ -228,18 +240,35 @@ public struct TokenIssuer: Sendable {
         return String(decoding: url, as: UTF8.self)
     }
 
-    static func data(base64url text: Substring) -> Data? {
-        var standard = [UInt8]()
-        standard.reserveCapacity(text.utf8.count + 3)
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "-"): standard.append(UInt8(ascii: "+"))
-            case UInt8(ascii: "_"): standard.append(UInt8(ascii: "/"))
-            case UInt8(ascii: "+"), UInt8(ascii: "/"), UInt8(ascii: "="): return nil
-            default: standard.append(byte)
+    /// base64url without padding, in its one canonical spelling: the bits left over in the last
+    /// character must be zero, so that a token differing only there is not the token issued.
+    static func bytes(base64url text: UnsafeBufferPointer<UInt8>.SubSequence) -> [UInt8]? {
+        guard text.count % 4 != 1 else { return nil }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(text.count * 3 / 4)
+        var bits: UInt32 = 0
+        var held = 0
+        for character in text {
+            guard let value = sextet(character) else { return nil }
+            bits = bits << 6 | UInt32(value)
+            held += 6
+            if held >= 8 {
+                held -= 8
+                bytes.append(UInt8(truncatingIfNeeded: bits >> UInt32(held)))
             }
         }
-        while standard.count % 4 != 0 { standard.append(UInt8(ascii: "=")) }
-        return Data(base64Encoded: Data(standard))
+        guard bits & ((1 << UInt32(held)) - 1) == 0 else { return nil }
+        return bytes
+    }
+
+    private static func sextet(_ character: UInt8) -> UInt8? {
+        switch character {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"): character - UInt8(ascii: "A")
+        case UInt8(ascii: "a")...UInt8(ascii: "z"): character - UInt8(ascii: "a") + 26
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): character - UInt8(ascii: "0") + 52
+        case UInt8(ascii: "-"): 62
+        case UInt8(ascii: "_"): 63
+        default: nil
+        }
     }
 }

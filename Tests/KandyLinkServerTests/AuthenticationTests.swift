@@ -194,8 +194,23 @@ import Testing
         let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
         let last = alphabet.firstIndex(of: token.last!)!
         let spareBits = String(token.dropLast()) + String(alphabet[last ^ 1])
-        for bad in ["", "kl1", "kl1.a.b", "kl1.YQ.1.", "kl2" + token.dropFirst(3), token + "x", spareBits] {
+        let plus = String(token.dropLast()) + "+"
+        for bad in [
+            "", "kl1", "kl1.a.b", "kl1.YQ.1.", "kl2" + token.dropFirst(3), token + "x", spareBits, token + "=", plus,
+            "kl1." + token.dropFirst(4) + ".x",
+        ] {
             #expect(issuer.verify(String(bad), now: now) == .invalid, "\(bad)")
+        }
+    }
+
+    /// What the issuer spells, the verifier reads back byte for byte, at every length's padding.
+    @Test func base64urlReadsBackWhatItWrites() {
+        var random = SystemRandomNumberGenerator()
+        for count in 0..<40 {
+            let bytes = (0..<count).map { _ in UInt8.random(in: 0...255, using: &random) }
+            var text = TokenIssuer.base64url(Data(bytes))
+            #expect(!text.contains("=") && text.count % 4 != 1)
+            #expect(text.withUTF8 { TokenIssuer.bytes(base64url: $0[...]) } == bytes, "\(count) bytes")
         }
     }
 }
