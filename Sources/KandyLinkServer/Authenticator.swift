@@ -183,21 +183,18 @@ public struct TokenIssuer: Sendable {
         case invalid
     }
 
-    private let key: SymmetricKey
-    /// An HMAC with the key already absorbed, copied for each check: setting the key up is two
+    /// An HMAC with the key already absorbed, copied for each token: setting the key up is two
     /// hash blocks and a handful of allocations, as much as the rest of a check.
     private let keyed: HMAC<SHA256>
     private static let prefix = "kl1"
 
     public init(secret: [UInt8]) {
-        key = SymmetricKey(data: secret)
-        keyed = HMAC(key: key)
+        keyed = HMAC(key: SymmetricKey(data: secret))
     }
 
     public func issue(for username: String, expiresAt: Date) -> String {
         let body = "\(Self.prefix).\(Self.base64url(Data(username.utf8))).\(Int64(expiresAt.timeIntervalSince1970))"
-        let mac = HMAC<SHA256>.authenticationCode(for: Data(body.utf8), using: key)
-        return body + "." + Self.base64url(Data(mac))
+        return body + "." + Self.base64url(Data(mac(of: Data(body.utf8))))
     }
 
     public func verify(_ token: String, now: Date) -> Verdict {
@@ -217,7 +214,8 @@ public struct TokenIssuer: Sendable {
         }
         guard dots.count == 3, token[..<dots[0]].elementsEqual(Self.prefix.utf8),
             let mac = Self.bytes(base64url: token[(dots[2] + 1)...]), mac.count == SHA256.byteCount,
-            authenticates(mac, UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: token[..<dots[2]]))),
+            // Compared in constant time.
+            self.mac(of: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: token[..<dots[2]]))) == mac,
             let name = Self.bytes(base64url: token[(dots[0] + 1)..<dots[1]]),
             let username = String(validating: name, as: UTF8.self),
             let expiry = Int64(String(decoding: token[(dots[1] + 1)..<dots[2]], as: UTF8.self))
@@ -242,11 +240,11 @@ public struct TokenIssuer: Sendable {
         return String(decoding: url, as: UTF8.self)
     }
 
-    /// Whether `mac` is the MAC of `body`, compared in constant time.
-    private func authenticates(_ mac: [UInt8], _ body: UnsafeRawBufferPointer) -> Bool {
+    /// The MAC of a token's body (all but its last part).
+    private func mac(of body: some DataProtocol) -> HashedAuthenticationCode<SHA256> {
         var hmac = keyed
         hmac.update(data: body)
-        return hmac.finalize() == mac
+        return hmac.finalize()
     }
 
     /// base64url without padding, in its one canonical spelling: the bits left over in the last

@@ -152,17 +152,14 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
                 completed += 1
                 heard()
                 received(frame, context: context)
+                // Once the connection is ending (its bytes let go of), nothing more is read.
                 switch state {
-                case .open, .closing:
-                    continue reading
-                case .ending, .closed:
-                    reader.discard()
-                    break reading
+                case .open, .closing: continue reading
+                case .ending, .closed: break reading
                 }
             case .needMore:
                 break reading
             case .tooLarge:
-                reader.discard()
                 fail(
                     context: context, code: .messageTooLarge,
                     reason: "A frame is at most \(reader.maxFrameSize) bytes")
@@ -192,7 +189,6 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     private func frameTimedOut(context: ChannelHandlerContext) {
         frameDeadline = nil
-        reader.discard()
         fail(context: context, code: .policyViolation, reason: "A frame was begun and not finished in time")
     }
 
@@ -256,6 +252,7 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// instead wait for the client's close_notify, which it sends only when the server has closed.
     private func end(context: ChannelHandlerContext, deadline: Scheduled<Void>) {
         state = .ending(deadline)
+        reader.discard()
         let bound = context.loopBound
         let halfClosed = context.eventLoop.makePromise(of: Void.self)
         halfClosed.futureResult.whenFailure { _ in bound.value.close(promise: nil) }
