@@ -164,7 +164,7 @@ struct Serve: AsyncParsableCommand {
         if let secret = try readTurnSecret(), !secret.isEmpty {
             configuration.turn = .init(secret: secret, uris: turnURIs, lifetime: TimeInterval(turnTTL))
         }
-        var logger = Logger(label: "kandy-link")
+        var logger = Logger(label: "kandy-link", factory: LineLogHandler.standardError)
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
 
         let platform: Platform
