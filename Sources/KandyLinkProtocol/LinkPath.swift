@@ -163,10 +163,29 @@ public enum LinkRoute: Equatable, Sendable {
     /// The resource segment after the username (`subscription`, `presence`, …) of a target that
     /// looks like a Link path, even one whose username is unusable: it picks the error envelope.
     public static func resource(of target: String) -> Substring? {
-        let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        let parts = segments(of: path(of: target))
         guard parts.count >= 7, parts[1] == "rest", parts[4] == "user" else { return nil }
         return parts[6]
+    }
+
+    /// A request target's path, without its query.
+    public static func path(of target: String) -> Substring {
+        target.utf8.firstIndex(of: UInt8(ascii: "?")).map { target[..<$0] } ?? target[...]
+    }
+
+    /// The path's segments between slashes, at most `limit` (the last holds the rest): no Link
+    /// path has more than 9. Found byte by byte; splitting by `Character` was 3 % of an instant
+    /// message's CPU.
+    static func segments(of path: Substring, limit: Int = 10) -> [Substring] {
+        var parts: [Substring] = []
+        parts.reserveCapacity(limit)
+        var start = path.startIndex
+        while parts.count < limit - 1, let slash = path.utf8[start...].firstIndex(of: UInt8(ascii: "/")) {
+            parts.append(path[start..<slash])
+            start = path.utf8.index(after: slash)
+        }
+        parts.append(path[start...])
+        return parts
     }
 
     public enum ParseError: Error, Equatable {
@@ -182,8 +201,7 @@ public enum LinkRoute: Equatable, Sendable {
 
     /// Parses a request target (path, optionally followed by `?query`, which is ignored).
     public static func parse(_ target: String) throws(ParseError) -> LinkRoute {
-        let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        let parts = segments(of: path(of: target))
         if parts.count == 5, parts[0].isEmpty, parts[1] == "rest", parts[2] == "version", parts[4] == "localization" {
             guard parts[3] == Substring(LinkPath.version) else { throw .unsupportedVersion }
             return .localization

@@ -44,8 +44,7 @@ struct LinkResponder: HTTPResponder {
 
     func respond(to request: Request, context: Context) async throws -> Response {
         let target = request.head.path ?? "/"
-        let path =
-            target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+        let path = String(LinkRoute.path(of: target))
         let envelope = EnvelopedStatus.Envelope(resource: LinkRoute.resource(of: path))
         var response: Response
         do {

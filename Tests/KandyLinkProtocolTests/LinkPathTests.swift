@@ -52,6 +52,9 @@ import Testing
         ("/rest/version/2/localization", .unsupportedVersion),
         ("/rest/version/1/user/a/subscription/", .unknownPath),
         ("/rest/version/1/user/a/subscription/x/y", .unknownPath),
+        ("/rest/version/1/user/a/callControl/callSessions/s1/x", .unknownPath),
+        ("/rest/version/1/user/a/callControl/callSessions/s1/x/y/z", .unknownPath),
+        ("/rest/version/1/user/a/callControl/callSessions/s1" + String(repeating: "/", count: 10_000), .unknownPath),
         ("/rest/version/1/user/a/subscription/..", .unknownPath),
         ("/rest/version/1/user/a/websocket/id%2F..", .unknownPath),
         ("/rest/version/2/user/a/subscription", .unsupportedVersion),
@@ -66,6 +69,20 @@ import Testing
     ])
     func refusesBadPaths(path: String, error: LinkRoute.ParseError) {
         #expect(throws: error) { try LinkRoute.parse(path) }
+    }
+
+    @Test(arguments: [
+        ("/rest/version/1/user/a/instantmessage", "instantmessage" as Substring?),
+        ("/rest/version/1/user/%zz/subscription/s1?x=/y", "subscription"),
+        ("/rest/version/1/user/a/callControl/callSessions/s1/x/y/z", "callControl"),
+        ("/rest/version/1/user/a/", ""),
+        ("/rest/version/1/user/a", nil),
+        ("/rest/version/1/user?/a/b/c", nil),
+        ("/health", nil),
+        ("", nil),
+    ])
+    func namesTheResourceOfALinkPath(target: String, resource: Substring?) {
+        #expect(LinkRoute.resource(of: target) == resource)
     }
 
     @Test func encodeThenParseIsIdentity() throws {
