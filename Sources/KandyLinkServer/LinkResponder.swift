@@ -349,7 +349,7 @@ struct LinkResponder: HTTPResponder {
     static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status) throws -> Response {
         Response(
             status: status, headers: [.contentType: "application/json"],
-            body: .init(byteBuffer: ByteBuffer(data: try WireJSON.encode(value))))
+            body: .init(byteBuffer: ByteBuffer(bytes: try WireJSON.bytes(value))))
     }
 
     /// The error in the envelope of the path's endpoint, or as a bare status document.

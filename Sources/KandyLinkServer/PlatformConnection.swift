@@ -162,7 +162,7 @@ struct PlatformConnection: ServerChildChannel, HTTPChannelHandler {
     /// is the request's `Origin`, when it got that far.
     static func refusal(_ error: PlatformError, origin: String?) -> (HTTPResponse, ByteBuffer) {
         let document = StatusDocument(statusCode: error.code.rawValue, reason: error.reason)
-        let body = ByteBuffer(bytes: (try? WireJSON.encode(document)) ?? Data())
+        let body = ByteBuffer(bytes: (try? WireJSON.bytes(document)) ?? [])
         let head = HTTPResponse(
             status: .init(code: error.code.httpStatus),
             headerFields: [
