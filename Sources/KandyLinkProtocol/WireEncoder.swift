@@ -71,10 +71,13 @@ enum WireEncoder {
             bytes.append(contentsOf: String(value).utf8)
         }
 
-        func number(_ value: some BinaryFloatingPoint & LosslessStringConvertible, codingPath: [any CodingKey]) throws {
+        func number(
+            _ value: some BinaryFloatingPoint & LosslessStringConvertible,
+            codingPath: @autoclosure () -> [any CodingKey]
+        ) throws {
             guard value.isFinite else {
                 throw EncodingError.invalidValue(
-                    value, .init(codingPath: codingPath, debugDescription: "\(value) is not a JSON number."))
+                    value, .init(codingPath: codingPath(), debugDescription: "\(value) is not a JSON number."))
             }
             bytes.append(contentsOf: String(value).utf8)
         }
