@@ -81,10 +81,8 @@ final class Subscriptions: Sendable {
         let generation = remembered.withLock { remembered in
             for user in users {
                 if let known = remembered.users[user] {
-                    // By index: iterating would copy each record (its strings retained and
-                    // released), for every watcher of a presence change.
-                    for index in known.indices where known[index].expiresAt > now {
-                        if let value = pick(known[index]) { picked.append(value) }
+                    for record in known where record.expiresAt > now {
+                        if let value = pick(record) { picked.append(value) }
                     }
                 } else {
                     unknown.append(user)
