@@ -204,3 +204,31 @@ import Testing
         await platform.stop()
     }
 }
+
+/// `bench compare --rounds`: each ratio's median over the rounds, with its range.
+@Suite struct CompareRoundsTests {
+    static func round(_ ratios: [(String, Double)]) -> BenchReport {
+        var report = BenchReport(scenario: "kandy-link / peer, measured together (plaintext)")
+        for (name, value) in ratios { report.add(name, value, "×") }
+        return report
+    }
+
+    @Test func givesEachRatioItsMedianLowestAndHighest() {
+        let summary = Bench.Compare.medians(of: [
+            Self.round([("message", 3)]),  // a round where a peer's CPU read 0: no session ratio
+            Self.round([("message", 1), ("session", 30)]),
+            Self.round([("message", 2), ("session", 20)]),
+        ])
+        #expect(summary.scenario == "kandy-link / peer, median of 3 rounds (plaintext)")
+        #expect(
+            summary.rows.map(\.name) == [
+                "message", "message, lowest", "message, highest", "session", "session, lowest", "session, highest",
+            ])
+        #expect(summary.rows.map(\.value) == [2, 1, 3, 25, 20, 30])
+        #expect(summary.rows.allSatisfy { $0.unit == "×" })
+    }
+
+    @Test func refusesNoRounds() {
+        #expect(throws: (any Error).self) { try Bench.Compare.parse(["--rounds", "0"]) }
+    }
+}

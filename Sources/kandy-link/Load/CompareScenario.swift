@@ -34,10 +34,17 @@ extension Bench {
         @Option(help: "Channels held open for the memory figure.") var idle = 2000
         @Option(help: "Publishing connections, one request in flight on each.") var lanes = 16
         @Option(help: "A peer to measure: nchan or mosquitto; repeat. Default: both.") var peer: [PeerServer.Kind] = []
+        @Option(
+            help: """
+                Times to run the whole comparison, each with fresh servers: the last table then gives \
+                each ratio's median over the rounds, and its range.
+                """)
+        var rounds = 1
         @Option(help: ArgumentHelp("Also write the result as JSON to this file.", valueName: "file")) var json: String?
 
         func validate() throws {
-            guard duration > 0, workers > 0, subscribers > 0, rate > 0, fanout > 0, fanoutRate > 0, idle > 0, lanes > 0
+            guard duration > 0, workers > 0, subscribers > 0, rate > 0, fanout > 0, fanoutRate > 0, idle > 0, lanes > 0,
+                rounds > 0
             else { throw ValidationError("Every count, rate and duration must be positive.") }
             guard !pin || ProcessInfo.processInfo.activeProcessorCount >= 2 else {
                 throw ValidationError("--pin needs two CPUs.")
@@ -50,10 +57,25 @@ extension Bench {
                 throw CommandFailure("\(kind.title) is not installed: apt-get install \(kind.packages)")
             }
             if pin { try Self.pinThisProcess(to: 1) }
+            ProcessReading.raiseOpenFilesLimit()
+            var comparisons: [BenchReport] = []
+            for round in 1...rounds {
+                if rounds > 1 { print("round \(round) of \(rounds)\n") }
+                comparisons.append(try await compare(peers))
+            }
+            guard rounds > 1 else { return try comparisons[0].publish(json: json) }
+            var summary = Self.medians(of: comparisons)
+            summary.steps = comparisons
+            try summary.publish(json: json)
+        }
+
+        /// One round: the platform and each peer, started afresh and measured in turn; ours over
+        /// theirs, with each server's figures as its steps.
+        private func compare(_ peers: [PeerServer.Kind]) async throws -> BenchReport {
             var options = try LoadOptions.parse(tls ? [] : ["--plaintext"])
             options.cpu = pin ? 0 : nil
             let users = max(workers, subscribers, fanout, idle)
-            ProcessReading.raiseOpenFilesLimit()
+            var comparison = BenchReport(scenario: "")
             try await LoadSetup.with(options, users: users, extraUsers: [Fanout.publisher]) { setup in
                 var reports: [BenchReport] = []
                 try await LoadClient.using(setup.plan, threads: 1) { client in
@@ -83,10 +105,29 @@ extension Bench {
                     }
                 }
                 for report in reports { print(report.table + "\n") }
-                var comparison = ratios(reports)
+                comparison = ratios(reports)
                 comparison.steps = reports
-                try comparison.publish(json: json)
             }
+            return comparison
+        }
+
+        /// Each ratio's median over the rounds (the mean of the middle two for an even count), its
+        /// lowest and its highest: on a noisy machine one run can mislead by a fifth.
+        static func medians(of rounds: [BenchReport]) -> BenchReport {
+            var summary = BenchReport(
+                scenario: rounds[0].scenario.replacingOccurrences(
+                    of: "measured together", with: "median of \(rounds.count) rounds"))
+            var seen = Set<String>()
+            // In order of first appearance: a round may lack a ratio (a peer's CPU under a tick).
+            for row in rounds.flatMap(\.rows) where seen.insert(row.name).inserted {
+                let values = rounds.compactMap { $0.value(row.name) }.sorted()
+                let middle = values.count / 2
+                let median = values.count % 2 == 1 ? values[middle] : (values[middle - 1] + values[middle]) / 2
+                summary.add(row.name, median, row.unit)
+                summary.add("\(row.name), lowest", values[0], row.unit)
+                summary.add("\(row.name), highest", values[values.count - 1], row.unit)
+            }
+            return summary
         }
 
         /// Ours over each peer's, figure by figure, and ours per message over ours per GET /health.
