@@ -126,8 +126,7 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
-        frameDeadline?.cancel()
-        frameDeadline = nil
+        stopFrameTimer()
     }
 
     /// Writes a notification, unless our close frame has gone out.
@@ -171,11 +170,7 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     /// Starts the frame timeout when a frame begins, and stops it when none is under way.
     private func timeFrame(completed: Int, context: ChannelHandlerContext) {
-        guard reader.isInsideFrame else {
-            frameDeadline?.cancel()
-            frameDeadline = nil
-            return
-        }
+        guard reader.isInsideFrame else { return stopFrameTimer() }
         // A frame that began in these bytes gets its time from now; one still under way keeps
         // its own (bytes that do not finish it do not extend it).
         guard frameDeadline == nil || completed > 0 else { return }
@@ -185,6 +180,11 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
         frameDeadline = context.eventLoop.scheduleTask(in: frameTimeout) {
             handler.value.frameTimedOut(context: bound.value)
         }
+    }
+
+    private func stopFrameTimer() {
+        frameDeadline?.cancel()
+        frameDeadline = nil
     }
 
     private func frameTimedOut(context: ChannelHandlerContext) {
@@ -271,8 +271,7 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        frameDeadline?.cancel()
-        frameDeadline = nil
+        stopFrameTimer()
         reader.discard()
         switch state {
         case .closing(let deadline), .ending(let deadline): deadline.cancel()

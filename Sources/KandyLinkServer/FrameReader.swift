@@ -61,9 +61,8 @@ struct FrameReader {
         guard length <= UInt64(maxFrameSize) else { return .tooLarge }
         let masked = second & 0x80 != 0
         if masked { header += 4 }
-        guard bytes.readableBytes - header >= Int(length),
-            let data = bytes.getSlice(at: start + header, length: Int(length))
-        else { return .needMore }
+        // Nil until the whole payload is held.
+        guard let data = bytes.getSlice(at: start + header, length: Int(length)) else { return .needMore }
         let maskKey = masked ? bytes.getBytes(at: start + header - 4, length: 4).flatMap(WebSocketMaskingKey.init) : nil
         bytes.moveReaderIndex(forwardBy: header + Int(length))
         held = bytes.readableBytes > 0 ? bytes : nil

@@ -45,20 +45,19 @@ struct LinkResponder: HTTPResponder {
     func respond(to request: Request, context: Context) async throws -> Response {
         let target = request.head.path ?? "/"
         let path = String(LinkRoute.path(of: target))
-        let envelope = EnvelopedStatus.Envelope(resource: LinkRoute.resource(of: path))
         var response: Response
         do {
             response = try await route(request, path: path, context: context)
         } catch let error as PlatformError {
-            response = Self.errorResponse(error, envelope: envelope)
+            response = Self.errorResponse(error, path: path)
             // Rather than read, to discard it, whatever the client still sends.
             if error.endsConnection { response.headers[.connection] = "close" }
         } catch  where isDatabaseUnavailability(error) {
             logger.warning("Request failed: the database is unavailable", metadata: ["error": "\(error)"])
-            response = Self.errorResponse(Self.databaseUnavailable, envelope: envelope)
+            response = Self.errorResponse(Self.databaseUnavailable, path: path)
         } catch {
             logger.error("Request failed", metadata: ["error": "\(error)"])
-            response = Self.errorResponse(PlatformError(.internalError), envelope: envelope)
+            response = Self.errorResponse(PlatformError(.internalError), path: path)
         }
         response.headers[.accessControlAllowOrigin] = CrossOrigin.allowOrigin(for: request.headers[.origin])
         response.headers[values: .vary] = ["Origin"]
@@ -352,12 +351,13 @@ struct LinkResponder: HTTPResponder {
             body: .init(byteBuffer: ByteBuffer(bytes: try WireJSON.bytes(value))))
     }
 
-    /// The error in the envelope of the path's endpoint, or as a bare status document.
-    private static func errorResponse(_ error: PlatformError, envelope: EnvelopedStatus.Envelope?) -> Response {
+    /// The error in the envelope of the path's endpoint, or as a bare status document. (The
+    /// envelope is looked for here, on errors only: a request that succeeds needs none.)
+    private static func errorResponse(_ error: PlatformError, path: String) -> Response {
         let status = HTTPResponse.Status(code: error.httpStatus)
         var response: Response
         do {
-            if let envelope {
+            if let envelope = EnvelopedStatus.Envelope(resource: LinkRoute.resource(of: path)) {
                 response = try json(
                     EnvelopedStatus(envelope, ResponseStatus(statusCode: error.statusCode, reason: error.reason)),
                     status: status)

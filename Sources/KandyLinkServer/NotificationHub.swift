@@ -286,7 +286,8 @@ final class NotificationHub: Sendable {
                 logger.notice(
                     "Channel taken over by a newer connection",
                     metadata: [
-                        "channel": .string(channelID), "previous": "\(replaced.peerName)", "new": "\(socket.peerName)",
+                        "channel": .string(channelID), "previous": .string(replaced.peerName),
+                        "new": .string(socket.peerName),
                     ])
                 replaced.close(.policyViolation, "Replaced by a newer connection to this channel")
                 changes.signal()

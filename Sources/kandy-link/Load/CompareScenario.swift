@@ -75,8 +75,7 @@ extension Bench {
             var options = try LoadOptions.parse(tls ? [] : ["--plaintext"])
             options.cpu = pin ? 0 : nil
             let users = max(workers, subscribers, fanout, idle)
-            var comparison = BenchReport(scenario: "")
-            try await LoadSetup.with(options, users: users, extraUsers: [Fanout.publisher]) { setup in
+            return try await LoadSetup.with(options, users: users, extraUsers: [Fanout.publisher]) { setup in
                 var reports: [BenchReport] = []
                 try await LoadClient.using(setup.plan, threads: 1) { client in
                     reports.append(try await measure(PlatformContender(setup: setup, client: client)))
@@ -105,10 +104,10 @@ extension Bench {
                     }
                 }
                 for report in reports { print(report.table + "\n") }
-                comparison = ratios(reports)
+                var comparison = ratios(reports)
                 comparison.steps = reports
+                return comparison
             }
-            return comparison
         }
 
         /// Each ratio's median over the rounds (the mean of the middle two for an even count), its

@@ -119,11 +119,11 @@ struct LoadSetup: Sendable {
 
     /// Prepares a run, runs `body`, and then stops the nodes it started and removes its folder,
     /// whether `body` returns or throws.
-    static func with(
-        _ options: LoadOptions, users: Int, extraUsers: [String] = [], _ body: (LoadSetup) async throws -> Void
-    ) async throws {
+    static func with<T>(
+        _ options: LoadOptions, users: Int, extraUsers: [String] = [], _ body: (LoadSetup) async throws -> T
+    ) async throws -> T {
         let setup = try await prepare(options, users: users, extraUsers: extraUsers)
-        try await withCleanup {
+        return try await withCleanup {
             try await body(setup)
         } cleanup: {
             await setup.finish()
