@@ -107,6 +107,9 @@ struct ChannelEndpoint: Sendable {
             writable: { socket.writable.store($0, ordering: .relaxed) },
             ended: { hub.detach(socket) })
         handler.value = channelSocket
+        // The socket writes through the handler and the handler reports to the socket: each holds
+        // the other. Once the connection is gone, the socket lets go, or neither is ever freed.
+        connection.closeFuture.whenComplete { _ in handler.value = nil }
         try connection.pipeline.syncOperations.addHandler(channelSocket)
         return {
             await hub.attach(socket, lastEventID: admission.lastEventID, now: clock.now())

@@ -196,9 +196,10 @@ final class NotificationHub: Sendable {
         changes.signal()
     }
 
-    func hasSocket(_ channelID: String) -> Bool {
-        existing(channelID)?.state.withLock { $0.socket != nil } ?? false
-    }
+    func hasSocket(_ channelID: String) -> Bool { socket(channelID) != nil }
+
+    /// The channel's live socket.
+    func socket(_ channelID: String) -> Socket? { existing(channelID)?.state.withLock { $0.socket } }
 
     private func existing(_ channelID: String) -> Channel? { channels.withLock { $0[channelID] } }
 

@@ -2,6 +2,7 @@ import Foundation
 import KandyLinkProtocol
 import KandyLinkTesting
 import NIOCore
+import NIOEmbedded
 import NIOPosix
 import NIOSSL
 import Testing
@@ -286,6 +287,35 @@ import Testing
                     TestPlatform.alice
                 ])
         }
+    }
+
+    /// A channel's connection, once closed, leaves nothing behind. Its socket and its handler hold
+    /// each other; when neither let go, every session cost a node its connection (~3 KB) for good.
+    @Test func aClosedConnectionLeavesNothingBehind() async throws {
+        try await TestPlatform.with { test in
+            let path = try #require(try await test.subscribe().subscriptionParams).notificationChannel
+            let socket = try await Self.openAndClose(channelID: test.channelID(path), on: test.platform)
+            #expect(socket.value == nil)
+        }
+    }
+
+    struct WeakSocket: Sendable { weak var value: NotificationHub.Socket? }
+
+    /// Opens and closes a channel socket on a connection of the test's own, gone when this
+    /// returns: nothing outside the platform holds the socket then.
+    private static func openAndClose(channelID: String, on platform: Platform) async throws -> WeakSocket {
+        let connection = NIOAsyncTestingChannel()
+        try await connection.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1))
+        let attach = try await connection.testingEventLoop.executeInContext {
+            try platform.channels.openChannel(ChannelAdmission(channelID: channelID, lastEventID: nil), on: connection)
+        }
+        await attach()
+        let socket = WeakSocket(value: platform.hub.socket(channelID))
+        #expect(socket.value != nil)
+        try await connection.close()
+        await connection.testingEventLoop.run()
+        #expect(platform.openChannelCount == 0)
+        return socket
     }
 }
 
