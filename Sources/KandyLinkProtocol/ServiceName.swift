@@ -24,7 +24,20 @@ public struct ServiceName: RawRepresentable, Hashable, Sendable, Codable, Custom
     /// Whether this name denotes `other`, ignoring case as the Kandy.js client does.
     public func denotes(_ other: ServiceName) -> Bool {
         // Stored names are canonical: equal spelling is the usual answer, and needs no copies.
-        rawValue == other.rawValue || rawValue.lowercased() == other.rawValue.lowercased()
+        if rawValue == other.rawValue { return true }
+        // Names differ on every watcher's other services under fan-out: ASCII ones are compared
+        // in place. Others are lowercased as Kandy.js does (the Kelvin sign lowercases to "k").
+        let (mine, theirs) = (rawValue.utf8, other.rawValue.utf8)
+        guard mine.allSatisfy({ $0 < 0x80 }), theirs.allSatisfy({ $0 < 0x80 }) else {
+            return rawValue.lowercased() == other.rawValue.lowercased()
+        }
+        return mine.elementsEqual(theirs) { $0 | Self.caseBit(of: $0) == $1 | Self.caseBit(of: $1) }
+    }
+
+    /// 0x20 for an ASCII letter, which sets it lower case; 0 for anything else.
+    private static func caseBit(of byte: UInt8) -> UInt8 {
+        (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte)
+            ? 0x20 : 0
     }
 
     /// The grantable service this name denotes, if any.
