@@ -31,13 +31,11 @@ public struct ServiceName: RawRepresentable, Hashable, Sendable, Codable, Custom
         guard mine.allSatisfy({ $0 < 0x80 }), theirs.allSatisfy({ $0 < 0x80 }) else {
             return rawValue.lowercased() == other.rawValue.lowercased()
         }
-        return mine.elementsEqual(theirs) { $0 | Self.caseBit(of: $0) == $1 | Self.caseBit(of: $1) }
+        return mine.elementsEqual(theirs) { Self.lowercase($0) == Self.lowercase($1) }
     }
 
-    /// 0x20 for an ASCII letter, which sets it lower case; 0 for anything else.
-    private static func caseBit(of byte: UInt8) -> UInt8 {
-        (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte)
-            ? 0x20 : 0
+    private static func lowercase(_ byte: UInt8) -> UInt8 {
+        (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) ? byte | 0x20 : byte
     }
 
     /// The grantable service this name denotes, if any.

@@ -12,7 +12,7 @@ struct ServiceNameTests {
         ("Presence", "Presences", false),
         ("", "", true),
         ("", "IM", false),
-        // Letters only: "@" and "`" are one bit from "`"/"@" and from letters, and must not match.
+        // Only letters have case: these pairs differ by the case bit alone.
         ("@", "`", false),
         ("[", "{", false),
         ("call1", "CALL1", true),
