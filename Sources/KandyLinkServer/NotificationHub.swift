@@ -560,7 +560,7 @@ final class NotificationHub: Sendable {
             if idle {
                 socket.close(.goingAway, "No keepalive received")
             } else {
-                channels.withLock { _ = $0.removeValue(forKey: channel.id) }
+                forget(channel)
                 socket.close(.normalClosure, "Subscription ended")
             }
         }
