@@ -11,7 +11,10 @@ struct LoadOptions: ParsableArguments {
             valueName: "url"))
     var server: [String] = []
 
-    @Option(help: ArgumentHelp("PID of a --server node, to read its memory and CPU; repeat.", valueName: "pid"))
+    @Option(
+        help: ArgumentHelp(
+            "PID of a --server node, to read its memory and CPU; repeat. Its child processes count too (a node started by a shell or a script).",
+            valueName: "pid"))
     var serverPid: [Int32] = []
 
     @Option(help: ArgumentHelp("PEM certificate to trust for --server.", valueName: "file"))
@@ -109,7 +112,10 @@ struct LoadSetup: Sendable {
                 }
                 return .init(host: host, port: components.port ?? (url.hasPrefix("https") ? 443 : 80))
             }
-            (secure, trust, pids) = (options.server[0].hasPrefix("https"), options.trust, options.serverPid)
+            // A PID given may be a wrapper (a shell, a script) whose child is the node: counting only the
+            // wrapper would report a busy node as idle.
+            let given = options.serverPid.flatMap { [$0] + ProcessReading.descendants(of: $0) }
+            (secure, trust, pids) = (options.server[0].hasPrefix("https"), options.trust, given)
         }
         let plan = LoadPlan(nodes: nodes, secure: secure, trust: trust, users: users)
         let planPath = directory.appendingPathComponent("plan.json").path

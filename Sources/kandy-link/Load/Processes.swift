@@ -21,6 +21,16 @@ struct ProcessReading: Sendable {
         return ProcessReading(residentBytes: rss * 1024, cpuSeconds: (user + system) / ticks)
     }
 
+    /// The processes started by `pid`, their children, and so on, as they are now.
+    static func descendants(of pid: Int32) -> [Int32] {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        let children = tasks.flatMap { task in
+            ((try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/children", encoding: .utf8)) ?? "")
+                .split(separator: " ").compactMap { Int32($0) }
+        }
+        return children.flatMap { [$0] + descendants(of: $0) }
+    }
+
     /// Busy and total jiffies of the whole machine (`/proc/stat`'s cpu line).
     static func machineJiffies() -> (busy: Double, total: Double) {
         guard let stat = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
