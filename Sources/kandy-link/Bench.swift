@@ -10,7 +10,8 @@ import WSClient
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure the platform and the SDK.",
-        discussion: "Build with -c release for numbers worth comparing: swift run -c release kandy-link bench connect",
+        discussion:
+            "Build with -c release for numbers worth comparing: swift run -c release -Xswiftc -cross-module-optimization kandy-link bench connect",
         subcommands: [
             Compare.self, Channels.self, Churn.self, Fanout.self, Connect.self, InstantMessages.self, CatchUp.self,
             DirectorySearch.self, Stalled.self,
