@@ -91,6 +91,12 @@ struct Serve: AsyncParsableCommand {
             valueName: "origin"))
     var allowedOrigin: [String] = env("ALLOWED_ORIGINS")?.split(separator: ",").map(String.init) ?? []
 
+    @Option(
+        help: ArgumentHelp(
+            "Event loop threads (default: one per CPU this process may run on, as taskset or a cgroup allows).",
+            valueName: "count"))
+    var eventLoops: Int? = env("EVENT_LOOPS").flatMap(Int.init)
+
     @Option(help: ArgumentHelp("Log level: trace, debug, info, notice, warning, error.", valueName: "level"))
     var logLevel: String = env("LOG_LEVEL") ?? "info"
 
@@ -111,6 +117,9 @@ struct Serve: AsyncParsableCommand {
         guard (10...600).contains(callRingTimeout) else { throw ValidationError("--call-ring-timeout must be 10–600.") }
         guard (4096...1 << 20).contains(maxSDPBytes) else {
             throw ValidationError("--max-sdp-bytes must be 4096–1048576.")
+        }
+        if let eventLoops, !(1...1024).contains(eventLoops) {
+            throw ValidationError("--event-loops must be 1–1024.")
         }
         guard (0...300).contains(shutdownGrace) else { throw ValidationError("--shutdown-grace must be 0–300.") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("Unknown --log-level \(logLevel).") }
@@ -141,6 +150,8 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // First: SwiftNIO's shared group is sized when it is first used.
+        let loops = EventLoops.configure(requested: eventLoops)
         var configuration = PlatformConfiguration()
         configuration.host = host
         configuration.port = port
@@ -176,7 +187,7 @@ struct Serve: AsyncParsableCommand {
         async let running: Void = platform.run(gracefulShutdownSignals: [.sigterm, .sigint])
         do {
             let port = try await platform.listeningPort()
-            print(banner(port: port, configuration: configuration))
+            print(banner(port: port, configuration: configuration, eventLoops: loops))
             fflush(nil)  // the banner must show even when stdout is a pipe
         } catch {
             // run() failed before listening; its error is the one to report.
@@ -190,12 +201,13 @@ struct Serve: AsyncParsableCommand {
         }
     }
 
-    private func banner(port: Int, configuration: PlatformConfiguration) -> String {
+    private func banner(port: Int, configuration: PlatformConfiguration, eventLoops: Int) -> String {
         let secure = configuration.transportSecurity != .plaintext
         let publicHost = host == "0.0.0.0" || host == "::" ? "127.0.0.1" : host
         var lines = [
             "KandyLink platform listening on \(secure ? "https" : "http")://\(publicHost):\(port) (WebSocket channels on the same port)",
             "Database: \(PostgresStore.redacted(configuration.database))",
+            "Event loops: \(eventLoops)",
         ]
         if configuration.transportSecurity == .developmentCertificate {
             lines.append(
