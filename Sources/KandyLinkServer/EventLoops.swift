@@ -6,8 +6,8 @@ import NIOCore
 /// SwiftNIO sizes its shared group by the machine's cores (or its cgroup's share), not by the
 /// process's CPU affinity, so a node started under `taskset -c 0` ran two loops on one core and
 /// every request or notification handed between them cost a context switch. Measured with the
-/// node pinned, one loop instead of two: a session 650–660 → 493–517 µs of CPU, a fan-out
-/// delivery 11.8–12.5 → 9.9–10.8 µs (docs/performance.md).
+/// node pinned, one loop instead of two: a session 622–660 → 487–539 µs of CPU
+/// (docs/performance.md).
 public enum EventLoops {
     /// The variable SwiftNIO reads its shared group's size from; an operator's setting wins.
     public static let environmentVariable = "NIO_SINGLETON_GROUP_LOOP_COUNT"
