@@ -92,10 +92,13 @@ struct Serve: AsyncParsableCommand {
     var allowedOrigin: [String] = env("ALLOWED_ORIGINS")?.split(separator: ",").map(String.init) ?? []
 
     @Option(
+        name: .customLong("event-loops"),
         help: ArgumentHelp(
             "Event loop threads (default: one per CPU this process may run on, as taskset or a cgroup allows).",
             valueName: "count"))
-    var eventLoops: Int? = env("EVENT_LOOPS").flatMap(Int.init)
+    var eventLoopsOption: Int?
+
+    var eventLoops: Int? { eventLoopsOption ?? env("EVENT_LOOPS").flatMap(Int.init) }
 
     @Option(help: ArgumentHelp("Log level: trace, debug, info, notice, warning, error.", valueName: "level"))
     var logLevel: String = env("LOG_LEVEL") ?? "info"
