@@ -122,8 +122,7 @@ final class NotificationHub: Sendable {
     final class Channel: Sendable {
         struct State {
             var socket: Socket?
-            var window: [Written] = []
-            var windowBytes = 0
+            var window = ReplayWindow()
             /// Notifications pushed out of the window before the client was heard from long enough
             /// after them to have had them: how many, the newest's eventId, and when it was written.
             /// A reconnect that may lack them is told how many with a `missed` marker.
@@ -257,7 +256,7 @@ final class NotificationHub: Sendable {
                 state -> (replaced: Socket?, refusal: (WebSocketErrorCode, String)?) in
                 if closing.load(ordering: .relaxed) { return (nil, (.goingAway, "Platform shutting down")) }
                 guard !state.ended else { return (nil, (.normalClosure, "Subscription ended")) }
-                var replay = state.window.filter { lastEventID == nil || $0.eventID > lastEventID! }
+                var replay = state.window.entries(after: lastEventID)
                 if let forgotten = state.forgotten, lastEventID.map({ $0 < forgotten.eventID }) ?? true,
                     let text = Self.missedText(eventID: forgotten.eventID, count: forgotten.count)
                 {
@@ -270,8 +269,7 @@ final class NotificationHub: Sendable {
                 }
                 replay.sort { $0.eventID < $1.eventID }
                 for entry in replay { socket.replay(entry.text) }
-                state.window = []
-                state.windowBytes = 0
+                state.window.removeAll()
                 for entry in replay { remember(entry, in: &state) }
                 state.lastEventID = max(
                     state.lastEventID, lastEventID ?? 0, replay.last?.eventID ?? 0, stored.last?.eventID ?? 0)
@@ -435,21 +433,9 @@ final class NotificationHub: Sendable {
     }
 
     private func remember(_ entry: Written, in state: inout Channel.State) {
-        state.window.append(entry)
-        state.windowBytes += entry.text.utf8.count
-        var drop = 0
-        var bytes = state.windowBytes
-        while drop < state.window.count
-            && (state.window.count - drop > policy.replayCount || bytes > policy.replayBytes)
-        {
-            bytes -= state.window[drop].text.utf8.count
-            drop += 1
-        }
-        if drop > 0 {
-            let newest = state.window[drop - 1]
-            state.forgotten = ((state.forgotten?.count ?? 0) + drop, newest.eventID, newest.at)
-            state.window.removeFirst(drop)
-            state.windowBytes = bytes
+        let (dropped, newest) = state.window.append(entry, keeping: policy.replayCount, bytes: policy.replayBytes)
+        if let newest {
+            state.forgotten = ((state.forgotten?.count ?? 0) + dropped, newest.eventID, newest.at)
         }
     }
 
@@ -510,9 +496,8 @@ final class NotificationHub: Sendable {
         let socket = channel.state.withLock { state in
             defer {
                 state.socket = nil
-                state.window = []
+                state.window.removeAll()
                 state.forgotten = nil
-                state.windowBytes = 0
             }
             return state.socket
         }
@@ -547,11 +532,7 @@ final class NotificationHub: Sendable {
                     return (socket, true)
                 }
                 if let forgotten = state.forgotten, forgotten.at < lastSeen - marginMs { state.forgotten = nil }
-                if let first = state.window.first, first.at < lastSeen - marginMs {
-                    let keep = state.window.firstIndex { $0.at >= lastSeen - marginMs } ?? state.window.count
-                    state.windowBytes -= state.window[..<keep].reduce(0) { $0 + $1.text.utf8.count }
-                    state.window.removeFirst(keep)
-                }
+                state.window.forget(writtenBefore: lastSeen - marginMs)
                 return nil
             }
             guard let (socket, idle) = due else { continue }
