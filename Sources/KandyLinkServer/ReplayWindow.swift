@@ -5,7 +5,7 @@ extension NotificationHub {
     /// to replay: at most a count of them and a number of bytes of text.
     ///
     /// A ring, so that pushing the oldest out is O(1): as an array, each notification to a full
-    /// window moved the whole window down (2.4 % of a node's CPU under a sustained presence
+    /// window moved the whole window down (3 % of a node's CPU under a sustained presence
     /// fan-out). It holds no storage while empty, so an idle channel costs nothing for it.
     struct ReplayWindow {
         private var ring: CircularBuffer<Written>?
@@ -15,10 +15,10 @@ extension NotificationHub {
         var isEmpty: Bool { ring?.isEmpty ?? true }
         var count: Int { ring?.count ?? 0 }
 
-        /// Adds `entry`, then pushes out the oldest until at most `count` entries and `bytes` of
-        /// text are left (the entry itself, when it alone is larger). Returns how many were pushed
-        /// out and the newest of them.
-        mutating func append(_ entry: Written, keeping count: Int, bytes limit: Int) -> (
+        /// Adds `entry`, then pushes out the oldest until at most `maxCount` entries and `maxBytes`
+        /// of text are left (the entry itself, when it alone is larger). Returns how many were
+        /// pushed out and the newest of them.
+        mutating func append(_ entry: Written, keeping maxCount: Int, bytes maxBytes: Int) -> (
             dropped: Int, newest: Written?
         ) {
             if ring == nil { ring = CircularBuffer(initialCapacity: 4) }
@@ -26,7 +26,7 @@ extension NotificationHub {
             bytes += entry.text.utf8.count
             var dropped = 0
             var newest: Written?
-            while let oldest = ring!.first, ring!.count > count || bytes > limit {
+            while let oldest = ring!.first, ring!.count > maxCount || bytes > maxBytes {
                 ring!.removeFirst(1)
                 bytes -= oldest.text.utf8.count
                 dropped += 1
