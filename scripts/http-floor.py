@@ -49,7 +49,7 @@ def wait_for(port, process, seconds=30):
 
 
 def cpu_seconds(pids):
-    """User + system time of the processes, and of their children still running."""
+    """User + system CPU time of the processes, in seconds."""
     ticks = os.sysconf('SC_CLK_TCK')
     total = 0
     for pid in pids:

@@ -21,27 +21,28 @@ extension NotificationHub {
         mutating func append(_ entry: Written, keeping maxCount: Int, bytes maxBytes: Int) -> (
             dropped: Int, newest: Written?
         ) {
-            if ring == nil { ring = CircularBuffer(initialCapacity: 4) }
-            ring!.append(entry)
+            var ring = take() ?? CircularBuffer(initialCapacity: 4)
+            ring.append(entry)
             bytes += entry.text.utf8.count
             var dropped = 0
             var newest: Written?
-            while let oldest = ring!.first, ring!.count > maxCount || bytes > maxBytes {
-                ring!.removeFirst(1)
+            while ring.count > maxCount || bytes > maxBytes, let oldest = ring.popFirst() {
                 bytes -= oldest.text.utf8.count
                 dropped += 1
                 newest = oldest
             }
+            put(ring)
             return (dropped, newest)
         }
 
         /// Forgets the entries written before `time` (milliseconds since 1970).
         mutating func forget(writtenBefore time: Int64) {
-            while let oldest = ring?.first, oldest.at < time {
-                ring!.removeFirst(1)
+            guard var ring = take() else { return }
+            while let oldest = ring.first, oldest.at < time {
+                ring.removeFirst()
                 bytes -= oldest.text.utf8.count
             }
-            if ring?.isEmpty == true { removeAll() }
+            put(ring)
         }
 
         /// The entries after `eventID` (all of them when nil), oldest first.
@@ -55,6 +56,17 @@ extension NotificationHub {
         mutating func removeAll() {
             ring = nil
             bytes = 0
+        }
+
+        /// The ring, taken out so that changing it does not copy it.
+        private mutating func take() -> CircularBuffer<Written>? {
+            defer { ring = nil }
+            return ring
+        }
+
+        /// Puts the ring back, or lets its storage go when nothing is left in it.
+        private mutating func put(_ ring: CircularBuffer<Written>) {
+            self.ring = ring.isEmpty ? nil : ring
         }
     }
 }
