@@ -14,7 +14,8 @@ import Synchronization
 /// - socket down: appended to the channel's queue in the store (bounded; a restart keeps it);
 /// - on (re)connect: the remembered and the queued ones after the client's `lastEventId` are
 ///   written first, in eventId order, then new ones. A Kandy.js client sends no `lastEventId`;
-///   it drops ids it saw among its last 100, which is why the window holds at most 100.
+///   it drops ids it saw among its last 100, which is why a reconnect replays at most 100: the
+///   window's 99 and the `missed` marker that may come first.
 ///
 /// Each channel takes turns: a notification is queued, a socket attaches, a queue is drained or
 /// the channel ends one at a time, so a notification is never both replayed and queued, nor lost
@@ -36,7 +37,10 @@ final class NotificationHub: Sendable {
     struct Policy: Sendable {
         /// Bound of a channel's stored queue.
         var queue = QueueBound(count: 10_000, bytes: 4 << 20)
-        /// Notifications remembered per open socket: Kandy.js's duplicate cache is 100 long.
+        /// Notifications a reconnect may replay, the `missed` marker included: Kandy.js's duplicate
+        /// cache is 100 long. The window keeps one fewer, for the marker: Kandy.js's cache is first
+        /// in, first out, so a marker before a window of 100 pushed the window's oldest id out, that
+        /// one came through as new and pushed out the next, and so the whole replay was shown again.
         var replayCount = 100
         var replayBytes = 256 << 10
         /// A remembered notification is forgotten once the client has been heard from this long
@@ -433,7 +437,8 @@ final class NotificationHub: Sendable {
     }
 
     private func remember(_ entry: Written, in state: inout Channel.State) {
-        let (dropped, newest) = state.window.append(entry, keeping: policy.replayCount, bytes: policy.replayBytes)
+        let (dropped, newest) = state.window.append(
+            entry, keeping: max(0, policy.replayCount - 1), bytes: policy.replayBytes)
         if let newest {
             state.forgotten = ((state.forgotten?.count ?? 0) + dropped, newest.eventID, newest.at)
         }
