@@ -11,8 +11,8 @@ unsubscribe and destroy; the first of each is left out (it pays for bcrypt and T
 usage: kandyjs-connect.py KANDY_JS KANDY_LINK [--runs N]
   KANDY_JS: dist/kandy.js of Kandy.js 4.20; KANDY_LINK: the kandy-link binary (a release build).
 """
-import argparse, json, os, re, statistics, subprocess, tempfile
-from kandyjs_harness import browser, serve_page
+import argparse, json, os, statistics, subprocess
+from kandyjs_harness import browser, dev_tls_node, serve_page
 
 PAGE = r"""<!doctype html><html><head><meta charset="utf-8"><script src="/kandy.js"></script></head><body><script>
 window.connectOnce = async function (port, username, password) {
@@ -56,48 +56,30 @@ def main():
     binary = os.path.abspath(args.kandy_link)
     user, password = 'alice@example.com', 'connect-bench-password'
 
-    with tempfile.TemporaryDirectory() as folder:
-        database = os.path.join(folder, 'platform.sqlite')
-        subprocess.run([binary, 'users', 'add', user, '--password-stdin', '--database', database],
-                       input=password + '\n', text=True, check=True, capture_output=True)
-        node = subprocess.Popen([binary, 'serve', '--dev-tls', '--database', database, '--port', '0',
-                                 '--log-level', 'error'], cwd=folder, stdout=subprocess.PIPE, text=True)
+    with dev_tls_node(binary, [user], password) as (port, folder):
+        page = browser()
         try:
-            port = None
-            for line in node.stdout:
-                found = re.search(r'listening on https://127\.0\.0\.1:(\d+)', line)
-                if found:
-                    port = int(found.group(1))
-                    break
-            if port is None:
-                raise SystemExit('kandy-link serve exited before listening')
-
-            page = browser()
-            try:
-                page.set_script_timeout(30)
-                page.get(f'http://127.0.0.1:{serve_page(args.kandy_js, PAGE)}/')
-                times = []
-                for run in range(args.runs + 1):
-                    elapsed = page.execute_async_script(
-                        'const done = arguments[arguments.length - 1];'
-                        'connectOnce(arguments[0], arguments[1], arguments[2])'
-                        '.then(done, (e) => done("failed: " + e.message));', port, user, password)
-                    if isinstance(elapsed, str):
-                        raise SystemExit(f'Kandy.js connect {run}: {elapsed}')
-                    if run > 0:
-                        times.append(elapsed)
-            finally:
-                page.quit()
-
-            result = os.path.join(folder, 'sdk.json')
-            subprocess.run([binary, 'bench', 'connect', '--server', f'https://127.0.0.1:{port}', '--trust',
-                            os.path.join(folder, 'dev-tls-certificate.pem'), '--user', user, '--runs', str(args.runs),
-                            '--clients', '1', '--json', result],
-                           env=dict(os.environ, KANDY_LINK_PASSWORD=password), check=True, capture_output=True)
-            sdk = {row['name']: row['value'] for row in json.load(open(result))['rows']}
+            page.set_script_timeout(30)
+            page.get(f'http://127.0.0.1:{serve_page(args.kandy_js, PAGE)}/')
+            times = []
+            for run in range(args.runs + 1):
+                elapsed = page.execute_async_script(
+                    'const done = arguments[arguments.length - 1];'
+                    'connectOnce(arguments[0], arguments[1], arguments[2])'
+                    '.then(done, (e) => done("failed: " + e.message));', port, user, password)
+                if isinstance(elapsed, str):
+                    raise SystemExit(f'Kandy.js connect {run}: {elapsed}')
+                if run > 0:
+                    times.append(elapsed)
         finally:
-            node.terminate()
-            node.wait()
+            page.quit()
+
+        result = os.path.join(folder, 'sdk.json')
+        subprocess.run([binary, 'bench', 'connect', '--server', f'https://127.0.0.1:{port}', '--trust',
+                        os.path.join(folder, 'dev-tls-certificate.pem'), '--user', user, '--runs', str(args.runs),
+                        '--clients', '1', '--json', result],
+                       env=dict(os.environ, KANDY_LINK_PASSWORD=password), check=True, capture_output=True)
+        sdk = {row['name']: row['value'] for row in json.load(open(result))['rows']}
 
     kandyjs_p50, kandyjs_p99 = percentile(times, 0.5), percentile(times, 0.99)
     print(f'connect, {args.runs} runs each against one node (setCredentials → subscribed, channel open):')

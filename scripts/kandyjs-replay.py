@@ -14,8 +14,8 @@ reconnected socket carried both the replay and the queued messages.
 usage: kandyjs-replay.py KANDY_JS KANDY_LINK [--first N] [--later N]
   KANDY_JS: dist/kandy.js of Kandy.js 4.20; KANDY_LINK: the kandy-link binary.
 """
-import argparse, base64, json, os, re, ssl, subprocess, tempfile, time, urllib.request
-from kandyjs_harness import browser, serve_page
+import argparse, base64, json, os, ssl, time, urllib.request
+from kandyjs_harness import browser, dev_tls_node, serve_page
 
 WINDOW = 99  # the notifications the node replays on a reconnect, after its `missed` marker
 
@@ -76,66 +76,47 @@ def main():
     parser.add_argument('--first', type=int, default=150)
     parser.add_argument('--later', type=int, default=20)
     args = parser.parse_args()
-    binary = os.path.abspath(args.kandy_link)
     alice, bob, password = 'alice@example.com', 'bob@example.com', 'replay-check-password'
 
-    with tempfile.TemporaryDirectory() as folder:
-        database = os.path.join(folder, 'platform.sqlite')
-        for user in (alice, bob):
-            subprocess.run([binary, 'users', 'add', user, '--password-stdin', '--database', database],
-                           input=password + '\n', text=True, check=True, capture_output=True)
-        node = subprocess.Popen([binary, 'serve', '--dev-tls', '--database', database, '--port', '0',
-                                 '--log-level', 'error'], cwd=folder, stdout=subprocess.PIPE, text=True)
+    with dev_tls_node(args.kandy_link, [alice, bob], password) as (port, folder):
+        trust = ssl.create_default_context(cafile=os.path.join(folder, 'dev-tls-certificate.pem'))
+        credential = base64.b64encode(f'{alice}:{password}'.encode()).decode()
+
+        def send(text):
+            body = json.dumps({'imRequest': {'toUrl': bob, 'message': text, 'charset': 'UTF-8', 'type': 'A2'}})
+            request = urllib.request.Request(
+                f'https://127.0.0.1:{port}/rest/version/1/user/{alice}/instantmessage', data=body.encode(),
+                headers={'Content-Type': 'application/json', 'Authorization': f'Basic {credential}'})
+            with urllib.request.urlopen(request, context=trust) as response:
+                if response.status != 200:
+                    raise SystemExit(f'sending {text}: HTTP {response.status}')
+
+        texts = [f'm{index}' for index in range(1, args.first + args.later + 1)]
+        page = browser()
         try:
-            port = None
-            for line in node.stdout:
-                found = re.search(r'listening on https://127\.0\.0\.1:(\d+)', line)
-                if found:
-                    port = int(found.group(1))
-                    break
-            if port is None:
-                raise SystemExit('kandy-link serve exited before listening')
-            trust = ssl.create_default_context(cafile=os.path.join(folder, 'dev-tls-certificate.pem'))
-            credential = base64.b64encode(f'{alice}:{password}'.encode()).decode()
-
-            def send(text):
-                body = json.dumps({'imRequest': {'toUrl': bob, 'message': text, 'charset': 'UTF-8', 'type': 'A2'}})
-                request = urllib.request.Request(
-                    f'https://127.0.0.1:{port}/rest/version/1/user/{alice}/instantmessage', data=body.encode(),
-                    headers={'Content-Type': 'application/json', 'Authorization': f'Basic {credential}'})
-                with urllib.request.urlopen(request, context=trust) as response:
-                    if response.status != 200:
-                        raise SystemExit(f'sending {text}: HTTP {response.status}')
-
-            texts = [f'm{index}' for index in range(1, args.first + args.later + 1)]
-            page = browser()
-            try:
-                page.set_script_timeout(30)
-                page.get(f'http://127.0.0.1:{serve_page(args.kandy_js, PAGE)}/')
-                page.execute_async_script(
-                    'const done = arguments[arguments.length - 1];'
-                    'start(arguments[0], arguments[1], arguments[2]).then(() => done(), (e) => done(e.message));',
-                    port, bob, password)
-                for text in texts[:args.first]:
-                    send(text)
-                wait_until(page, 'return received().length', args.first, 30, 'messages before the drop')
-                page.execute_script('sockets[sockets.length - 1].close()')
-                wait_until(page, 'return sockets[sockets.length - 1].readyState', 3, 10, 'the dropped socket')
-                for text in texts[args.first:]:
-                    send(text)
-                wait_until(page, 'return sockets.length', 2, 30, 'the reconnect')
-                # The replay window and the queue: everything a duplicate could come with.
-                wait_until(page, 'return sockets[1].instantMessages.length', WINDOW + args.later, 30,
-                           'frames on the reconnected socket')
-                wait_until(page, 'return received().length', len(texts), 30, 'messages after the reconnect')
-                received = page.execute_script('return received()')
-                first_socket, second_socket = page.execute_script(
-                    'return sockets.map((s) => s.instantMessages)')
-            finally:
-                page.quit()
+            page.set_script_timeout(30)
+            page.get(f'http://127.0.0.1:{serve_page(args.kandy_js, PAGE)}/')
+            page.execute_async_script(
+                'const done = arguments[arguments.length - 1];'
+                'start(arguments[0], arguments[1], arguments[2]).then(() => done(), (e) => done(e.message));',
+                port, bob, password)
+            for text in texts[:args.first]:
+                send(text)
+            wait_until(page, 'return received().length', args.first, 30, 'messages before the drop')
+            page.execute_script('sockets[sockets.length - 1].close()')
+            wait_until(page, 'return sockets[sockets.length - 1].readyState', 3, 10, 'the dropped socket')
+            for text in texts[args.first:]:
+                send(text)
+            wait_until(page, 'return sockets.length', 2, 30, 'the reconnect')
+            # The replay window and the queue: everything a duplicate could come with.
+            wait_until(page, 'return sockets[1].instantMessages.length', WINDOW + args.later, 30,
+                       'frames on the reconnected socket')
+            wait_until(page, 'return received().length', len(texts), 30, 'messages after the reconnect')
+            received = page.execute_script('return received()')
+            first_socket, second_socket = page.execute_script(
+                'return sockets.map((s) => s.instantMessages)')
         finally:
-            node.terminate()
-            node.wait()
+            page.quit()
 
     replayed = texts[args.first - WINDOW:args.first]
     queued = texts[args.first:]

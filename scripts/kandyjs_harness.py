@@ -1,5 +1,5 @@
 """What the Kandy.js browser harnesses share: a page server and headless Chromium with fake media."""
-import http.server, socketserver, threading
+import contextlib, http.server, os, re, socketserver, subprocess, tempfile, threading
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
@@ -36,3 +36,30 @@ def browser():
     options.binary_location = '/usr/bin/chromium'
     options.set_capability('goog:loggingPrefs', {'browser': 'ALL'})
     return webdriver.Chrome(options=options, service=Service('/usr/bin/chromedriver'))
+
+
+@contextlib.contextmanager
+def dev_tls_node(kandy_link, users, password):
+    """A `kandy-link serve --dev-tls` node in a new folder with `users` (all with `password`); yields
+    (port, folder). The folder holds the development certificate, dev-tls-certificate.pem."""
+    binary = os.path.abspath(kandy_link)
+    with tempfile.TemporaryDirectory() as folder:
+        database = os.path.join(folder, 'platform.sqlite')
+        for user in users:
+            subprocess.run([binary, 'users', 'add', user, '--password-stdin', '--database', database],
+                           input=password + '\n', text=True, check=True, capture_output=True)
+        node = subprocess.Popen([binary, 'serve', '--dev-tls', '--database', database, '--port', '0',
+                                 '--log-level', 'error'], cwd=folder, stdout=subprocess.PIPE, text=True)
+        try:
+            port = None
+            for line in node.stdout:
+                found = re.search(r'listening on https://127\.0\.0\.1:(\d+)', line)
+                if found:
+                    port = int(found.group(1))
+                    break
+            if port is None:
+                raise SystemExit('kandy-link serve exited before listening')
+            yield port, folder
+        finally:
+            node.terminate()
+            node.wait()
