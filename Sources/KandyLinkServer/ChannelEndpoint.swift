@@ -14,6 +14,7 @@ struct ChannelEndpoint: Sendable {
     let configuration: PlatformConfiguration
     let clock: any PlatformClock
     let logger: Logger
+    let outboxes = LoopOutboxes(perform: ChannelSocketHandler.Outgoing.perform)
 
     /// Whether an upgrade of `target` may open a notification channel: a channel path whose
     /// subscription is live and the user's, from a page the origin allow-list admits. Browsers
@@ -95,7 +96,8 @@ struct ChannelEndpoint: Sendable {
         let handler = NIOLoopBoundBox<ChannelSocketHandler?>(nil, eventLoop: connection.eventLoop)
         let socket = NotificationHub.Socket(
             channelID: admission.channelID,
-            connection: ChannelSocketHandler.connection(to: connection, handler: handler),
+            connection: ChannelSocketHandler.connection(
+                handler: handler, outbox: outboxes.outbox(for: connection.eventLoop)),
             now: clock.now(), peer: connection.remoteAddress)
         let channelSocket = ChannelSocketHandler(
             maxFrameSize: configuration.maxFrameBytes, frameTimeout: .init(configuration.frameTimeout),

@@ -7,8 +7,8 @@ import NIOWebSocket
 ///
 /// Every frame from the client says it is there (keepalives, spec §4.3; pongs); pings are
 /// answered; the close handshake of RFC 6455 §7 is run both ways. Notifications reach it through
-/// ``NotificationHub/Connection``, already encoded, and a close as ``Close``: nothing is written
-/// after the close frame.
+/// ``NotificationHub/Connection`` and its event loop's ``LoopOutbox``, already encoded, and so
+/// does a close: nothing is written after the close frame.
 ///
 /// It reads and writes the connection's bytes itself (``FrameReader``), with no frame codec in
 /// the pipeline: a connection's handlers cost memory for as long as the channel is open. A frame
@@ -17,13 +17,6 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
-
-    /// Asks the handler to close the socket with a close frame (an outbound user event, so it
-    /// follows every frame written before it).
-    struct Close: Sendable {
-        var code: WebSocketErrorCode
-        var reason: String
-    }
 
     private enum State {
         case open
@@ -68,23 +61,34 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
         self.ended = ended
     }
 
-    /// What the hub writes through: notifications and closes go down the channel's pipeline from
-    /// whichever thread sends them, in the order sent. `handler` is this connection's handler,
-    /// set once it is made.
-    static func connection(to channel: any Channel, handler: NIOLoopBoundBox<ChannelSocketHandler?>)
+    /// A notification or close on its way to a handler through its event loop's outbox.
+    struct Outgoing: Sendable {
+        enum Item: Sendable {
+            case frame(ByteBuffer)
+            case close(WebSocketErrorCode, String)
+        }
+        /// The connection's handler, once made.
+        let handler: NIOLoopBoundBox<ChannelSocketHandler?>
+        let item: Item
+
+        /// Run on the handler's event loop.
+        static func perform(_ outgoing: Outgoing) {
+            switch outgoing.item {
+            case .frame(let bytes): outgoing.handler.value?.send(bytes)
+            case .close(let code, let reason): outgoing.handler.value?.close(code, reason)
+            }
+        }
+    }
+
+    /// What the hub writes through: notifications and closes reach the handler through its event
+    /// loop's outbox, from whichever thread sends them, in the order sent. `handler` is this
+    /// connection's handler, set once it is made.
+    static func connection(handler: NIOLoopBoundBox<ChannelSocketHandler?>, outbox: LoopOutbox<Outgoing>)
         -> NotificationHub.Connection
     {
         NotificationHub.Connection(
-            write: { frame in
-                if channel.eventLoop.inEventLoop {
-                    handler.value?.send(frame)
-                } else {
-                    channel.eventLoop.execute { handler.value?.send(frame) }
-                }
-            },
-            close: { code, reason in
-                channel.pipeline.triggerUserOutboundEvent(Close(code: code, reason: reason), promise: nil)
-            })
+            write: { frame in outbox.send(Outgoing(handler: handler, item: .frame(frame.encoded))) },
+            close: { code, reason in outbox.send(Outgoing(handler: handler, item: .close(code, reason))) })
     }
 
     /// A server's text frame (unmasked, RFC 6455 §5.2), header and payload in one buffer.
@@ -130,9 +134,9 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     /// Writes a notification, unless our close frame has gone out.
-    func send(_ notification: NotificationHub.Frame) {
+    func send(_ notification: ByteBuffer) {
         guard case .open = state, let context else { return }
-        context.writeAndFlush(wrapOutboundOut(notification.encoded), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(notification), promise: nil)
     }
 
     // MARK: From the client
@@ -312,13 +316,10 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
         context.write(data, promise: promise)
     }
 
-    func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
-        guard let request = event as? Close else {
-            context.triggerUserOutboundEvent(event, promise: promise)
-            return
-        }
-        close(context: context, code: request.code, reason: request.reason)
-        promise?.succeed()
+    /// Closes the socket with a close frame, unless ours has gone out.
+    func close(_ code: WebSocketErrorCode, _ reason: String) {
+        guard let context else { return }
+        close(context: context, code: code, reason: reason)
     }
 
     /// Sends our close frame and waits a while for the client's.

@@ -111,7 +111,8 @@ import Testing
         try channel.pipeline.syncOperations.addHandler(handler)
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         let connection = ChannelSocketHandler.connection(
-            to: channel, handler: NIOLoopBoundBox(handler, eventLoop: channel.eventLoop))
+            handler: NIOLoopBoundBox(handler, eventLoop: channel.eventLoop),
+            outbox: LoopOutbox(loop: loop, perform: ChannelSocketHandler.Outgoing.perform))
 
         for step in steps {
             switch step {

@@ -58,13 +58,28 @@ final class PeerServer: Sendable {
     }
 
     /// Starts `kind` on a free loopback port, on CPU `cpu` when given; returns once it accepts
-    /// connections.
+    /// connections. A port found free can be taken before the server binds it (the bench's own
+    /// connections draw their local ports from the same range), so a server that exits at start
+    /// is started again on another, twice at most.
     static func start(_ kind: Kind, in directory: URL, tls: TLSFiles?, cpu: Int?) async throws -> PeerServer {
         guard isInstalled(kind) else {
             throw CommandFailure("\(kind.title) is not installed (apt-get install \(kind.packages))")
         }
         let folder = directory.appendingPathComponent(kind.rawValue)
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        var attempt = 1
+        while true {
+            do {
+                return try await start(kind, in: folder, tls: tls, cpu: cpu)
+            } catch let failure as ExitedAtStart {
+                guard attempt < 3 else { throw CommandFailure(failure.description) }
+                FileHandle.standardError.write(Data("\(failure.description); starting it again\n".utf8))
+                attempt += 1
+            }
+        }
+    }
+
+    private static func start(_ kind: Kind, in folder: URL, tls: TLSFiles?, cpu: Int?) async throws -> PeerServer {
         let port = try await freePort()
         let config = folder.appendingPathComponent("\(kind.rawValue).conf")
         let command: [String]
@@ -91,6 +106,11 @@ final class PeerServer: Sendable {
         var pids = [process.processIdentifier]
         if kind == .nchan { pids += try await workers(of: process.processIdentifier) }
         return PeerServer(kind: kind, port: port, pids: pids, process: process)
+    }
+
+    /// The server ended before it accepted a connection (its error is on standard error).
+    private struct ExitedAtStart: Error, CustomStringConvertible {
+        var description: String { "the server exited at start (its error is above)" }
     }
 
     func stop() async {
@@ -177,7 +197,7 @@ final class PeerServer: Sendable {
     private static func waitUntilAccepting(port: Int, while running: () -> Bool) async throws {
         let deadline = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < deadline {
-            guard running() else { throw CommandFailure("the server exited at start (its error is above)") }
+            guard running() else { throw ExitedAtStart() }
             if let channel = try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connect(host: "127.0.0.1", port: port).get()
             {
