@@ -70,7 +70,7 @@ final class PeerServer: Sendable {
         var attempt = 1
         while true {
             do {
-                return try await start(kind, in: folder, tls: tls, cpu: cpu)
+                return try await launch(kind, in: folder, tls: tls, cpu: cpu)
             } catch let failure as ExitedAtStart {
                 guard attempt < 3 else { throw CommandFailure(failure.description) }
                 FileHandle.standardError.write(Data("\(failure.description); starting it again\n".utf8))
@@ -79,7 +79,7 @@ final class PeerServer: Sendable {
         }
     }
 
-    private static func start(_ kind: Kind, in folder: URL, tls: TLSFiles?, cpu: Int?) async throws -> PeerServer {
+    private static func launch(_ kind: Kind, in folder: URL, tls: TLSFiles?, cpu: Int?) async throws -> PeerServer {
         let port = try await freePort()
         let config = folder.appendingPathComponent("\(kind.rawValue).conf")
         let command: [String]
