@@ -136,8 +136,11 @@ final class NotificationHub: Sendable {
             /// The subscription ended: a socket attaching late is closed at once.
             var ended = false
             var turns = Turns<CheckedContinuation<Void, Never>>()
+            /// Callers that took the channel from the table for a turn and have not yet joined its
+            /// line: until they have, the channel stays in the table.
+            var reservations = 0
 
-            var isForgettable: Bool { socket == nil && turns.isIdle && window.isEmpty }
+            var isForgettable: Bool { socket == nil && turns.isIdle && window.isEmpty && reservations == 0 }
         }
 
         let id: String
@@ -145,17 +148,28 @@ final class NotificationHub: Sendable {
 
         init(id: String) { self.id = id }
 
-        /// Runs `body` as the channel's only turn in progress.
-        func turn<T>(_ body: () async throws -> T) async rethrows -> T {
-            await begin()
+        /// Runs `body` as the channel's only turn in progress. `reserved`: the caller took the
+        /// channel with ``NotificationHub/reserve(_:)``, a reservation this turn now redeems.
+        func turn<T>(reserved: Bool = false, _ body: () async throws -> T) async rethrows -> T {
+            await begin(redeeming: reserved ? 1 : 0)
             defer { end() }
             return try await body()
         }
 
-        private func begin() async {
-            guard !state.withLock({ $0.turns.take() }) else { return }
+        /// Joins the line, and only then lets go of the reservation, under the same lock.
+        private func begin(redeeming reservation: Int) async {
+            let took = state.withLock { state in
+                guard state.turns.take() else { return false }
+                state.reservations -= reservation
+                return true
+            }
+            guard !took else { return }
             await withCheckedContinuation { continuation in
-                if state.withLock({ $0.turns.take(orQueue: continuation) }) { continuation.resume() }
+                let took = state.withLock { state in
+                    state.reservations -= reservation
+                    return state.turns.take(orQueue: continuation)
+                }
+                if took { continuation.resume() }
             }
         }
 
@@ -244,10 +258,26 @@ final class NotificationHub: Sendable {
     /// it, in order, what the client has not had: remembered notifications after `lastEventID`
     /// (all of them when nil) and the stored queue.
     func attach(_ socket: Socket, lastEventID: UInt64?, now: Date) async {
+        await attach(socket, to: reserve(socket.channelID), lastEventID: lastEventID, now: now)
+    }
+
+    /// Takes a channel from the table for a turn to come: it stays there until that turn has
+    /// joined the channel's line. (Forgotten in between, by another node taking the client or a
+    /// delivery finding the subscription ended, the socket attached next would sit on a channel
+    /// no notification reaches.)
+    func reserve(_ channelID: String) -> Channel {
+        channels.withLock { channels in
+            let channel = Self.channel(channelID, in: &channels)
+            channel.state.withLock { $0.reservations += 1 }
+            return channel
+        }
+    }
+
+    /// Attaches `socket` in a turn of `channel`, which ``reserve(_:)`` gave.
+    func attach(_ socket: Socket, to channel: Channel, lastEventID: UInt64?, now: Date) async {
         let channelID = socket.channelID
         let nowMs = now.milliseconds
-        let channel = channel(channelID)
-        await channel.turn {
+        await channel.turn(reserved: true) {
             var stored: [QueuedNotification] = []
             do {
                 stored = try await store.queued(channelID: channelID)

@@ -295,6 +295,25 @@ import Testing
         #expect(Self.texts(await Self.drain(outbox)) == ["n1"])
     }
 
+    /// A channel taken for an attach is not forgotten before the attach has its turn: here another
+    /// node takes the client meanwhile (which forgets an idle channel), then the attach goes on.
+    @Test func aChannelTakenForAnAttachStaysUntilTheAttachHasItsTurn() async throws {
+        let rig = try await HubRig()
+        defer { withExtendedLifetime(rig) {} }
+        let channel = rig.hub.reserve("c1")
+        rig.hub.release(channelID: "c1")
+        #expect(rig.hub.channelCount == 1)
+        let (socket, outbox) = NotificationHub.socket(channelID: "c1", now: start)
+        await rig.hub.attach(socket, to: channel, lastEventID: nil, now: start)
+        #expect(try await rig.hub.deliver("n1", eventID: 1, to: "c1", now: start) == .sent)
+        socket.close(.normalClosure, "done")
+        #expect(Self.texts(await Self.drain(outbox)) == ["n1"])
+        // Its turn over, the reservation is redeemed: once the socket goes, the channel can too.
+        rig.hub.detach(socket)
+        rig.hub.release(channelID: "c1")
+        #expect(rig.hub.channelCount == 0)
+    }
+
     @Test func notificationsForAnEndedSubscriptionAreDropped() async throws {
         let rig = try await HubRig()
         defer { withExtendedLifetime(rig) {} }
@@ -329,6 +348,13 @@ extension NotificationHub {
 
     /// Attaches a socket whose connection is a stream: what it was asked to write, ending at its close.
     func attach(channelID: String, lastEventID: UInt64?, now: Date) async -> (Socket, AsyncStream<Outbound>) {
+        let (socket, stream) = Self.socket(channelID: channelID, now: now)
+        await attach(socket, lastEventID: lastEventID, now: now)
+        return (socket, stream)
+    }
+
+    /// A socket whose connection is a stream, not attached.
+    static func socket(channelID: String, now: Date) -> (Socket, AsyncStream<Outbound>) {
         let (stream, outbox) = AsyncStream.makeStream(of: Outbound.self)
         let socket = Socket(
             channelID: channelID,
@@ -339,7 +365,6 @@ extension NotificationHub {
                     outbox.finish()
                 }),
             now: now)
-        await attach(socket, lastEventID: lastEventID, now: now)
         return (socket, stream)
     }
 }
