@@ -232,10 +232,6 @@ final class NotificationHub: Sendable {
         }
     }
 
-    private func channel(_ channelID: String) -> Channel {
-        channels.withLock { Self.channel(channelID, in: &$0) }
-    }
-
     private static func channel(_ channelID: String, in channels: inout [String: Channel]) -> Channel {
         if let channel = channels[channelID] { return channel }
         let channel = Channel(id: channelID)
