@@ -16,7 +16,7 @@ final class LoopOutbox<Entry: Sendable>: Sendable {
         var draining = false
     }
 
-    let loop: any EventLoop
+    private let loop: any EventLoop
     private let perform: @Sendable (Entry) -> Void
     private let pending = Mutex(Pending())
     /// A batch's array larger than this is let go rather than kept for the next batch.

@@ -42,6 +42,8 @@ final class NotificationHub: Sendable {
         /// in, first out, so a marker before a window of 100 pushed the window's oldest id out, that
         /// one came through as new and pushed out the next, and so the whole replay was shown again.
         var replayCount = 100
+        /// What the window keeps: the replay less the marker's place.
+        var windowCount: Int { max(0, replayCount - 1) }
         var replayBytes = 256 << 10
         /// A remembered notification is forgotten once the client has been heard from this long
         /// after it was written: a connection still carrying the client's frames that much later
@@ -151,22 +153,22 @@ final class NotificationHub: Sendable {
         /// Runs `body` as the channel's only turn in progress. `reserved`: the caller took the
         /// channel with ``NotificationHub/reserve(_:)``, a reservation this turn now redeems.
         func turn<T>(reserved: Bool = false, _ body: () async throws -> T) async rethrows -> T {
-            await begin(redeeming: reserved ? 1 : 0)
+            await begin(redeeming: reserved)
             defer { end() }
             return try await body()
         }
 
         /// Joins the line, and only then lets go of the reservation, under the same lock.
-        private func begin(redeeming reservation: Int) async {
+        private func begin(redeeming reserved: Bool) async {
             let took = state.withLock { state in
                 guard state.turns.take() else { return false }
-                state.reservations -= reservation
+                if reserved { state.reservations -= 1 }
                 return true
             }
             guard !took else { return }
             await withCheckedContinuation { continuation in
                 let took = state.withLock { state in
-                    state.reservations -= reservation
+                    if reserved { state.reservations -= 1 }
                     return state.turns.take(orQueue: continuation)
                 }
                 if took { continuation.resume() }
@@ -464,7 +466,7 @@ final class NotificationHub: Sendable {
 
     private func remember(_ entry: Written, in state: inout Channel.State) {
         let (dropped, newest) = state.window.append(
-            entry, keeping: max(0, policy.replayCount - 1), bytes: policy.replayBytes)
+            entry, keeping: policy.windowCount, bytes: policy.replayBytes)
         if let newest {
             state.forgotten = ((state.forgotten?.count ?? 0) + dropped, newest.eventID, newest.at)
         }
