@@ -7,7 +7,7 @@ usage: kandyjs-calls.py KANDY_JS PORT [--bob-port PORT] [--turn URI] [--relay] [
                                                              as bob: the page calls it, then it calls the page)
 """
 import argparse, json, subprocess, time
-from kandyjs_harness import browser, serve_page
+from kandyjs_harness import browser, serve_page, wait_for
 
 PAGE = r"""<!doctype html><html><head><meta charset="utf-8">
 <script>
@@ -83,13 +83,11 @@ class Page:
         return self.js('return window.events')
 
     def wait(self, predicate, what, timeout=20):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            for event in self.events():
-                if predicate(event):
-                    return event
-            time.sleep(0.05)
-        raise SystemExit(f'{self.name}: no {what} within {timeout}s; saw {json.dumps(self.events()[-8:])}')
+        return wait_for(lambda: next((event for event in self.events() if predicate(event)), None), timeout,
+                        lambda: f'{self.name}: no {what} within {timeout}s; saw {json.dumps(self.events()[-8:])}')
+
+    def subscribed(self):
+        return self.js('return kandy.services.getSubscriptions().subscribed.length > 0')
 
     def state(self, call_id, state, timeout=20):
         return self.wait(lambda e: e['type'] == 'call:stateChange' and e['detail'].get('callId') == call_id
@@ -144,11 +142,7 @@ def main():
     bob = Page('bob', url('bob@example.com', args.bob_port or args.port))
     try:
         for page in (alice, bob):
-            deadline = time.time() + 20
-            while not page.js('return kandy.services.getSubscriptions().subscribed.length > 0'):
-                if time.time() > deadline:
-                    raise SystemExit(f'{page.name} did not subscribe: {page.events()}')
-                time.sleep(0.05)
+            wait_for(page.subscribed, 20, lambda: f'{page.name} did not subscribe: {page.events()}')
         print('both subscribed')
 
         print('call 1: alice calls bob with audio and video; bob answers; hold, unhold; bob hangs up')
@@ -170,15 +164,18 @@ def main():
             started = time.time()
             for page in ((alice,) if args.bob_port else (alice, bob)):  # with two nodes, alice's restarts
                 before = len([e for e in page.events() if e['type'] == 'ws:change'])
-                deadline = time.time() + 90
+
+                def reconnected():
+                    return len([e for e in page.events() if e['type'] == 'ws:change']) >= before + 3 \
+                        and page.js('return kandy.connection.getSocketState().connected')
+
+                def failure():
+                    logs = [e['message'][:200] for e in page.driver.get_log('browser')][-15:]
+                    return (f'{page.name} did not reconnect: {page.js("return kandy.getConnection()")}'
+                            f'\n{json.dumps(page.events()[-6:])}\n' + '\n'.join(logs))
+
                 # Kandy.js notices a lost socket at its next keepalive (up to 30 s), then reopens it.
-                while len([e for e in page.events() if e['type'] == 'ws:change']) < before + 3 \
-                        or not page.js('return kandy.connection.getSocketState().connected'):
-                    if time.time() > deadline:
-                        logs = [e['message'][:200] for e in page.driver.get_log('browser')][-15:]
-                        raise SystemExit(f'{page.name} did not reconnect: {page.js("return kandy.getConnection()")}'
-                                         f'\n{json.dumps(page.events()[-6:])}\n' + '\n'.join(logs))
-                    time.sleep(0.2)
+                wait_for(reconnected, 90, failure, every=0.2)
             print(f'  both pages reconnected after {time.time() - started:.1f} s')
             print('  media meanwhile:', media_flows(alice, 'after restart') & media_flows(bob, 'after restart'))
         alice.js("kandy.call.hold(arguments[0])", a_id)
@@ -218,11 +215,7 @@ def main():
         print('the tutorial\'s end: unsubscribe, destroy')
         for page in (alice, bob):
             page.js("kandy.services.unsubscribe(['call', 'Presence', 'IM'])")
-            deadline = time.time() + 20
-            while page.js('return kandy.services.getSubscriptions().subscribed.length') > 0:
-                if time.time() > deadline:
-                    raise SystemExit(f'{page.name} did not unsubscribe')
-                time.sleep(0.05)
+            wait_for(lambda: not page.subscribed(), 20, lambda: f'{page.name} did not unsubscribe')
             page.js('kandy.destroy()')
             print(f'  {page.name}: unsubscribed, destroyed')
         print('events seen by alice:')
@@ -275,11 +268,7 @@ def with_swift(args, alice):
         return process
 
     try:
-        deadline = time.time() + 20
-        while not alice.js('return kandy.services.getSubscriptions().subscribed.length > 0'):
-            if time.time() > deadline:
-                raise SystemExit('alice did not subscribe')
-            time.sleep(0.05)
+        wait_for(alice.subscribed, 20, lambda: 'alice did not subscribe')
         print('the page calls the Swift SDK (kandy-link answer)')
         answering = swift('answer', '--wait', '30', '--record', '/tmp/kandyjs-swift-answer.wav')
         time.sleep(3)  # its login and subscription

@@ -12,7 +12,7 @@ usage: kandyjs-directory.py KANDY_JS PORT [--second-port PORT] [--password PW]
                  use this node (two nodes sharing one PostgreSQL database).
 """
 import argparse, json, time
-from kandyjs_harness import browser, serve_page
+from kandyjs_harness import browser, serve_page, wait_for
 
 PAGE = r"""<!doctype html><html><head><meta charset="utf-8"><script src="/kandy.js"></script></head><body>
 <div id="remote-container"></div><div id="local-container"></div>
@@ -48,15 +48,16 @@ class Page:
         return len(self.js('return window.events'))
 
     def wait(self, kind, since, timeout=15, where=lambda d: True):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            for event in self.js('return window.events')[since:]:
-                if event['type'] == kind and where(event['detail']):
-                    return event['detail']
-            time.sleep(0.05)
-        console = [entry['message'] for entry in self.driver.get_log('browser')][-5:]
-        raise SystemExit(f'{self.name}: no {kind} within {timeout}s; saw {self.js("return window.events")[since:]};'
-                         f' console: {console}')
+        def found():
+            return next((event for event in self.js('return window.events')[since:]
+                         if event['type'] == kind and where(event['detail'])), None)
+
+        def failure():
+            console = [entry['message'] for entry in self.driver.get_log('browser')][-5:]
+            return (f'{self.name}: no {kind} within {timeout}s; saw {self.js("return window.events")[since:]};'
+                    f' console: {console}')
+
+        return wait_for(found, timeout, failure)['detail']
 
     def do(self, script, event, *args, where=lambda d: True):
         """Runs an API call and waits for the event it promises; a matching *:error fails the run."""
@@ -91,9 +92,8 @@ def main():
     try:
         for page in pages:
             page.wait('subscription:change', 0, where=lambda d: True)
-            deadline = time.time() + 15
-            while not page.js('return kandy.services.getSubscriptions().subscribed.length') and time.time() < deadline:
-                time.sleep(0.05)
+            wait_for(lambda: page.js('return kandy.services.getSubscriptions().subscribed.length'), 15,
+                     lambda: f'{page.name} did not subscribe')
 
         # The address book. Kandy.js 4.20 announces an add with contacts:change, not the contacts:new it documents.
         alice.do("kandy.contacts.add({contactId: 'bob', primaryContact: 'bob@example.com', firstName: 'Bob',"

@@ -14,8 +14,8 @@ reconnected socket carried both the replay and the queued messages.
 usage: kandyjs-replay.py KANDY_JS KANDY_LINK [--first N] [--later N]
   KANDY_JS: dist/kandy.js of Kandy.js 4.20; KANDY_LINK: the kandy-link binary.
 """
-import argparse, base64, json, os, ssl, time, urllib.request
-from kandyjs_harness import browser, dev_tls_node, serve_page
+import argparse, base64, json, os, ssl, urllib.request
+from kandyjs_harness import browser, dev_tls_node, serve_page, wait_for
 
 WINDOW = 99  # the notifications the node replays on a reconnect, after its `missed` marker
 
@@ -60,13 +60,8 @@ window.received = function () {
 
 
 def wait_until(page, script, expected, seconds, what):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = page.execute_script(script)
-        if value == expected:
-            return
-        time.sleep(0.1)
-    raise SystemExit(f'{what}: still {page.execute_script(script)!r} after {seconds} s, expected {expected!r}')
+    wait_for(lambda: page.execute_script(script) == expected, seconds,
+             lambda: f'{what}: still {page.execute_script(script)!r} after {seconds} s, expected {expected!r}')
 
 
 def main():

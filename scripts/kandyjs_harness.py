@@ -1,5 +1,5 @@
 """What the Kandy.js browser harnesses share: a page server and headless Chromium with fake media."""
-import contextlib, http.server, os, re, socketserver, subprocess, tempfile, threading
+import contextlib, http.server, os, re, socketserver, subprocess, tempfile, threading, time
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
@@ -24,6 +24,20 @@ def serve_page(kandy_js, page):
     server = socketserver.ThreadingTCPServer(('127.0.0.1', 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server.server_address[1]
+
+
+def wait_for(check, seconds, failure, every=0.05):
+    """Asks `check()` every `every` s until it returns something true, and returns that. A page says
+    nothing when its state changes, so the harnesses ask; after `seconds` the run ends with
+    `failure()`, called then, so that it reports what the page shows at that moment."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise SystemExit(failure())
+        time.sleep(every)
 
 
 def browser():
